@@ -1,0 +1,290 @@
+"""Backbones: vision models whose intermediate layers can be addressed and pooled.
+
+A :class:`Backbone` wraps a loaded model with an ordered list of addressable layers
+(:class:`LayerInfo`), the preprocessing its weights expect and the definition of its final
+embedding. Layers are addressed in one place, :func:`resolve_layer`, by
+
+* a 1-based index ``l`` in ``1..L`` as in the Shallow Alignment paper, or a negative index
+  (``-1`` is layer ``L``);
+* a relative depth in ``[0, 1]``, defined as ``(l - 1) / (L - 1)`` (written with a decimal
+  point, e.g. ``0.5``);
+* a layer name (``"blocks.3"``);
+* ``"final"``: the backbone's final embedding (CLS/attention-pool output, or pre-logits).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from eegbench._check import InvalidInputError
+
+FINAL = "final"
+POOLINGS = ("gap", "cls", "mean")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Evaluation preprocessing: resize, centre crop, normalise (recorded in feature cache keys)."""
+
+    size: int = 224
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+    def with_size(self, size: int) -> Preprocessing:
+        """The same preprocessing at ``size`` pixels with no cropping (for CNNs on small images)."""
+        return Preprocessing(size, 1.0, self.interpolation, self.mean, self.std)
+
+    def transform(self):
+        """A torchvision transform mapping a PIL image to a normalised ``(3, size, size)`` tensor."""
+        from torchvision import transforms
+
+        mode = transforms.InterpolationMode(self.interpolation)
+        return transforms.Compose([
+            transforms.Resize(int(math.floor(self.size / self.crop_pct)), interpolation=mode),
+            transforms.CenterCrop(self.size),
+            transforms.ToTensor(),
+            transforms.Normalize(self.mean, self.std),
+        ])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """An addressable layer: its display name, the module whose output is taken, and pooling."""
+
+    name: str
+    module: str
+    pooling: str = "gap"
+
+
+@dataclass(frozen=True)
+class LayerRef:
+    """A resolved layer request.
+
+    ``index`` is 1-based (``None`` for the final embedding); ``relative_depth`` is
+    ``(index - 1) / (n_layers - 1)`` (``None`` for the final embedding).
+    """
+
+    name: str
+    module: str
+    pooling: str
+    index: int | None
+    n_layers: int
+    relative_depth: float | None = field(default=None)
+    default_pooling: bool = True
+
+    @property
+    def is_final(self) -> bool:
+        return self.index is None
+
+    @property
+    def key(self) -> str:
+        """The name, plus the pooling when it is not the layer's default (``"blocks.11:mean"``)."""
+        return self.name if self.default_pooling else f"{self.name}:{self.pooling}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_INT = re.compile(r"^[+-]?\d+$")
+
+
+def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, backbone: str = "backbone",
+                  pooling: str | None = None) -> LayerRef:
+    """Resolve an index, negative index, relative depth, name or ``"final"`` to a :class:`LayerRef`.
+
+    Parameters
+    ----------
+    request : str, int or float
+        What to resolve (see the module docstring). Strings are parsed: ``"3"`` is an index,
+        ``"0.5"`` a relative depth.
+    layers : sequence of LayerInfo
+        The backbone's addressable layers, shallowest first.
+    backbone : str
+        Backbone name, for error messages.
+    pooling : str, optional
+        Override the layer's default pooling (``"gap"``, ``"cls"`` or ``"mean"``).
+    """
+    n = len(layers)
+    names = [layer.name for layer in layers]
+    if pooling is not None and pooling not in POOLINGS:
+        raise InvalidInputError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
+    if isinstance(request, str):
+        text = request.strip()
+        if text == FINAL:
+            return LayerRef(FINAL, FINAL, "embedding", None, n)
+        if text in names:
+            return _ref(layers, names.index(text) + 1, pooling)
+        if _INT.match(text):
+            request = int(text)
+        else:
+            try:
+                request = float(text)
+            except ValueError:
+                raise _layer_error(request, names, backbone) from None
+    if isinstance(request, bool):
+        raise _layer_error(request, names, backbone)
+    if isinstance(request, int):
+        index = request + n + 1 if request < 0 else request
+        if not 1 <= index <= n:
+            raise _layer_error(request, names, backbone)
+        return _ref(layers, index, pooling)
+    if isinstance(request, float):
+        if not 0.0 <= request <= 1.0 or math.isnan(request):
+            raise _layer_error(request, names, backbone)
+        # nearest layer to the requested depth; ties go to the deeper layer
+        index = int(math.floor(request * (n - 1) + 0.5)) + 1 if n > 1 else 1
+        return _ref(layers, index, pooling)
+    raise _layer_error(request, names, backbone)
+
+
+def _ref(layers: Sequence[LayerInfo], index: int, pooling: str | None) -> LayerRef:
+    layer = layers[index - 1]
+    n = len(layers)
+    depth = (index - 1) / (n - 1) if n > 1 else 1.0
+    chosen = pooling or layer.pooling
+    return LayerRef(layer.name, layer.module, chosen, index, n, round(depth, 6), chosen == layer.pooling)
+
+
+def _layer_error(request: object, names: Sequence[str], backbone: str) -> InvalidInputError:
+    n = len(names)
+    return InvalidInputError(
+        f"Invalid layer {request!r} for backbone {backbone!r}. Valid layers: an index 1..{n} or "
+        f"-{n}..-1, a relative depth in [0, 1] such as 0.5, 'final', or a name: {', '.join(names)}."
+    )
+
+
+def even_layers(layers: Sequence[LayerInfo], count: int = 10) -> list[int]:
+    """1-based indices of about ``count`` evenly spaced layers, always including the first and last."""
+    n = len(layers)
+    if n <= count:
+        return list(range(1, n + 1))
+    return sorted({int(math.floor(i * (n - 1) / (count - 1) + 0.5)) + 1 for i in range(count)})
+
+
+def pool(output: Any, pooling: str, n_prefix_tokens: int = 1) -> torch.Tensor:
+    """Pool a layer output to ``(batch, dim)``.
+
+    Maps ``(B, C, H, W)`` are averaged over space (``"gap"``). Token sequences ``(B, L, D)`` take
+    the class token (``"cls"``) or the mean of the patch tokens (``"mean"``, prefix tokens excluded).
+    """
+    if isinstance(output, (tuple, list)):
+        output = output[0]
+    if output.ndim == 4:
+        return output.mean(dim=(2, 3))
+    if output.ndim == 3:
+        if pooling == "cls":
+            return output[:, 0]
+        return output[:, n_prefix_tokens:].mean(dim=1)
+    if output.ndim == 2:
+        return output
+    raise InvalidInputError(f"Cannot pool a layer output of shape {tuple(output.shape)}.")
+
+
+class _StopForward(Exception):
+    """Raised by a hook once every requested layer has been captured, to skip the rest."""
+
+
+class Backbone:
+    """A loaded vision model with addressable layers.
+
+    Subclasses implement :meth:`_forward_final` (the final embedding) and may override
+    :meth:`_forward_trunk` (the part that runs every hooked layer).
+
+    Attributes
+    ----------
+    name : str
+        Registry name.
+    model : torch.nn.Module
+        The model, in eval mode.
+    layers : tuple of LayerInfo
+        Addressable layers, shallowest first.
+    preprocessing : Preprocessing
+        The evaluation preprocessing the weights expect.
+    weights : dict
+        Provenance of the weights (tag, file, sha256), part of feature cache keys.
+    """
+
+    n_prefix_tokens = 1
+
+    def __init__(self, name: str, model: nn.Module, layers: Sequence[LayerInfo], preprocessing: Preprocessing,
+                 weights: dict[str, Any], *, flexible_input: bool = False) -> None:
+        self.name = name
+        self.model = model.eval()
+        self.layers = tuple(layers)
+        self.preprocessing = preprocessing
+        self.weights = weights
+        self.flexible_input = flexible_input
+
+    def at_size(self, size: int | None) -> Backbone:
+        """This backbone fed ``size``-pixel images without cropping, if it accepts any input size.
+
+        CNNs do; for backbones with a fixed input size (ViTs) ``self`` is returned unchanged.
+        """
+        if size is None or not self.flexible_input:
+            return self
+        resized = copy.copy(self)
+        resized.preprocessing = self.preprocessing.with_size(size)
+        return resized
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def resolve(self, request: str | int | float, pooling: str | None = None) -> LayerRef:
+        """Resolve a layer request against this backbone (see :func:`resolve_layer`)."""
+        return resolve_layer(request, self.layers, backbone=self.name, pooling=pooling)
+
+    def identity(self) -> dict[str, Any]:
+        """What determines this backbone's numbers: name, class, weights and preprocessing."""
+        return {"name": self.name, "class": type(self).__name__, "weights": self.weights,
+                "preprocessing": self.preprocessing.to_dict()}
+
+    @torch.inference_mode()
+    def forward_layers(self, images: torch.Tensor, refs: Sequence[LayerRef]) -> dict[str, torch.Tensor]:
+        """Run one forward pass and return each requested layer pooled to ``(batch, dim)``."""
+        captured: dict[str, Any] = {}
+        modules = dict(self.model.named_modules())
+        wanted = {ref.module for ref in refs if not ref.is_final}
+        need_final = any(ref.is_final for ref in refs)
+
+        def hook_for(module_name: str):
+            def hook(_module, _inputs, output):
+                captured[module_name] = output
+                if not need_final and wanted.issubset(captured):
+                    raise _StopForward
+
+            return hook
+
+        handles = [modules[m].register_forward_hook(hook_for(m)) for m in wanted]
+        final = None
+        try:
+            final = self._forward_final(images) if need_final else self._forward_trunk(images)
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        out = {}
+        for ref in refs:
+            value = final if ref.is_final else pool(captured[ref.module], ref.pooling, self.n_prefix_tokens)
+            out[ref.key] = value.float()
+        return out
+
+    def _forward_trunk(self, images: torch.Tensor) -> Any:
+        return self._forward_final(images)
+
+    def _forward_final(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError

@@ -1,0 +1,219 @@
+"""The ``eegbench`` command line: a thin layer over the Python API.
+
+Every command parses options, calls one API function and prints; errors caused by user input are
+printed as one clear message with exit code 2 (set ``EEGBENCH_DEBUG=1`` for the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from eegbench._check import EegbenchError, InvalidInputError
+from eegbench._progress import console, setup_logging
+
+app = typer.Typer(
+    name="eegbench",
+    help="An honest, reproducible benchmark for decoding seen images from EEG and MEG.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+list_app = typer.Typer(help="List registered tasks, methods, backbones or encoders.", no_args_is_help=True)
+app.add_typer(list_app, name="list")
+
+out = typer.echo  # results go to stdout; logs and progress go to stderr
+
+
+def handle_errors(func):
+    """Turn eegbench's input and data errors into a one-line message and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except EegbenchError as err:
+            if os.environ.get("EEGBENCH_DEBUG"):
+                raise
+            console.print(f"[bold red]Error:[/bold red] {err}", markup=True, highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def _csv(value: str | None, cast=str) -> list | None:
+    if value is None:
+        return None
+    try:
+        return [cast(v.strip()) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise InvalidInputError(f"Expected a comma-separated list of {cast.__name__}, got {value!r}.") from None
+
+
+def _hyperparameters(pairs: list[str] | None, epochs: int | None) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--hp expects KEY=VALUE, got {pair!r}.")
+        values[key.strip()] = yaml.safe_load(raw)
+    if epochs is not None:
+        values["epochs"] = epochs
+    return values
+
+
+TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Task id or task YAML file.")]
+MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Submission id (see `eegbench list methods`).")]
+BackboneOpt = Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (see `eegbench list backbones`).")]
+ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Root folder of result files.")]
+
+
+@app.command()
+@handle_errors
+def run(
+    task: TaskOpt = "synthetic-intra",
+    method: MethodOpt = "shallow",
+    backbone: BackboneOpt = "efficientnet_lite0",
+    layer: Annotated[str | None, typer.Option(
+        help="Layer for methods that take one: index (1..L or -1), relative depth (0.5), name, or 'auto'.")] = None,
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects, e.g. 1,2 (default: the task's).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the task's).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
+    hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE (repeatable).")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    results_dir: ResultsOpt = Path("leaderboard/results"),
+    overwrite: Annotated[str, typer.Option(help="missing: keep existing results; always: recompute; "
+                                                "never: fail if any exist.")] = "missing",
+    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.")] = False,
+) -> None:
+    """Run a method on a task: features, training, harness-owned retrieval, one result file per unit."""
+    from eegbench.runner import run as run_api
+
+    result = run_api(task, method, backbone, layer, subjects=_csv(subjects), seeds=_csv(seeds, int),
+                     hyperparameters=_hyperparameters(hp, epochs), device=device, results_dir=results_dir,
+                     overwrite=overwrite, data_root=data_root, weights=weights)
+    summary = result.summary()
+    if as_json:
+        out(json.dumps(summary, indent=2))
+        return
+    out(_summary_table(summary))
+
+
+def _summary_table(summary: dict) -> str:
+    from tabulate import tabulate
+
+    metrics = list(summary["metrics"])
+    rows = [[s["subject"], *[f"{100 * s[m]:.1f}" for m in metrics], ", ".join(s.get("layers", []))]
+            for s in summary["per_subject"]]
+    rows.append(["mean ± SD", *[f"{100 * summary['metrics'][m]['mean']:.1f} ± "
+                                f"{100 * summary['metrics'][m]['sd_subjects']:.1f}" for m in metrics], ""])
+    rows.append(["chance", *[f"{100 * summary['chance'][m]:g}" for m in metrics], ""])
+    head = (f"{summary['task']} v{summary['task_version']} | {summary['method']} | {summary['backbone']} | "
+            f"layer {summary['layer']} | {summary['computed']} computed, {summary['skipped']} already on disk")
+    table = tabulate(rows, ["subject", *[f"{m} (%)" for m in metrics], "layer"], tablefmt="github",
+                     disable_numparse=True)
+    return f"{head}\n\n{table}"
+
+
+@app.command()
+@handle_errors
+def leaderboard(
+    results_dir: ResultsOpt = Path("leaderboard/results"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the markdown pages.")] = Path("leaderboard"),
+) -> None:
+    """Regenerate the leaderboard markdown from result files, and print the main tables."""
+    from eegbench.leaderboard import build_leaderboard, group_by_task, main_table
+    from eegbench.results import ResultStore
+
+    if not results_dir.is_dir():
+        raise InvalidInputError(f"Results folder {results_dir} does not exist; run `eegbench run` first or "
+                                "pass --results-dir.")
+    written = build_leaderboard(results_dir, out_dir)
+    for (task, version), records in group_by_task(ResultStore(results_dir).records()).items():
+        chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task["chance"].items())
+        out(f"\n{task} (v{version}) | chance: {chance}\n")
+        out(main_table(records))
+    console.print(f"Wrote {len(written)} pages to {out_dir}/ (index: {written['index']}).")
+
+
+@list_app.command("tasks")
+@handle_errors
+def list_tasks_cmd() -> None:
+    """Task ids with version, protocol and dataset."""
+    from tabulate import tabulate
+
+    from eegbench.tasks import list_tasks, load_task
+
+    rows = []
+    for name in list_tasks():
+        task = load_task(name)
+        rows.append([task.id, task.version, task.protocol, task.dataset.name + (f" ({task.dataset.variant})"
+                     if task.dataset.variant else ""), len(task.seeds)])
+    out(tabulate(rows, ["task", "version", "protocol", "dataset", "seeds"], tablefmt="simple"))
+
+
+@list_app.command("methods")
+@handle_errors
+def list_methods_cmd() -> None:
+    """Submissions found in submissions/ (and $EEGBENCH_SUBMISSIONS_PATH)."""
+    from tabulate import tabulate
+
+    from eegbench.submissions import list_submissions, read_meta, _submission_folders
+
+    folders = _submission_folders()
+    rows = []
+    for name in list_submissions():
+        meta = read_meta(folders[name])
+        rows.append([meta.id, meta.name, meta.features])
+    out(tabulate(rows, ["method", "name", "features"], tablefmt="simple"))
+
+
+@list_app.command("backbones")
+@handle_errors
+def list_backbones_cmd() -> None:
+    """Registered backbones (any can be used with --backbone)."""
+    from tabulate import tabulate
+
+    from eegbench.backbones import get_backbone_spec, list_backbones
+
+    rows = []
+    for name in list_backbones():
+        spec = get_backbone_spec(name)
+        rows.append([name, spec.library, spec.model_id, spec.pretrained or "-",
+                     f"{spec.params_millions:g}M" if spec.params_millions else "?",
+                     "yes" if spec.embedded else "no"])
+    out(tabulate(rows, ["backbone", "library", "model", "weights", "params", "offline"], tablefmt="simple"))
+
+
+@list_app.command("encoders")
+@handle_errors
+def list_encoders_cmd() -> None:
+    """Brain encoders selectable with --hp encoder=NAME."""
+    from tabulate import tabulate
+
+    from eegbench.encoders import encoders
+
+    rows = [[name, encoders.get(name).description] for name in encoders.names()]
+    out(tabulate(rows, ["encoder", "description"], tablefmt="simple"))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from eegbench._compat import keep_freed_memory
+
+    keep_freed_memory()
+    setup_logging()
+    app()
+
+
+if __name__ == "__main__":
+    main()

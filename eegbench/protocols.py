@@ -1,0 +1,188 @@
+"""Protocols: which units a task runs, and exactly what each unit's method and evaluation see.
+
+* **intra**: for each subject, train on its training responses, test on its test responses.
+* **inter**: leave one subject out; train on the other subjects' training responses, test on the
+  held-out subject's test responses. Nothing of the held-out subject (not even its training
+  responses, nor their normalisation statistics) is used for fitting or selection.
+
+The harness owns every preprocessing step: channel selection, time window, repetition handling,
+and the per-(channel, time) z-score whose statistics come from the training responses only. The
+validation split is a seeded, concept-disjoint subset of the training concepts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from eegbench._check import InvalidInputError
+from eegbench.backbones.base import LayerRef
+from eegbench.data.base import Dataset, RecordingInfo
+from eegbench.submissions import Split, TrainingData
+from eegbench.tasks import Task
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a protocol: the evaluated subject, the subjects trained on, and the seed."""
+
+    subject: str
+    train_subjects: tuple[str, ...]
+    seed: int
+
+
+def task_subjects(task: Task, dataset: Dataset) -> list[str]:
+    """The subjects a task uses (``all`` means every subject of the dataset)."""
+    if task.subjects == "all":
+        return list(dataset.subjects)
+    return [dataset.resolve_subject(s) for s in task.subjects]
+
+
+def plan_units(task: Task, dataset: Dataset, subjects: Sequence[str | int] | None = None,
+               seeds: Sequence[int] | None = None) -> list[Unit]:
+    """The units to run: every (evaluated subject, seed), optionally restricted to a subset."""
+    pool = task_subjects(task, dataset)
+    chosen = pool if subjects is None else [dataset.resolve_subject(s) for s in subjects]
+    outside = [s for s in chosen if s not in pool]
+    if outside:
+        raise InvalidInputError(f"Subjects {outside} are not part of task {task.id!r} (its subjects: {pool}).")
+    seed_list = list(task.seeds) if seeds is None else list(seeds)
+    if task.protocol == "inter" and len(pool) < 2:
+        raise InvalidInputError(f"Task {task.id!r} is inter-subject but has only {len(pool)} subject.")
+    units = []
+    for subject in chosen:
+        train = (subject,) if task.protocol == "intra" else tuple(s for s in pool if s != subject)
+        units.extend(Unit(subject, train, seed) for seed in seed_list)
+    return units
+
+
+def validation_mask(task: Task, dataset: Dataset) -> np.ndarray:
+    """Boolean mask over training images: True for images of the validation concepts."""
+    concepts = dataset.train_images.concept_ids
+    n_concepts = int(concepts.max()) + 1
+    n_val = max(1, int(round(task.validation.fraction * n_concepts)))
+    if n_val >= n_concepts:
+        raise InvalidInputError(f"Task {task.id!r}: the validation fraction leaves no training concepts.")
+    chosen = np.random.default_rng(task.validation.seed).choice(n_concepts, size=n_val, replace=False)
+    return np.isin(concepts, chosen)
+
+
+class ResponsePipeline:
+    """The task's channel selection, time window and repetition handling for one dataset."""
+
+    def __init__(self, task: Task, info: RecordingInfo) -> None:
+        channels = info.ch_names if task.channels == "all" else task.channels
+        self.channels = info.channel_indices(channels)
+        self.times = info.time_indices(*task.time_window)
+        self.task = task
+        self.info = RecordingInfo(info.modality, tuple(channels), info.sfreq, info.times[self.times], info.unit)
+
+    def _reduce(self, array: np.ndarray, average: bool, chunk: int = 512) -> np.ndarray:
+        """Select channels and times (and average repetitions) in chunks of images.
+
+        Chunking keeps memory bounded on memory-mapped arrays: only the kept samples of one chunk
+        are ever read into RAM.
+        """
+        n_images, n_reps = array.shape[:2]
+        shape = (n_images, len(self.channels), len(self.times)) if average else \
+            (n_images, n_reps, len(self.channels), len(self.times))
+        out = np.empty(shape, dtype=np.float32)
+        for start in range(0, n_images, chunk):
+            block = np.asarray(array[start:start + chunk][:, :, self.channels][..., self.times], dtype=np.float32)
+            out[start:start + chunk] = block.mean(1) if average else block
+        return out
+
+    def train(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Training responses ``(n_samples, C, T)`` and the image index of each sample."""
+        n_images, n_reps = array.shape[:2]
+        if self.task.repetitions.train == "mean":
+            return self._reduce(array, average=True), np.arange(n_images)
+        selected = self._reduce(array, average=False)
+        return selected.reshape(n_images * n_reps, *selected.shape[2:]), np.repeat(np.arange(n_images), n_reps)
+
+    def test(self, array: np.ndarray, n_repetitions: int | None = None) -> np.ndarray:
+        """Test responses averaged over (the first ``n_repetitions``) repetitions: ``(n_test, C, T)``."""
+        if n_repetitions is not None:
+            array = array[:, :n_repetitions]
+        return self._reduce(array, average=True)
+
+
+@dataclass
+class Normalizer:
+    """Per-(channel, time) z-score with statistics from training responses."""
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, responses: np.ndarray, enabled: bool) -> Normalizer:
+        if not enabled:
+            return cls(np.zeros(responses.shape[1:], np.float32), np.ones(responses.shape[1:], np.float32))
+        mean = responses.mean(0, dtype=np.float64)
+        std = responses.std(0, dtype=np.float64)
+        std = np.where(std > 1e-12 * max(float(std.max()), 1e-30), std, 1.0)
+        return cls(mean.astype(np.float32), std.astype(np.float32))
+
+    def __call__(self, responses: np.ndarray) -> np.ndarray:
+        return ((responses - self.mean) / self.std).astype(np.float32)
+
+
+_FIT_PHASE = False
+
+
+@contextlib.contextmanager
+def fit_phase() -> Iterator[None]:
+    """Marks the time a submission is fitting: test data must not be read (see tests)."""
+    global _FIT_PHASE
+    _FIT_PHASE = True
+    try:
+        yield
+    finally:
+        _FIT_PHASE = False
+
+
+def in_fit_phase() -> bool:
+    return _FIT_PHASE
+
+
+def training_data(task: Task, dataset: Dataset, unit: Unit, features: dict[str, np.ndarray],
+                  layers: Sequence[LayerRef], device: torch.device) -> tuple[TrainingData, Normalizer]:
+    """Build what the method sees for ``unit`` (no test data), and the fitted normaliser."""
+    pipeline = ResponsePipeline(task, dataset.info)
+    parts, index, subjects = [], [], []
+    for subject in unit.train_subjects:
+        responses, image_index = pipeline.train(dataset.load_subject(subject).train)
+        parts.append(responses)
+        index.append(image_index)
+        subjects.append(np.full(len(image_index), subject))
+    responses = np.concatenate(parts)
+    image_index = np.concatenate(index)
+    subject_labels = np.concatenate(subjects)
+    normalizer = Normalizer.fit(responses, task.normalization == "zscore")
+    responses = normalizer(responses)
+    is_val = validation_mask(task, dataset)[image_index]
+    data = TrainingData(
+        train=Split(responses[~is_val], image_index[~is_val], subject_labels[~is_val]),
+        val=Split(responses[is_val], image_index[is_val], subject_labels[is_val]),
+        features=features,
+        image_concepts=dataset.train_images.concept_ids,
+        layers=list(layers),
+        info=pipeline.info,
+        validation_metric=task.validation.metric,
+        seed=unit.seed,
+        device=device,
+        unit={"task": task.id, "subject": unit.subject, "train_subjects": list(unit.train_subjects),
+              "seed": unit.seed},
+    )
+    return data, normalizer
+
+
+def test_responses(task: Task, dataset: Dataset, unit: Unit, normalizer: Normalizer,
+                   n_repetitions: int | None = None) -> np.ndarray:
+    """The evaluated subject's averaged, normalised test responses ``(n_test, C, T)``."""
+    pipeline = ResponsePipeline(task, dataset.info)
+    return normalizer(pipeline.test(dataset.load_subject(unit.subject).test, n_repetitions))

@@ -1,0 +1,305 @@
+"""``eegbench.run``: one (task, method, backbone, layer) configuration, end to end.
+
+brain data -> backbone features -> method fit (training data only) -> harness-owned retrieval
+on the test gallery -> one result file per unit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eegbench._check import InvalidInputError
+from eegbench._io import hash_json
+from eegbench._progress import logger, progress
+from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_features, load_backbone
+from eegbench.data import Dataset, load_dataset
+from eegbench.metrics import retrieve
+from eegbench.protocols import ResponsePipeline, Unit, fit_phase, plan_units, test_responses, training_data
+from eegbench.results import ResultRecord, ResultStore, UnitKey, check_overwrite, environment, now
+from eegbench.stats import mean_sd, seed_averaged
+from eegbench.submissions import Aligner, Method, Submission, load_submission
+from eegbench.tasks import Task, load_task
+
+DEFAULT_TASK = "synthetic-intra"
+DEFAULT_METHOD = "shallow"
+#: rough ceiling on training responses held in memory at once, used to batch units
+_UNIT_BATCH_BYTES = 4 * 1024**3
+
+
+@dataclass
+class RunResult:
+    """The records of one run (computed now or found on disk) and their summary."""
+
+    task: Task
+    method: str
+    backbone: str
+    layer_setting: str
+    hp_tag: str
+    hyperparameters: dict[str, Any]
+    records: list[ResultRecord]
+    computed: int
+    skipped: int
+    results_dir: Path
+    stale: list[Path] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """The ``--json`` object: aggregate and per-subject scores, chance, configuration."""
+        metrics = {}
+        for metric in self.task.metrics:
+            per_subject = seed_averaged(self.records, metric)
+            mean, sd = mean_sd(list(per_subject.values()))
+            metrics[metric] = {"mean": round(mean, 6), "sd_subjects": round(sd, 6)}
+        per_subject = []
+        for subject in sorted({r.subject for r in self.records}):
+            mine = [r for r in self.records if r.subject == subject]
+            entry = {"subject": subject, "seeds": sorted(r.seed for r in mine)}
+            entry |= {m: round(float(np.mean([r.scores[m] for r in mine])), 6) for m in self.task.metrics}
+            layers = sorted({r.report["layer"]["name"] for r in mine if "layer" in r.report})
+            if layers:
+                entry["layers"] = layers
+            per_subject.append(entry)
+        return {
+            "task": self.task.id, "task_version": self.task.version, "method": self.method,
+            "backbone": self.backbone, "layer": self.layer_setting, "hp_tag": self.hp_tag,
+            "hyperparameters": self.hyperparameters, "metrics": metrics,
+            "chance": {m: self.task.chance[m] for m in self.task.metrics},
+            "n_units": len(self.records), "computed": self.computed, "skipped": self.skipped,
+            "per_subject": per_subject, "results_dir": str(self.results_dir),
+        }
+
+
+def resolve_device(device: str) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is validated."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise InvalidInputError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}.")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InvalidInputError("--device cuda was requested but PyTorch sees no CUDA device here.")
+    return torch.device(device)
+
+
+def _hp_tag(overrides: Mapping[str, Any]) -> str:
+    return "default" if not overrides else "hp-" + hash_json(dict(overrides))[:10]
+
+
+def _layer_setting(method: Method, refs: Sequence[LayerRef]) -> str:
+    if method.layer not in (None, "auto"):
+        return refs[0].key if len(refs) == 1 else str(method.layer)
+    return refs[0].key if len(refs) == 1 else "auto"
+
+
+def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone: str = DEFAULT_BACKBONE,
+        layer: str | None = None, *, subjects: Sequence[str | int] | None = None,
+        seeds: Sequence[int] | None = None, hyperparameters: Mapping[str, Any] | None = None,
+        device: str = "auto", results_dir: str | Path = "results", overwrite: str = "missing",
+        data_root: str | Path | None = None, weights: str | Path | None = None,
+        batch_units: int | None = None) -> RunResult:
+    """Run a method on a task and write one result file per (subject, seed) unit.
+
+    Parameters
+    ----------
+    task : str or Task
+        Task id, task file path, or a :class:`Task`.
+    method : str
+        Submission id (``"final"``, ``"shallow"``...) or a submission folder.
+    backbone : str
+        Registered backbone name.
+    layer : str, optional
+        Layer for methods that take one (``"blocks.3"``, ``"7"``, ``"0.5"``, ``"auto"``).
+    subjects, seeds : sequences, optional
+        Restrict the task's subjects and seeds.
+    hyperparameters : mapping, optional
+        Overrides of the method's hyperparameters (after the task file's ``training`` section).
+    device : str
+        ``"auto"``, ``"cpu"`` or ``"cuda"``.
+    results_dir : path-like
+        Root of the result files.
+    overwrite : {"missing", "always", "never"}
+        ``missing``: compute units without a result file and keep existing ones; ``always``:
+        recompute every unit; ``never``: fail if any requested unit already has a result file.
+    data_root : path-like, optional
+        Where a real dataset lives (not needed for the synthetic tasks).
+    weights : path-like, optional
+        Local weights file for the backbone.
+    batch_units : int, optional
+        How many units to fit together (default: as many as fit in about 4 GB of responses).
+    """
+    started = time.perf_counter()
+    overwrite = check_overwrite(overwrite)
+    task = task if isinstance(task, Task) else load_task(task)
+    submission = load_submission(method)
+    if not submission.supports(task.id):
+        raise InvalidInputError(f"Method {submission.id!r} does not support task {task.id!r} "
+                                f"(it supports {submission.meta.tasks}).")
+    overrides = dict(hyperparameters or {})
+    instance = submission.make(task.training, overrides, layer)
+    device_t = resolve_device(device)
+
+    model = load_backbone(backbone, weights=weights, device=str(device_t)).at_size(task.features.image_size)
+    refs = instance.feature_layers(model)
+    if not refs:
+        raise InvalidInputError(f"Method {submission.id!r} requested no backbone layers.")
+    dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
+                           data_root=data_root)
+    task.check_chance(len(dataset.test_images))
+    layer_setting = _layer_setting(instance, refs)
+    hp_tag = _hp_tag(overrides)
+    units = plan_units(task, dataset, subjects, seeds)
+    store = ResultStore(results_dir)
+    keys = {u: UnitKey(task.id, task.version, submission.id, backbone, layer_setting, hp_tag, u.subject, u.seed)
+            for u in units}
+    existing = [u for u in units if store.exists(keys[u])]
+    if overwrite == "never" and existing:
+        raise InvalidInputError(
+            f"{len(existing)} requested units already have result files (e.g. {store.path(keys[existing[0]])}); "
+            "use --overwrite missing to keep them or --overwrite always to recompute them."
+        )
+    todo = units if overwrite == "always" else [u for u in units if u not in existing]
+    logger.info("Task %s v%d | method %s | backbone %s | layer %s | %d units (%d to compute)",
+                task.id, task.version, submission.id, backbone, layer_setting, len(units), len(todo))
+
+    context = _RunContext(task, dataset, submission, instance, model, refs, layer_setting, hp_tag, device_t, store)
+    if todo:
+        context.features = {
+            "train": get_features(model, dataset.image_root, dataset.train_images.files, refs),
+            "test": get_features(model, dataset.image_root, dataset.test_images.files, refs),
+        }
+        for batch in _batches(todo, dataset, batch_units):
+            context.fit_and_evaluate(batch, keys)
+    records = [store.read(store.path(keys[u])) for u in units]
+    stale = [store.path(keys[u]) for u in existing if u not in todo
+             and store.read(store.path(keys[u])).config_hash != context.config_hash()]
+    if stale:
+        logger.warning("%d existing result files were computed with a different configuration (code, data "
+                       "or hyperparameters) and were kept; use --overwrite always to recompute them.", len(stale))
+    logger.info("Done in %.1f s.", time.perf_counter() - started)
+    return RunResult(task, submission.id, backbone, layer_setting, hp_tag, instance.hp.model_dump(mode="json"),
+                     records, len(todo), len(units) - len(todo), Path(results_dir), stale)
+
+
+def _batches(units: list[Unit], dataset: Dataset, batch_units: int | None) -> list[list[Unit]]:
+    if batch_units is None:
+        info = dataset.info
+        per_unit = len(dataset.train_images) * info.n_channels * info.n_times * 4 * len(units[0].train_subjects)
+        batch_units = max(1, _UNIT_BATCH_BYTES // max(per_unit, 1))
+    if batch_units < 1:
+        raise InvalidInputError("batch_units must be at least 1.")
+    return [units[i:i + batch_units] for i in range(0, len(units), batch_units)]
+
+
+@dataclass
+class _RunContext:
+    task: Task
+    dataset: Dataset
+    submission: Submission
+    method: Method
+    backbone: Any
+    refs: list[LayerRef]
+    layer_setting: str
+    hp_tag: str
+    device: torch.device
+    store: ResultStore
+    features: dict[str, FeatureSet] = field(default_factory=dict)
+
+    @property
+    def layout(self):
+        """Channels and time axis after the task's selection."""
+        return ResponsePipeline(self.task, self.dataset.info).info
+
+    def config_hash(self) -> str:
+        """Everything besides subject and seed that determines a unit's numbers."""
+        return hash_json({
+            "task": self.task.content_hash, "dataset": self.dataset.fingerprint,
+            "code": self.submission.code_sha256, "hp": self.method.hp.model_dump(mode="json"),
+            "backbone": self.backbone.identity(), "layers": [r.key for r in self.refs],
+        })
+
+    def fit_and_evaluate(self, units: list[Unit], keys: dict[Unit, UnitKey]) -> None:
+        train_features = self.features["train"].arrays
+        if self.task.features.normalization == "l2":
+            train_features = {k: _l2(v) for k, v in train_features.items()}
+        prepared = [training_data(self.task, self.dataset, u, train_features, self.refs, self.device) for u in units]
+        start = time.perf_counter()
+        with fit_phase():
+            aligners = self.method.fit_many([data for data, _ in prepared])
+        fit_seconds = time.perf_counter() - start
+        if len(aligners) != len(units):
+            raise InvalidInputError(f"Method {self.submission.id!r} returned {len(aligners)} aligners for "
+                                    f"{len(units)} units.")
+        with progress("Evaluating", total=len(units)) as advance:
+            for unit, (data, normalizer), aligner in zip(units, prepared, aligners):
+                eval_start = time.perf_counter()
+                record = self._evaluate(unit, aligner, normalizer)
+                record.timing = {"fit_seconds_batch": round(fit_seconds, 3), "units_in_batch": len(units),
+                                 "fit_seconds": round(fit_seconds / len(units), 3),
+                                 "eval_seconds": round(time.perf_counter() - eval_start, 3)}
+                self.store.write(record)
+                advance(1)
+
+    def _evaluate(self, unit: Unit, aligner: Aligner, normalizer) -> ResultRecord:
+        responses = test_responses(self.task, self.dataset, unit, normalizer)
+        gallery = self.features["test"].arrays
+        if self.task.features.normalization == "l2":
+            gallery = {k: _l2(v) for k, v in gallery.items()}
+        brain, images = embed_shuffled(aligner, responses, gallery, seed=unit.seed, method=self.submission.id)
+        result = retrieve(brain, images)
+        scores = {m: round(result.top_k(int(m[3:])), 6) for m in self.task.metrics}
+        scores["mean_rank"] = round(result.mean_rank, 4)
+        return ResultRecord(
+            created=now(),
+            task={"id": self.task.id, "version": self.task.version, "hash": self.task.content_hash,
+                  "protocol": self.task.protocol, "metrics": list(self.task.metrics), "chance": self.task.chance,
+                  "description": self.task.description, "repetitions": self.task.repetitions.model_dump(),
+                  "normalization": self.task.normalization, "time_window": list(self.task.time_window)},
+            dataset={"name": self.dataset.name, "variant": self.dataset.variant,
+                     "fingerprint": self.dataset.fingerprint, "channels": list(self.layout.ch_names),
+                     "sfreq": self.layout.sfreq, "n_times": self.layout.n_times},
+            method={"id": self.submission.id, "version": self.submission.meta.version,
+                    "code_sha256": self.submission.code_sha256, "hp_tag": self.hp_tag,
+                    "hyperparameters": self.method.hp.model_dump(mode="json"), "config_hash": self.config_hash()},
+            backbone={"name": self.backbone.name, "layer_setting": self.layer_setting,
+                      "identity": self.backbone.identity(), "layers": [r.to_dict() for r in self.refs],
+                      "n_layers": self.backbone.n_layers,
+                      "feature_cache_keys": {s: f.cache_keys for s, f in self.features.items()}},
+            subject=unit.subject, train_subjects=list(unit.train_subjects), seed=unit.seed,
+            report=aligner.report(), scores=scores, n_test_trials=len(responses), n_gallery=result.n_gallery,
+            per_trial={"n_better": result.n_better.tolist(), "n_tied": result.n_tied.tolist()},
+            timing={}, environment=environment(self.device),
+        )
+
+
+def _l2(features: np.ndarray) -> np.ndarray:
+    return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+
+
+def embed_shuffled(aligner: Aligner, responses: np.ndarray, gallery: Mapping[str, np.ndarray], *, seed: int,
+                   method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Embed test responses and gallery features, each in its own random order.
+
+    The method never sees which response goes with which image: the two orders are independent,
+    and the harness restores the true order only after embedding.
+    """
+    rng = np.random.default_rng([seed, 0xE7A1])
+    n = len(responses)
+    brain_order, image_order = rng.permutation(n), rng.permutation(len(next(iter(gallery.values()))))
+    brain_out = np.asarray(aligner.embed_brain(responses[brain_order]))
+    image_out = np.asarray(aligner.embed_images({k: v[image_order] for k, v in gallery.items()}))
+    for name, out, expected in (("embed_brain", brain_out, n), ("embed_images", image_out, len(image_order))):
+        if out.ndim != 2 or out.shape[0] != expected or not np.isfinite(out).all():
+            raise InvalidInputError(f"Method {method!r}: {name} must return a finite ({expected}, dim) array, "
+                                    f"got shape {out.shape}.")
+    if brain_out.shape[1] != image_out.shape[1]:
+        raise InvalidInputError(f"Method {method!r}: brain and image embeddings differ in width "
+                                f"({brain_out.shape[1]} vs {image_out.shape[1]}).")
+    brain, images = np.empty_like(brain_out), np.empty_like(image_out)
+    brain[brain_order] = brain_out
+    images[image_order] = image_out
+    return brain, images

@@ -1,0 +1,295 @@
+"""The submission API: how an alignment method plugs into eegbench.
+
+A submission is a folder ``submissions/<id>/`` with
+
+* ``submission.yaml``: metadata (id, name, authors, citation, license, description, supported
+  tasks, the features it needs, and ``entrypoint: "<module>:<class>"``);
+* a Python module holding a :class:`Method` subclass.
+
+The harness calls :meth:`Method.fit_many` with one :class:`TrainingData` per run unit. That data
+holds only training responses, training image features of the layers the method asked for, and a
+concept-disjoint validation split carved from the training concepts. The method returns one
+:class:`Aligner` per unit; the harness alone embeds the test responses and the gallery (in two
+independent random orders, so the pairing cannot be inferred from positions), computes the
+similarities and scores them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib.util
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
+from eegbench._io import hash_json, sha256_file
+from eegbench._paths import submission_dirs
+from eegbench.backbones.base import Backbone, LayerRef
+from eegbench.data.base import RecordingInfo
+
+
+@dataclass(frozen=True)
+class Split:
+    """Responses of one part of the training data.
+
+    Attributes
+    ----------
+    responses : numpy.ndarray
+        ``(n_samples, channels, times)`` float32, normalised as the task says.
+    image_index : numpy.ndarray
+        ``(n_samples,)`` row of :attr:`TrainingData.features` arrays each response belongs to.
+    subjects : numpy.ndarray
+        ``(n_samples,)`` subject label of each response (several in inter-subject training).
+    """
+
+    responses: np.ndarray
+    image_index: np.ndarray
+    subjects: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.responses)
+
+
+@dataclass(frozen=True)
+class TrainingData:
+    """Everything a method may see for one run unit. There is no test data in here.
+
+    Attributes
+    ----------
+    train, val : Split
+        Fitting data and the concept-disjoint validation split (for any selection).
+    features : dict of str to numpy.ndarray
+        ``(n_training_images, dim)`` features per requested layer, keyed by ``LayerRef.key``.
+    image_concepts : numpy.ndarray
+        Concept id of each training image.
+    layers : list of LayerRef
+        The resolved layers of :attr:`features`, as returned by :meth:`Method.feature_layers`.
+    info : RecordingInfo
+        Channels, sampling rate and time axis of the responses (after the task's selection).
+    validation_metric : str
+        The task's metric for validation selection (``"top5"``...).
+    seed : int
+        Seed of this unit; use it for every random choice.
+    device : torch.device
+        Where to train.
+    unit : dict
+        Which unit this is (task, training subjects...), for logging only.
+    """
+
+    train: Split
+    val: Split
+    features: Mapping[str, np.ndarray]
+    image_concepts: np.ndarray
+    layers: Sequence[LayerRef]
+    info: RecordingInfo
+    validation_metric: str
+    seed: int
+    device: torch.device
+    unit: dict = field(default_factory=dict)
+
+    def all(self) -> Split:
+        """Training and validation responses together, e.g. to refit after a selection."""
+        return Split(np.concatenate([self.train.responses, self.val.responses]),
+                     np.concatenate([self.train.image_index, self.val.image_index]),
+                     np.concatenate([self.train.subjects, self.val.subjects]))
+
+
+class Aligner(ABC):
+    """A fitted method: embeds brain responses and image features into one space."""
+
+    @abstractmethod
+    def embed_brain(self, responses: np.ndarray) -> np.ndarray:
+        """``(n, channels, times)`` responses -> ``(n, dim)`` embeddings."""
+
+    @abstractmethod
+    def embed_images(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Per-layer ``(n, d)`` image features -> ``(n, dim)`` embeddings."""
+
+    def report(self) -> dict[str, Any]:
+        """What the method chose and measured (layer, validation curve, parameter count...)."""
+        return {}
+
+
+class NoHyperparameters(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Method(ABC):
+    """Base class of an alignment method.
+
+    Class attributes
+    ----------------
+    Hyperparameters : pydantic model
+        The method's hyperparameters with defaults. The harness fills them from the task file's
+        ``training`` section (fields the model defines) and command-line overrides, and records
+        the result with every score.
+    accepts_layer : bool
+        Whether ``--layer`` applies to this method.
+    """
+
+    Hyperparameters: ClassVar[type[BaseModel]] = NoHyperparameters
+    accepts_layer: ClassVar[bool] = False
+
+    def __init__(self, hyperparameters: BaseModel | None = None, layer: str | None = None) -> None:
+        self.hp = hyperparameters if hyperparameters is not None else self.Hyperparameters()
+        self.layer = layer
+
+    @abstractmethod
+    def feature_layers(self, backbone: Backbone) -> list[LayerRef]:
+        """The layers whose image features the method needs (resolved with ``backbone.resolve``)."""
+
+    @abstractmethod
+    def fit(self, data: TrainingData) -> Aligner:
+        """Fit on one unit's training data."""
+
+    def fit_many(self, units: Sequence[TrainingData]) -> list[Aligner]:
+        """Fit every unit; override to train them together (much faster for small models)."""
+        return [self.fit(unit) for unit in units]
+
+
+class SubmissionMeta(BaseModel):
+    """The schema of ``submission.yaml``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    name: str
+    version: str = "1"
+    authors: list[str] = Field(min_length=1)
+    description: str
+    citation: str
+    license: str
+    tasks: list[str] = Field(default_factory=lambda: ["*"])
+    features: str
+    entrypoint: str = Field(pattern=r"^[A-Za-z_][\w]*:[A-Za-z_]\w*$")
+
+
+@dataclass
+class Submission:
+    """A discovered submission: metadata, folder, code hash and the loaded method class."""
+
+    meta: SubmissionMeta
+    folder: Path
+    method_class: type[Method]
+    code_sha256: str
+
+    @property
+    def id(self) -> str:
+        return self.meta.id
+
+    def supports(self, task_id: str) -> bool:
+        return any(fnmatch.fnmatch(task_id, pattern) for pattern in self.meta.tasks)
+
+    def make(self, task_training: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
+             layer: str | None = None) -> Method:
+        """Instantiate the method with hyperparameters: defaults < task file < ``overrides``."""
+        cls = self.method_class
+        fields = cls.Hyperparameters.model_fields
+        unknown = sorted(set(overrides or {}) - set(fields))
+        if unknown:
+            raise InvalidInputError(
+                f"Method {self.id!r} has no hyperparameter {', '.join(map(repr, unknown))}. "
+                f"Its hyperparameters: {', '.join(fields) or '(none)'}."
+            )
+        if layer is not None and not cls.accepts_layer:
+            raise InvalidInputError(f"Method {self.id!r} chooses its own layers and takes no --layer.")
+        values = {k: v for k, v in task_training.items() if k in fields} | dict(overrides or {})
+        try:
+            hp = cls.Hyperparameters.model_validate(values)
+        except ValidationError as err:
+            raise InvalidInputError(describe_validation_error(err, f"Hyperparameters of {self.id!r}")) from None
+        return cls(hp, layer)
+
+
+def _submission_folders() -> dict[str, Path]:
+    found: dict[str, Path] = {}
+    for root in submission_dirs():
+        for meta in sorted(root.glob("*/submission.yaml")):
+            found.setdefault(meta.parent.name, meta.parent)
+    return found
+
+
+def list_submissions() -> list[str]:
+    """Ids of every submission folder on the search path."""
+    return sorted(_submission_folders())
+
+
+def read_meta(folder: Path) -> SubmissionMeta:
+    """Parse and validate ``folder/submission.yaml``."""
+    path = folder / "submission.yaml"
+    if not path.is_file():
+        raise InvalidInputError(f"{folder} has no submission.yaml; see CONTRIBUTING.md for the layout.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+        meta = SubmissionMeta.model_validate(raw)
+    except yaml.YAMLError as err:
+        raise InvalidInputError(f"{path} is not valid YAML: {err}") from err
+    except ValidationError as err:
+        raise InvalidInputError(describe_validation_error(err, str(path))) from None
+    if meta.id != folder.name:
+        raise InvalidInputError(f"{path} declares id {meta.id!r}; it must match the folder name {folder.name!r}.")
+    return meta
+
+
+def code_hash(folder: Path) -> str:
+    """sha256 over the submission's Python files and metadata (names and contents)."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".py", ".yaml", ".yml")
+                   and "__pycache__" not in p.parts)
+    return hash_json([[str(p.relative_to(folder)), sha256_file(p)] for p in files])
+
+
+def load_submission(id_or_folder: str | Path) -> Submission:
+    """Load a submission by id, or from a folder path; import its method class."""
+    text = str(id_or_folder)
+    folder = Path(text) if ("/" in text or Path(text).is_dir()) else None
+    if folder is None:
+        folders = _submission_folders()
+        if text not in folders:
+            raise unknown_name("method", text, folders, "Add one as submissions/<id>/ (see CONTRIBUTING.md).")
+        folder = folders[text]
+    folder = folder.resolve()
+    meta = read_meta(folder)
+    module_name, class_name = meta.entrypoint.split(":")
+    module_file = folder / f"{module_name}.py"
+    if not module_file.is_file():
+        raise InvalidInputError(f"Entrypoint {meta.entrypoint!r}: {module_file} does not exist.")
+    qualified = f"eegbench_submissions.{meta.id.replace('-', '_')}.{module_name}"
+    spec = importlib.util.spec_from_file_location(qualified, module_file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[qualified] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as err:
+        sys.modules.pop(qualified, None)
+        raise InvalidInputError(f"Importing {module_file} failed: {type(err).__name__}: {err}") from err
+    method_class = getattr(module, class_name, None)
+    if not (isinstance(method_class, type) and issubclass(method_class, Method)):
+        raise InvalidInputError(f"Entrypoint {meta.entrypoint!r} must name a subclass of eegbench.Method.")
+    return Submission(meta, folder, method_class, code_hash(folder))
+
+
+def score_on_validation(aligner: Aligner, data: TrainingData, metric: str | None = None) -> float:
+    """Score a fitted aligner on the validation split; higher is better.
+
+    The gallery is the distinct validation images; each validation response must retrieve its
+    own image. ``metric`` (default: the task's) is ``"top1"``, ``"top5"`` or ``"mean_rank"``
+    (returned negated, so that higher is better for every metric).
+    """
+    from eegbench.metrics import retrieve
+
+    metric = metric or data.validation_metric
+    gallery, targets = np.unique(data.val.image_index, return_inverse=True)
+    features = {key: array[gallery] for key, array in data.features.items()}
+    result = retrieve(aligner.embed_brain(data.val.responses), aligner.embed_images(features), targets)
+    if metric == "mean_rank":
+        return -result.mean_rank
+    return result.top_k(int(metric[3:]))

@@ -1,0 +1,160 @@
+"""Benchmark tasks: strict, versioned YAML files in ``tasks/``.
+
+A task fixes everything that decides a number: the dataset and its variant, the protocol
+(intra- or inter-subject), subjects, channels, time window, repetition averaging, response
+normalisation, the validation split (carved from training concepts, concept-disjoint), the
+gallery, metrics, chance levels, seeds and the training defaults for its data size. Any change
+that can move a score must bump ``version``; results of different versions never share a table.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
+from eegbench._io import hash_json
+from eegbench._paths import task_dirs
+
+_STRICT = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatasetSpec(BaseModel):
+    """Which dataset, which preprocessing variant, and loader options."""
+
+    model_config = _STRICT
+    name: str
+    variant: str | None = None
+    options: dict = Field(default_factory=dict)
+
+
+class Repetitions(BaseModel):
+    """How repetitions of an image are combined: averaged (``mean``) or kept as samples (``single``)."""
+
+    model_config = _STRICT
+    train: Literal["mean", "single"] = "mean"
+    test: Literal["mean"] = "mean"
+
+
+class ValidationSplit(BaseModel):
+    """A concept-disjoint validation split carved from the training concepts."""
+
+    model_config = _STRICT
+    fraction: float = Field(0.1, gt=0, lt=1)
+    seed: int = 0
+    metric: Literal["top1", "top5", "mean_rank"] = "top5"
+
+
+class FeatureOptions(BaseModel):
+    """How image features are computed and handed to methods."""
+
+    model_config = _STRICT
+    image_size: int | None = Field(None, ge=16)
+    normalization: Literal["l2", "none"] = "l2"
+
+
+METRICS = ("top1", "top5")
+
+
+class Task(BaseModel):
+    """A benchmark task (the schema of ``tasks/*.yaml``)."""
+
+    model_config = _STRICT
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    version: int = Field(ge=1)
+    description: str
+    dataset: DatasetSpec
+    protocol: Literal["intra", "inter"]
+    subjects: Literal["all"] | list[int] = "all"
+    channels: Literal["all"] | list[str] = "all"
+    time_window: tuple[float, float]
+    repetitions: Repetitions = Repetitions()
+    normalization: Literal["zscore", "none"] = "zscore"
+    validation: ValidationSplit = ValidationSplit()
+    gallery: Literal["test_images"] = "test_images"
+    features: FeatureOptions = FeatureOptions()
+    metrics: list[Literal["top1", "top5"]] = Field(default_factory=lambda: list(METRICS))
+    chance: dict[str, float]
+    seeds: list[int] = Field(min_length=1)
+    training: dict = Field(default_factory=dict)
+    superseded_by: str | None = None
+
+    @field_validator("time_window")
+    @classmethod
+    def _window_order(cls, window: tuple[float, float]) -> tuple[float, float]:
+        if window[1] <= window[0]:
+            raise ValueError("time_window must be [start, end) with end > start")
+        return window
+
+    @model_validator(mode="after")
+    def _chance_for_each_metric(self) -> Task:
+        missing = [m for m in self.metrics if m not in self.chance]
+        if missing:
+            raise ValueError(f"chance must give a level for every metric; missing {missing}")
+        return self
+
+    @property
+    def content_hash(self) -> str:
+        """sha256 of the task's parsed content: any change to the file's meaning changes it."""
+        return hash_json(self.model_dump(mode="json"))
+
+    def check_chance(self, n_gallery: int) -> None:
+        """Fail if the declared chance levels disagree with a gallery of ``n_gallery`` images."""
+        for metric in self.metrics:
+            k = int(metric[3:])
+            expected = min(k, n_gallery) / n_gallery
+            if abs(self.chance[metric] - expected) > 1e-9:
+                raise InvalidInputError(
+                    f"Task {self.id!r} declares chance {metric} = {self.chance[metric]}, but its gallery "
+                    f"has {n_gallery} images (chance {expected:g}). Fix `chance` in the task file."
+                )
+
+    def with_overrides(self, **changes) -> Task:
+        """A validated copy with top-level fields replaced (``dataset`` options are merged)."""
+        data = self.model_dump()
+        if "dataset_options" in changes:
+            data["dataset"]["options"] = {**data["dataset"]["options"], **changes.pop("dataset_options")}
+        data.update(changes)
+        return Task.model_validate(data)
+
+
+def list_tasks() -> list[str]:
+    """Ids of every task file found on the task search path."""
+    names = set()
+    for folder in task_dirs():
+        names.update(p.stem for p in folder.glob("*.yaml"))
+    return sorted(names)
+
+
+def task_path(name: str) -> Path:
+    """The file of task ``name`` (first match on the search path)."""
+    for folder in task_dirs():
+        candidate = folder / f"{name}.yaml"
+        if candidate.is_file():
+            return candidate
+    raise unknown_name("task", name, list_tasks(), "Pass a task id or the path of a task YAML file.")
+
+
+def load_task(name_or_path: str | Path) -> Task:
+    """Load and validate a task by id (``"synthetic-intra"``) or from a YAML file path."""
+    text = str(name_or_path)
+    path = Path(text) if text.endswith((".yaml", ".yml")) or Path(text).is_file() else task_path(text)
+    if not path.is_file():
+        raise InvalidInputError(f"Task file {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise InvalidInputError(f"Task file {path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"Task file {path} must hold a mapping of fields, got {type(raw).__name__}.")
+    try:
+        task = Task.model_validate(raw)
+    except ValidationError as err:
+        raise InvalidInputError(describe_validation_error(err, f"Task file {path}")) from None
+    if task.id != path.stem:
+        raise InvalidInputError(f"Task file {path} declares id {task.id!r}; the id must match the file name.")
+    return task

@@ -1,0 +1,87 @@
+"""The command line: the JSON contract, listings and exit code 2 with clear messages on bad input."""
+
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from eegbench.cli import app
+from eegbench.tasks import task_path
+from helpers import TINY, TINY_CHANCE
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def tiny_task_file(tmp_path_factory):
+    data = yaml.safe_load(task_path("synthetic-intra").read_text())
+    data["dataset"]["options"].update(TINY)
+    data["chance"] = TINY_CHANCE
+    path = tmp_path_factory.mktemp("tasks") / "synthetic-intra.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_run_json_contract(tiny_task_file, tmp_path):
+    result = _invoke("run", "--task", tiny_task_file, "--method", "final", "--subjects", "1,2", "--seeds", "0",
+                     "--epochs", "3", "--device", "cpu", "--results-dir", tmp_path, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["task"] == "synthetic-intra" and summary["method"] == "final"
+    assert summary["backbone"] == "efficientnet_lite0" and summary["layer"] == "final"
+    assert 0 <= summary["metrics"]["top1"]["mean"] <= summary["metrics"]["top5"]["mean"] <= 1
+    assert summary["chance"] == {"top1": 0.02, "top5": 0.1}
+    assert [s["subject"] for s in summary["per_subject"]] == ["sub-01", "sub-02"]
+    assert summary["hyperparameters"]["epochs"] == 3
+
+
+def test_run_prints_a_table_and_leaderboard_regenerates(tiny_task_file, tmp_path):
+    result = _invoke("run", "--task", tiny_task_file, "--method", "shallow", "--layer", "0.5", "--subjects", "1",
+                     "--hp", "epochs=2", "--results-dir", tmp_path / "res")
+    assert result.exit_code == 0, result.output
+    assert "| sub-01" in result.stdout and "mean ± SD" in result.stdout and "blocks.3" in result.stdout
+    board = _invoke("leaderboard", "--results-dir", tmp_path / "res", "--out", tmp_path / "board")
+    assert board.exit_code == 0, board.output
+    assert "synthetic-intra (v1) | chance: top1 2 %, top5 10 %" in board.stdout
+    assert (tmp_path / "board" / "README.md").is_file() and (tmp_path / "board" / "synthetic-intra-v1.md").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "--task", "nope"], "Unknown task 'nope'. Valid tasks: synthetic-inter, synthetic-intra."),
+    (["run", "--method", "shalow"], "Unknown method 'shalow'. Did you mean 'shallow'? Valid methods: final"),
+    (["run", "--backbone", "vit_x"], "Unknown backbone 'vit_x'."),
+    (["run", "--layer", "30"], "Invalid layer 30 for backbone 'efficientnet_lite0'. Valid layers: an index 1..8"),
+    (["run", "--layer", "final"], "Method 'shallow' aligns to an intermediate layer"),
+    (["run", "--method", "final", "--layer", "3"], "Method 'final' chooses its own layers and takes no --layer."),
+    (["run", "--overwrite", "sometimes"], "--overwrite must be one of missing, always, never"),
+    (["run", "--hp", "epochs"], "--hp expects KEY=VALUE"),
+    (["run", "--hp", "colour=red"], "Method 'shallow' has no hyperparameter 'colour'"),
+    (["run", "--seeds", "a,b"], "Expected a comma-separated list of int"),
+    (["run", "--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto"),
+    (["leaderboard", "--results-dir", "/nonexistent/x"], "Results folder /nonexistent/x does not exist"),
+])
+def test_bad_input_exits_2_with_a_clear_message(args, message):
+    result = _invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert message in " ".join(result.output.split())
+
+
+def test_malformed_task_file_exits_2(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("id: broken\nversion: one\n")
+    result = _invoke("run", "--task", path)
+    assert result.exit_code == 2
+    text = " ".join(result.output.split())
+    assert "broken.yaml is invalid" in text and "version: Input should be a valid integer" in text
+
+
+@pytest.mark.parametrize("what, expected", [("tasks", "synthetic-intra"), ("methods", "shallow"),
+                                            ("backbones", "efficientnet_lite0"), ("encoders", "eegproject")])
+def test_list(what, expected):
+    result = _invoke("list", what)
+    assert result.exit_code == 0 and expected in result.stdout

@@ -1,0 +1,63 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eegbench.metrics import cosine_similarity, retrieve, top_k_accuracy
+
+FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nice_clip_vitl14"
+
+
+def test_perfect_and_reversed_retrieval():
+    eye = np.eye(5)
+    assert top_k_accuracy(eye, eye, 1) == 1.0
+    result = retrieve(eye, eye[::-1])  # brain i matches gallery item 4 - i
+    assert result.top_k(1) == pytest.approx(1 / 5)  # only the middle item is right
+    np.testing.assert_array_equal(result.n_better, [1, 1, 0, 1, 1])
+
+
+def test_known_ranks_ties_and_top_k():
+    brain = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    gallery = np.array([[1.0, 0.1], [1.0, 0.0], [0.0, 1.0]])
+    # row 0: sims (.995, 1, 0), true item 0 -> 1 better; row 1: (.0995, 0, 1), true item 1 -> 2 better;
+    # row 2: (.774, .707, .707), true item 2 -> 1 better and tied with item 1
+    result = retrieve(brain, gallery)
+    np.testing.assert_array_equal(result.n_better, [1, 2, 1])
+    np.testing.assert_array_equal(result.n_tied, [0, 0, 1])
+    assert result.top_k(1) == 0.0
+    assert result.top_k(2) == pytest.approx((1 + 0 + 0.5) / 3)  # the tie is won half of the time
+    assert result.top_k(3) == 1.0
+    assert result.mean_rank == pytest.approx((2 + 3 + 2.5) / 3)
+
+
+def test_ties_score_chance_not_perfect():
+    constant = np.ones((200, 8))
+    result = retrieve(constant, constant)
+    assert result.top_k(1) == pytest.approx(1 / 200)
+    assert result.top_k(5) == pytest.approx(5 / 200)
+    assert result.n_gallery == 200
+
+
+def test_explicit_targets_and_validation():
+    gallery = np.eye(3)
+    brain = gallery[[2, 0]]
+    assert retrieve(brain, gallery, targets=[2, 0]).top_k(1) == 1.0
+    with pytest.raises(ValueError, match="targets must be 2 gallery indices"):
+        retrieve(brain, gallery, targets=[3, 0])
+
+
+def test_cosine_similarity_is_scale_invariant():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 3)), rng.normal(size=(5, 3))
+    np.testing.assert_allclose(cosine_similarity(a * 7, b * 0.1), cosine_similarity(a, b))
+
+
+@pytest.mark.skipif(not FIXTURE.is_dir(), reason="shared NICE CLIP fixture not available")
+def test_real_clip_centroid_retrieval():
+    """Concept centroids retrieve their own THINGS-EEG2 test image far above chance, below 100 %."""
+    test = np.load(FIXTURE / "clip_feature_maps_test.npy")[:, 0]
+    centres = np.load(FIXTURE / "center_clip.npy")
+    result = retrieve(centres, test)
+    assert result.n_gallery == 200
+    assert 0.85 < result.top_k(1) < 1.0  # the fixture's README measured 92.5 %
+    assert result.top_k(5) > result.top_k(1)

@@ -1,0 +1,175 @@
+"""End-to-end runs on the synthetic task."""
+
+import json
+
+import numpy as np
+import pytest
+
+from eegbench._check import InvalidInputError
+from eegbench.data.base import Dataset, SubjectData
+from eegbench.protocols import in_fit_phase
+from eegbench.results import ResultStore
+from eegbench.runner import run
+from helpers import tiny_task
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(tmp_path_factory):
+    """final and shallow (validation-selected layer) on the tiny intra task."""
+    results = tmp_path_factory.mktemp("results")
+    task = tiny_task()
+    return {"results": results, "task": task,
+            "final": run(task, "final", results_dir=results),
+            "shallow": run(task, "shallow", results_dir=results)}
+
+
+def _top1(result):
+    return result.summary()["metrics"]["top1"]["mean"]
+
+
+def test_shallow_beats_final_on_the_tiny_task(tiny_runs):
+    final, shallow = _top1(tiny_runs["final"]), _top1(tiny_runs["shallow"])
+    assert final > 3 * 0.02 and shallow > final + 0.05
+
+
+def test_shallow_records_its_validation_curve(tiny_runs):
+    record = tiny_runs["shallow"].records[0]
+    curve = record.report["validation_curve"]
+    assert [point["layer"] for point in curve] == ["stem"] + [f"blocks.{i}" for i in range(7)]
+    best = max(curve, key=lambda p: p["score"])
+    assert record.report["layer"]["name"] == best["layer"]
+    assert record.report["validation_metric"] == "top5"
+    assert record.backbone["layer_setting"] == "auto"
+
+
+def test_records_hold_provenance(tiny_runs):
+    record = tiny_runs["final"].records[0]
+    assert record.task["id"] == "synthetic-intra" and record.task["hash"] == tiny_runs["task"].content_hash
+    assert record.dataset["variant"] == "planted-blocks.3" and len(record.dataset["fingerprint"]) == 64
+    assert record.method["hyperparameters"]["epochs"] == 20 and len(record.method["code_sha256"]) == 64
+    assert record.environment["packages"]["torch"] and "git" in record.environment
+    assert record.n_test_trials == 50 == record.n_gallery
+    assert len(record.per_trial["n_better"]) == 50
+    hits = np.mean(np.array(record.per_trial["n_better"]) < 1)
+    assert record.scores["top1"] == pytest.approx(hits, abs=1e-6)
+    assert record.report["n_parameters"] > 0 and record.timing["fit_seconds"] > 0
+
+
+def test_rerun_skips_finished_units_and_overwrite_modes(tiny_runs):
+    results, task = tiny_runs["results"], tiny_runs["task"]
+    again = run(task, "final", results_dir=results)
+    assert (again.computed, again.skipped) == (0, 2)
+    assert again.summary()["metrics"] == tiny_runs["final"].summary()["metrics"]
+    with pytest.raises(InvalidInputError, match="2 requested units already have result files"):
+        run(task, "final", results_dir=results, overwrite="never")
+    fresh = run(task, "final", results_dir=results, overwrite="always", subjects=[1])
+    assert fresh.computed == 1
+    assert fresh.records[0].scores == tiny_runs["final"].records[0].scores  # deterministic on CPU
+
+
+def test_hyperparameter_overrides_get_their_own_results(tiny_runs, tmp_path):
+    short = run(tiny_runs["task"], "final", results_dir=tmp_path, hyperparameters={"epochs": 2}, subjects=[1])
+    assert short.hp_tag.startswith("hp-") and short.records[0].method["hyperparameters"]["epochs"] == 2
+    assert "hp-" in str(ResultStore(tmp_path).path(short.records[0].key))
+
+
+def test_final_wins_when_the_final_layer_is_planted(tmp_path):
+    task = tiny_task(planted_layer="final")
+    final = run(task, "final", results_dir=tmp_path)
+    intermediate = run(task, "shallow", layer="blocks.3", results_dir=tmp_path)
+    assert _top1(final) >= _top1(intermediate) + 0.05
+    assert intermediate.records[0].report["layer"]["name"] == "blocks.3"
+
+
+class _Tracked(np.ndarray):
+    """An array that logs every indexing access with its tag and whether a method was fitting."""
+
+    def __new__(cls, array, tag, log):
+        obj = np.asarray(array).view(cls)
+        obj.tag, obj.log = tag, log
+        return obj
+
+    def __array_finalize__(self, obj):
+        self.tag, self.log = getattr(obj, "tag", None), None  # slices do not log again
+
+    def __getitem__(self, item):
+        if self.log is not None:
+            self.log.append((self.tag, in_fit_phase()))
+        return super().__getitem__(item)
+
+
+@pytest.fixture
+def access_log(monkeypatch):
+    log = []
+    original = Dataset.load_subject
+
+    def tracked(self, subject):
+        data = original(self, subject)
+        return SubjectData(data.subject, _Tracked(data.train, (data.subject, "train"), log),
+                           _Tracked(data.test, (data.subject, "test"), log))
+
+    monkeypatch.setattr(Dataset, "load_subject", tracked)
+    return log
+
+
+def test_test_responses_are_never_read_while_fitting(access_log, tmp_path):
+    run(tiny_task(), "shallow", results_dir=tmp_path, subjects=[1], hyperparameters={"epochs": 2})
+    tests_read = [fitting for (subject, split), fitting in access_log if split == "test"]
+    assert tests_read and not any(fitting for fitting in tests_read)
+
+
+def test_inter_subject_training_never_sees_the_held_out_subject(access_log, tmp_path):
+    result = run(tiny_task("synthetic-inter"), "final", results_dir=tmp_path, subjects=[1],
+                 hyperparameters={"epochs": 2})
+    assert result.records[0].train_subjects == ["sub-02"]
+    touched = {tag for tag, _ in access_log}
+    assert ("sub-01", "train") not in touched and ("sub-02", "test") not in touched
+    assert ("sub-01", "test") in touched and ("sub-02", "train") in touched
+
+
+def test_a_cheating_method_cannot_use_positions(tmp_path):
+    """Embedding by position gives chance: the harness shuffles brain and gallery independently."""
+    from eegbench.runner import embed_shuffled
+    from eegbench.submissions import Aligner
+
+    class ByPosition(Aligner):
+        def embed_brain(self, responses):
+            return np.eye(len(responses))
+
+        def embed_images(self, features):
+            return np.eye(len(next(iter(features.values()))))
+
+    responses = np.zeros((200, 3, 4), np.float32)
+    from eegbench.metrics import retrieve
+
+    brain, images = embed_shuffled(ByPosition(), responses, {"final": np.zeros((200, 5))}, seed=0, method="x")
+    assert retrieve(brain, images).top_k(1) < 0.05
+
+
+def test_bad_method_output_is_reported():
+    from eegbench.runner import embed_shuffled
+    from eegbench.submissions import Aligner
+
+    class Broken(Aligner):
+        def embed_brain(self, responses):
+            return np.full((len(responses), 4), np.nan)
+
+        def embed_images(self, features):
+            return np.zeros((3, 4))
+
+    with pytest.raises(InvalidInputError, match=r"Method 'x': embed_brain must return a finite \(3, dim\) array"):
+        embed_shuffled(Broken(), np.zeros((3, 2, 2)), {"final": np.zeros((3, 5))}, seed=0, method="x")
+
+
+@pytest.mark.slow
+def test_default_task_shallow_clearly_beats_final(tmp_path):
+    """The acceptance check on the embedded default, exactly as `eegbench run` runs it."""
+    final = run("synthetic-intra", "final", results_dir=tmp_path)
+    shallow = run("synthetic-intra", "shallow", results_dir=tmp_path)
+    chance = final.task.chance["top1"]
+    assert _top1(final) > 20 * chance
+    assert _top1(shallow) >= _top1(final) + 0.10
+    per_subject = {s["subject"]: s["top1"] for s in final.summary()["per_subject"]}
+    for entry in shallow.summary()["per_subject"]:
+        assert entry["top1"] > per_subject[entry["subject"]]
+    json.dumps(shallow.summary())
