@@ -206,6 +206,30 @@ def list_encoders_cmd() -> None:
     out(tabulate(rows, ["encoder", "description"], tablefmt="simple"))
 
 
+# ---------------------------------------------------------------------------------------------
+# Command groups of other concepts are added below, each in its own section, as thin wrappers
+# over the Python API: data (datasets), features (backbones), check (submissions), reproduce
+# (results), sweep, scaling and rsa (analyses).
+# ---------------------------------------------------------------------------------------------
+
+# --- data: download, verify, info -------------------------------------------------------------
+
+
+# --- features: extract, ls ---------------------------------------------------------------------
+
+
+# --- check: validate a submission ----------------------------------------------------------------
+
+
+# --- reproduce: re-run a recorded configuration --------------------------------------------------
+
+
+# --- sweep: many configurations, local or Slurm -------------------------------------------------
+
+
+# --- analyses: scaling, rsa ------------------------------------------------------------------------
+
+
 def main() -> None:
     """Console-script entry point."""
     from eegbench._compat import keep_freed_memory
