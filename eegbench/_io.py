@@ -109,3 +109,37 @@ def atomic_directory(final: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+class FileDigests:
+    """sha256 of files, remembered by (path, size, mtime) so unchanged files are not re-read.
+
+    The memo lives in ``<cache_home>/file-digests.json``; a file whose size or modification time
+    changed is hashed again, so a stale digest is never returned.
+    """
+
+    def __init__(self, path: Path | None = None) -> None:
+        from eegbench._paths import cache_home
+
+        self.path = path or cache_home() / "file-digests.json"
+        try:
+            self.entries: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, json.JSONDecodeError):
+            self.entries = {}
+        self.dirty = False
+
+    def digest(self, file: Path) -> str:
+        stat = file.stat()
+        key = str(file.resolve())
+        known = self.entries.get(key)
+        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+            return known[2]
+        value = sha256_file(file)
+        self.entries[key] = [stat.st_size, stat.st_mtime_ns, value]
+        self.dirty = True
+        return value
+
+    def save(self) -> None:
+        if self.dirty:
+            atomic_write_json(self.path, self.entries)
+            self.dirty = False

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eegbench._io import atomic_save_npy, atomic_write_json, hash_json, sha256_file
+from eegbench._io import FileDigests, atomic_save_npy, atomic_write_json, hash_json
 from eegbench._paths import cache_home
 from eegbench._progress import logger, progress
 from eegbench.backbones.base import Backbone, LayerRef
@@ -28,37 +28,9 @@ FEATURE_FORMAT_VERSION = 1
 STORED_DTYPE = "float16"
 
 
-class _DigestMemo:
-    """sha256 of files, remembered by (path, size, mtime) so unchanged files are not re-read."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        try:
-            self.entries: dict[str, list] = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            self.entries = {}
-        self.dirty = False
-
-    def digest(self, file: Path) -> str:
-        stat = file.stat()
-        key = str(file.resolve())
-        known = self.entries.get(key)
-        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
-            return known[2]
-        value = sha256_file(file)
-        self.entries[key] = [stat.st_size, stat.st_mtime_ns, value]
-        self.dirty = True
-        return value
-
-    def save(self) -> None:
-        if self.dirty:
-            atomic_write_json(self.path, self.entries)
-            self.dirty = False
-
-
 def image_manifest(image_root: Path, files: Sequence[str]) -> str:
     """Hash of an image set: its relative file names, in order, and each file's sha256."""
-    memo = _DigestMemo(cache_home() / "file-digests.json")
+    memo = FileDigests()
     missing = [f for f in files if not (image_root / f).is_file()]
     if missing:
         from eegbench._check import MissingDataError
