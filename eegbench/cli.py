@@ -93,6 +93,8 @@ def run(
                                                 "never: fail if any exist.")] = "missing",
     data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    batch_units: Annotated[int | None, typer.Option(
+        help="Units fitted together (default: 1 on CPU, memory-bounded on GPU); results are identical.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.")] = False,
 ) -> None:
     """Run a method on a task: features, training, harness-owned retrieval, one result file per unit."""
@@ -100,7 +102,7 @@ def run(
 
     result = run_api(task, method, backbone, layer, subjects=_csv(subjects), seeds=_csv(seeds, int),
                      hyperparameters=_hyperparameters(hp, epochs), device=device, results_dir=results_dir,
-                     overwrite=overwrite, data_root=data_root, weights=weights)
+                     overwrite=overwrite, data_root=data_root, weights=weights, batch_units=batch_units)
     summary = result.summary()
     if as_json:
         out(json.dumps(summary, indent=2))
@@ -219,6 +221,26 @@ def list_encoders_cmd() -> None:
 
 
 # --- check: validate a submission ----------------------------------------------------------------
+
+@app.command()
+@handle_errors
+def check(
+    submission: Annotated[str, typer.Argument(help="A submission folder (submissions/<id>) or id.")],
+    task: TaskOpt = "synthetic-intra",
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects (default: the task's).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
+    hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE.")] = None,
+) -> None:
+    """Validate a submission and run it on the synthetic task on CPU, next to `final`."""
+    from eegbench.runner import check_submission
+
+    report = check_submission(submission, task, subjects=_csv(subjects), hyperparameters=_hyperparameters(hp, epochs))
+    out(f"Submission {report.submission.id!r} ({report.submission.folder}) on {report.result.task.id}: "
+        f"metadata, import and interface OK; ran in {report.seconds:.0f} s.\n")
+    out(report.table())
+    for warning in report.warnings:
+        console.print(f"[yellow]Warning:[/yellow] {warning}", markup=True, highlight=False)
+    out("\nCheck passed.")
 
 
 # --- reproduce: re-run a recorded configuration --------------------------------------------------

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from pydantic import BaseModel
 
 from eegbench._check import InvalidInputError
 from eegbench._io import hash_json
@@ -90,12 +91,6 @@ def _hp_tag(overrides: Mapping[str, Any]) -> str:
     return "default" if not overrides else "hp-" + hash_json(dict(overrides))[:10]
 
 
-def _layer_setting(method: Method, refs: Sequence[LayerRef]) -> str:
-    if method.layer not in (None, "auto"):
-        return refs[0].key if len(refs) == 1 else str(method.layer)
-    return refs[0].key if len(refs) == 1 else "auto"
-
-
 def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone: str = DEFAULT_BACKBONE,
         layer: str | None = None, *, subjects: Sequence[str | int] | None = None,
         seeds: Sequence[int] | None = None, hyperparameters: Mapping[str, Any] | None = None,
@@ -130,7 +125,8 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     weights : path-like, optional
         Local weights file for the backbone.
     batch_units : int, optional
-        How many units to fit together (default: as many as fit in about 4 GB of responses).
+        How many units to fit together: results are identical either way, but an interrupted run
+        loses the batch in flight. Default: 1 on CPU; on GPU as many as fit in about 4 GB.
     """
     started = time.perf_counter()
     overwrite = check_overwrite(overwrite)
@@ -150,7 +146,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
                            data_root=data_root)
     task.check_chance(len(dataset.test_images))
-    layer_setting = _layer_setting(instance, refs)
+    layer_setting = instance.layer_setting(refs)
     hp_tag = _hp_tag(overrides)
     units = plan_units(task, dataset, subjects, seeds)
     store = ResultStore(results_dir)
@@ -172,7 +168,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
             "train": get_features(model, dataset.image_root, dataset.train_images.files, refs),
             "test": get_features(model, dataset.image_root, dataset.test_images.files, refs),
         }
-        for batch in _batches(todo, dataset, batch_units):
+        for batch in _batches(todo, dataset, batch_units, device_t):
             context.fit_and_evaluate(batch, keys)
     records = [store.read(store.path(keys[u])) for u in units]
     stale = [store.path(keys[u]) for u in existing if u not in todo
@@ -185,7 +181,12 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
                      records, len(todo), len(units) - len(todo), Path(results_dir), stale)
 
 
-def _batches(units: list[Unit], dataset: Dataset, batch_units: int | None) -> list[list[Unit]]:
+def _batches(units: list[Unit], dataset: Dataset, batch_units: int | None,
+             device: torch.device) -> list[list[Unit]]:
+    """Groups of units fitted together. On CPU one unit at a time (batching gains little there and an
+    interruption then loses at most one unit); on GPU as many as fit in about 4 GB of responses."""
+    if batch_units is None and device.type == "cpu":
+        batch_units = 1
     if batch_units is None:
         info = dataset.info
         per_unit = len(dataset.train_images) * info.n_channels * info.n_times * 4 * len(units[0].train_subjects)
@@ -249,10 +250,13 @@ class _RunContext:
         gallery = self.features["test"].arrays
         if self.task.features.normalization == "l2":
             gallery = {k: _l2(v) for k, v in gallery.items()}
-        brain, images = embed_shuffled(aligner, responses, gallery, seed=unit.seed, method=self.submission.id)
-        result = retrieve(brain, images)
-        scores = {m: round(result.top_k(int(m[3:])), 6) for m in self.task.metrics}
-        scores["mean_rank"] = round(result.mean_rank, 4)
+        result = self._score(aligner, responses, gallery, unit.seed)
+        scores = self._scores(result)
+        report = aligner.report()
+        alternatives = aligner.alternatives()
+        if alternatives:
+            report["alternatives"] = {name: self._scores(self._score(alt, responses, gallery, unit.seed))
+                                      for name, alt in sorted(alternatives.items())}
         return ResultRecord(
             created=now(),
             task={"id": self.task.id, "version": self.task.version, "hash": self.task.content_hash,
@@ -266,14 +270,25 @@ class _RunContext:
                     "code_sha256": self.submission.code_sha256, "hp_tag": self.hp_tag,
                     "hyperparameters": self.method.hp.model_dump(mode="json"), "config_hash": self.config_hash()},
             backbone={"name": self.backbone.name, "layer_setting": self.layer_setting,
+                      "layer_request": self.method.layer,
                       "identity": self.backbone.identity(), "layers": [r.to_dict() for r in self.refs],
                       "n_layers": self.backbone.n_layers,
                       "feature_cache_keys": {s: f.cache_keys for s, f in self.features.items()}},
             subject=unit.subject, train_subjects=list(unit.train_subjects), seed=unit.seed,
-            report=aligner.report(), scores=scores, n_test_trials=len(responses), n_gallery=result.n_gallery,
+            report=report, scores=scores, n_test_trials=len(responses), n_gallery=result.n_gallery,
             per_trial={"n_better": result.n_better.tolist(), "n_tied": result.n_tied.tolist()},
             timing={}, environment=environment(self.device),
         )
+
+
+    def _score(self, aligner: Aligner, responses: np.ndarray, gallery: Mapping[str, np.ndarray], seed: int):
+        brain, images = embed_shuffled(aligner, responses, gallery, seed=seed, method=self.submission.id)
+        return retrieve(brain, images)
+
+    def _scores(self, result) -> dict[str, float]:
+        scores = {m: round(result.top_k(int(m[3:])), 6) for m in self.task.metrics}
+        scores["mean_rank"] = round(result.mean_rank, 4)
+        return scores
 
 
 def _l2(features: np.ndarray) -> np.ndarray:
@@ -303,3 +318,70 @@ def embed_shuffled(aligner: Aligner, responses: np.ndarray, gallery: Mapping[str
     brain[brain_order] = brain_out
     images[image_order] = image_out
     return brain, images
+
+
+@dataclass
+class CheckReport:
+    """Outcome of :func:`check_submission`: the submission's run, the reference run, and timing."""
+
+    submission: Submission
+    result: RunResult
+    reference: RunResult | None
+    seconds: float
+    warnings: list[str]
+
+    def table(self) -> str:
+        from tabulate import tabulate
+
+        rows = []
+        for name, result in ((self.submission.id, self.result), ("final (reference)", self.reference)):
+            if result is None:
+                continue
+            summary = result.summary()
+            rows.append([name, result.layer_setting,
+                         *[f"{100 * summary['metrics'][m]['mean']:.1f} ± {100 * summary['metrics'][m]['sd_subjects']:.1f}"
+                           for m in result.task.metrics]])
+        chance = ["chance", "", *[f"{100 * self.result.task.chance[m]:g}" for m in self.result.task.metrics]]
+        headers = ["method", "layer", *[f"{m} (%)" for m in self.result.task.metrics]]
+        return tabulate([*rows, chance], headers, tablefmt="github", disable_numparse=True)
+
+
+def check_submission(submission: str | Path, task: str | Task = DEFAULT_TASK, *,
+                     subjects: Sequence[str | int] | None = None,
+                     hyperparameters: Mapping[str, Any] | None = None,
+                     results_dir: str | Path | None = None) -> CheckReport:
+    """Validate a submission folder and run it on a synthetic task on CPU, beside ``final``.
+
+    Checks the metadata, imports the method, checks its interface (hyperparameter model, requested
+    layers, returned aligners), runs it with fresh results, runs (or reuses) the ``final`` reference
+    on the same units, and returns both. Raises a clear error at the first problem.
+    """
+    from eegbench._paths import cache_home
+
+    start = time.perf_counter()
+    loaded = load_submission(submission)
+    cls = loaded.method_class
+    problems = []
+    if not (isinstance(cls.Hyperparameters, type) and issubclass(cls.Hyperparameters, BaseModel)):
+        problems.append("Hyperparameters must be a pydantic BaseModel subclass")
+    for name in ("feature_layers", "fit"):
+        if getattr(getattr(cls, name, None), "__isabstractmethod__", False):
+            problems.append(f"{cls.__name__} does not implement {name}()")
+    if problems:
+        raise InvalidInputError(f"Submission {loaded.id!r} ({loaded.folder}): " + "; ".join(problems) + ".")
+    task = task if isinstance(task, Task) else load_task(task)
+    if task.dataset.name != "synthetic":
+        raise InvalidInputError("eegbench check runs on a synthetic task (it needs no download); "
+                                f"{task.id!r} uses {task.dataset.name!r}.")
+    root = Path(results_dir) if results_dir else cache_home() / "check-results"
+    common = {"subjects": subjects, "device": "cpu", "hyperparameters": hyperparameters}
+    result = run(task, str(loaded.folder), results_dir=root / "submission", overwrite="always", **common)
+    reference = None if loaded.id == "final" else run(task, "final", results_dir=root / "reference", **common)
+    warnings = []
+    chance = task.chance["top1"]
+    if result.summary()["metrics"]["top1"]["mean"] <= 2 * chance:
+        warnings.append(f"mean top-1 is not clearly above chance ({100 * chance:g} %): check the method.")
+    seconds = time.perf_counter() - start
+    if seconds > 120:
+        warnings.append(f"the check took {seconds:.0f} s; CI expects under 2 minutes on 2 CPU cores.")
+    return CheckReport(loaded, result, reference, seconds, warnings)

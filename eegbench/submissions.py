@@ -118,6 +118,11 @@ class Aligner(ABC):
         """What the method chose and measured (layer, validation curve, parameter count...)."""
         return {}
 
+    def alternatives(self) -> dict[str, Aligner]:
+        """Other fitted variants the harness should also score (e.g. ``"last_epoch"`` when the
+        epoch was selected on validation); their scores are recorded beside the main ones."""
+        return {}
+
 
 class NoHyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -150,6 +155,11 @@ class Method(ABC):
     @abstractmethod
     def fit(self, data: TrainingData) -> Aligner:
         """Fit on one unit's training data."""
+
+    def layer_setting(self, layers: Sequence[LayerRef]) -> str:
+        """How results are labelled and filed: the one layer used, or ``"auto"`` when the method
+        selects among several on validation. Override for methods that combine layers."""
+        return layers[0].key if len(layers) == 1 else "auto"
 
     def fit_many(self, units: Sequence[TrainingData]) -> list[Aligner]:
         """Fit every unit; override to train them together (much faster for small models)."""

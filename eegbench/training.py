@@ -6,15 +6,21 @@ training data stays resident on the device, batches are drawn by index (no per-s
 ``DataLoader``), and parameters are stacked so one optimiser step updates all of them. Each model
 draws its initialisation, batch order and dropout masks from its own seeded generators, so its
 result does not depend on which other models were trained beside it.
+
+A model may align to one backbone layer (a linear image projector) or to several (one linear
+head per layer, each L2-normalised, mixed by learned softmax weights). Optionally the epoch is
+selected on a validation split; the last epoch is then kept as well, so both can be reported.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -26,6 +32,7 @@ from eegbench._check import InvalidInputError
 from eegbench._progress import progress
 from eegbench.backbones.base import LayerRef
 from eegbench.encoders import StackedLinear, encoders
+from eegbench.metrics import retrieve
 from eegbench.submissions import Aligner, TrainingData
 
 
@@ -51,6 +58,21 @@ class TrainingConfig(BaseModel):
     hidden_dim: int = Field(1024, ge=1)
     proj_dim: int = Field(512, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
+    select_epoch: bool = False
+
+
+@dataclass
+class ValidationSet:
+    """Held-out responses to score after every epoch (for epoch selection).
+
+    ``targets`` are the validation images' features per layer; ``image_index`` gives the row of
+    each response's image.
+    """
+
+    brain: np.ndarray
+    targets: Sequence[np.ndarray]
+    image_index: np.ndarray
+    metric: str
 
 
 @dataclass
@@ -61,18 +83,26 @@ class ContrastiveProblem:
     ----------
     brain : numpy.ndarray
         ``(n_samples, channels, times)`` float32 responses.
-    targets : numpy.ndarray
-        ``(n_images, dim)`` image features.
+    targets : numpy.ndarray or sequence of numpy.ndarray
+        ``(n_images, dim)`` image features, or one such array per layer for multi-layer alignment.
     image_index : numpy.ndarray
         ``(n_samples,)`` row of ``targets`` paired with each response.
     seed : int
         Seeds this model's initialisation, batch order and dropout.
+    validation : ValidationSet, optional
+        Scored after every epoch when ``TrainingConfig.select_epoch`` is set.
     """
 
     brain: np.ndarray
-    targets: np.ndarray
+    targets: np.ndarray | Sequence[np.ndarray]
     image_index: np.ndarray
     seed: int
+    validation: ValidationSet | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.targets, np.ndarray):
+            self.targets = (self.targets,)
+        self.targets = tuple(self.targets)
 
 
 @dataclass
@@ -81,10 +111,13 @@ class TrainedStack:
 
     model: AlignmentStack
     config: TrainingConfig
-    target_dims: list[int]
+    target_dims: list[list[int]]
     loss_history: np.ndarray  # (epochs, K) mean training loss
     seconds: float
     device: torch.device
+    validation_history: np.ndarray | None = None  # (epochs, K) validation score, if tracked
+    best_epoch: list[int] | None = None  # 1-based epoch kept per model, if selected
+    last: TrainedStack | None = None  # the last epoch's weights, when the best epoch was selected
 
     def member(self, k: int) -> TrainedModel:
         return TrainedModel(self, k)
@@ -96,7 +129,6 @@ class TrainedModel:
 
     stack: TrainedStack
     index: int
-    extra: dict = field(default_factory=dict)
 
     @torch.no_grad()
     def embed_brain(self, responses: np.ndarray, batch_size: int = 4096) -> np.ndarray:
@@ -110,32 +142,46 @@ class TrainedModel:
         return torch.cat(out).numpy()
 
     @torch.no_grad()
-    def embed_images(self, features: np.ndarray) -> np.ndarray:
-        """``(n, dim)`` image features -> ``(n, proj_dim)`` embeddings."""
+    def embed_images(self, features: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+        """Image features (one ``(n, dim)`` array per aligned layer) -> ``(n, proj_dim)`` embeddings."""
         model = self.stack.model.eval()
-        y = torch.as_tensor(np.asarray(features, dtype=np.float32), device=self.stack.device)
-        y = F.pad(y, (0, model.image_dim - y.shape[1]))
-        return model.embed_images(y[None], [self.index])[0].float().cpu().numpy()
+        layers = (features,) if isinstance(features, np.ndarray) else tuple(features)
+        ys = [F.pad(torch.as_tensor(np.asarray(y, dtype=np.float32), device=self.stack.device),
+                    (0, width - y.shape[1]))[None] for y, width in zip(layers, model.image_widths)]
+        return model.embed_images(ys, [self.index])[0].float().cpu().numpy()
 
     @property
     def n_parameters(self) -> int:
-        """Trainable parameters of this one model (brain encoder, both projectors, temperature)."""
+        """Trainable parameters of this one model (brain encoder, projectors, mixing, temperature)."""
         model = self.stack.model
         encoder = sum(p.numel() for p in model.encoder.parameters()) // model.n_models
         p = self.stack.config.proj_dim
-        learnable = 1 if self.stack.config.learnable_temperature else 0
-        return encoder + (model.hidden_dim + 1) * p + (self.stack.target_dims[self.index] + 1) * p + learnable
+        dims = self.stack.target_dims[self.index]
+        extra = (1 if self.stack.config.learnable_temperature else 0) + (len(dims) if len(dims) > 1 else 0)
+        return encoder + (model.hidden_dim + 1) * p + sum((d + 1) * p for d in dims) + extra
 
     @property
     def final_loss(self) -> float:
         return float(self.stack.loss_history[-1, self.index])
 
+    @property
+    def layer_weights(self) -> list[float] | None:
+        """Learned softmax weights of the aligned layers (multi-layer models only)."""
+        logits = self.stack.model.mix_logits
+        if logits is None:
+            return None
+        return torch.softmax(logits[self.index].detach().float(), -1).cpu().tolist()
+
 
 class AlignmentStack(nn.Module):
-    """Brain encoder + linear projectors on both sides, for K models."""
+    """Brain encoder + linear projectors on both sides, for K models.
+
+    With several target layers, the image side has one linear head per layer; each head's output
+    is L2-normalised and the heads are mixed with learned, softmax-normalised weights.
+    """
 
     def __init__(self, config: TrainingConfig, n_models: int, n_channels: int, n_times: int,
-                 target_dims: Sequence[int], seeds: Sequence[int], device: torch.device) -> None:
+                 target_dims: Sequence[Sequence[int]], seeds: Sequence[int], device: torch.device) -> None:
         super().__init__()
         init_gens = [torch.Generator().manual_seed(s) for s in seeds]
         dropout_gens = [torch.Generator(device=device).manual_seed(s + 1) for s in seeds]
@@ -143,8 +189,12 @@ class AlignmentStack(nn.Module):
         self.encoder = spec.build(n_models, n_channels, n_times, config.hidden_dim, config.dropout,
                                   init_gens, dropout_gens)
         self.brain_proj = StackedLinear(n_models, config.hidden_dim, config.proj_dim, init_gens)
-        self.image_dim = max(target_dims)
-        self.image_proj = StackedLinear(n_models, self.image_dim, config.proj_dim, init_gens, fan_in=target_dims)
+        n_layers = len(target_dims[0])
+        self.image_widths = [max(dims[j] for dims in target_dims) for j in range(n_layers)]
+        self.image_heads = nn.ModuleList([
+            StackedLinear(n_models, self.image_widths[j], config.proj_dim, init_gens,
+                          fan_in=[dims[j] for dims in target_dims]) for j in range(n_layers)])
+        self.mix_logits = nn.Parameter(torch.zeros(n_models, n_layers)) if n_layers > 1 else None
         log_scale = torch.full((n_models,), math.log(1.0 / config.temperature))
         if config.learnable_temperature:
             self.log_scale = nn.Parameter(log_scale)
@@ -159,13 +209,19 @@ class AlignmentStack(nn.Module):
         z = self.brain_proj(self.encoder(x, members), members)
         return F.normalize(z, dim=-1) if self.normalize_brain else z
 
-    def embed_images(self, y: torch.Tensor, members=None) -> torch.Tensor:
-        z = self.image_proj(y, members)
+    def embed_images(self, ys: Sequence[torch.Tensor], members=None) -> torch.Tensor:
+        if self.mix_logits is None:
+            z = self.image_heads[0](ys[0], members)
+        else:
+            logits = self.mix_logits if members is None else self.mix_logits[members]
+            weights = torch.softmax(logits, -1)
+            parts = [F.normalize(head(y, members), dim=-1) for head, y in zip(self.image_heads, ys)]
+            z = sum(weights[:, j, None, None] * part for j, part in enumerate(parts))
         return F.normalize(z, dim=-1) if self.normalize_image else z
 
-    def loss(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def loss(self, x: torch.Tensor, ys: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-model symmetric InfoNCE, shape (K,)."""
-        brain, images = self.embed_brain(x), self.embed_images(y)
+        brain, images = self.embed_brain(x), self.embed_images(ys)
         scale = self.log_scale.clamp(max=math.log(100.0)).exp()
         logits = scale[:, None, None] * brain @ images.transpose(1, 2)
         k, b, _ = logits.shape
@@ -187,37 +243,55 @@ def _unique(arrays: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
     return distinct, index
 
 
+def _resident(arrays: Sequence[np.ndarray], device: torch.device, width: int | None = None,
+              dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
+    """Distinct arrays stacked on the device (zero-padded to ``width``) and each input's row in it."""
+    distinct, index = _unique(arrays)
+    tensors = [torch.as_tensor(np.asarray(a), dtype=dtype) for a in distinct]
+    if width is not None:
+        tensors = [F.pad(t, (0, width - t.shape[1])) for t in tensors]
+    return torch.stack(tensors).to(device), torch.tensor(index, device=device)[:, None]
+
+
+_LOOPED = re.compile(r"^encoder\.encoders\.(\d+)\.")
+
+
+def _copy_member(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], k: int) -> None:
+    """Copy model ``k``'s tensors of a stack state dict (stacked tensors lead with the model axis)."""
+    for name, value in source.items():
+        looped = _LOOPED.match(name)
+        if looped:
+            if int(looped.group(1)) == k:
+                target[name].copy_(value)
+        elif value.ndim:
+            target[name][k].copy_(value[k])
+
+
 def fit_contrastive(problems: Sequence[ContrastiveProblem], config: TrainingConfig, *,
                     device: str | torch.device = "cpu", description: str = "Training") -> TrainedStack:
     """Train one model per problem, all in one batched computation.
 
-    All problems must have the same number of samples and the same response shape (true for the
-    models of one protocol run). Inputs shared between problems (the same array object) are stored
-    on the device once.
+    All problems must have the same number of samples, response shape and number of target layers
+    (true for the models of one protocol run). Inputs shared between problems (the same array
+    object) are stored on the device once. With ``config.select_epoch``, every problem needs a
+    ``validation`` set; the returned stack holds each model's best-validation epoch and
+    :func:`last_epoch` of the result gives the final epoch's weights.
     """
     device = torch.device(device)
-    n_samples = {len(p.brain) for p in problems}
-    shapes = {p.brain.shape[1:] for p in problems}
-    if len(n_samples) != 1 or len(shapes) != 1:
-        raise InvalidInputError("fit_contrastive needs problems with equal sample counts and response shapes.")
-    (n,), ((n_channels, n_times),) = n_samples, shapes
+    if len({(len(p.brain), p.brain.shape[1:], len(p.targets)) for p in problems}) != 1:
+        raise InvalidInputError("fit_contrastive needs problems with equal sample counts, response shapes "
+                                "and numbers of target layers.")
+    if config.select_epoch and any(p.validation is None for p in problems):
+        raise InvalidInputError("select_epoch needs a validation set for every problem.")
+    n, (n_channels, n_times), n_layers = len(problems[0].brain), problems[0].brain.shape[1:], len(problems[0].targets)
     k = len(problems)
-    dims = [p.targets.shape[1] for p in problems]
+    dims = [[t.shape[1] for t in p.targets] for p in problems]
 
-    brains, brain_src = _unique([p.brain for p in problems])
-    targets, target_src = _unique([p.targets for p in problems])
-    indices, index_src = _unique([p.image_index for p in problems])
-    width = max(dims)
-    x_all = torch.stack([torch.as_tensor(np.asarray(b, dtype=np.float32)) for b in brains]).to(device)
-    y_all = torch.stack([F.pad(torch.as_tensor(np.asarray(t, dtype=np.float32)), (0, width - t.shape[1]))
-                         for t in targets]).to(device)
-    i_all = torch.stack([torch.as_tensor(np.asarray(i, dtype=np.int64)) for i in indices]).to(device)
-    brain_src_t = torch.tensor(brain_src, device=device)[:, None]
-    target_src_t = torch.tensor(target_src, device=device)[:, None]
-    index_src_t = torch.tensor(index_src, device=device)[:, None]
-
+    x_all, brain_src = _resident([p.brain for p in problems], device)
+    i_all, index_src = _resident([p.image_index for p in problems], device, dtype=torch.int64)
     seeds = [p.seed for p in problems]
     model = AlignmentStack(config, k, n_channels, n_times, dims, seeds, device).to(device)
+    targets = [_resident([p.targets[j] for p in problems], device, model.image_widths[j]) for j in range(n_layers)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   **({"fused": True} if device.type == "cuda" else {"foreach": True}))
     order_gens = [torch.Generator().manual_seed(s + 2) for s in seeds]
@@ -225,80 +299,140 @@ def fit_contrastive(problems: Sequence[ContrastiveProblem], config: TrainingConf
     steps = math.ceil(n / batch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
     history = np.zeros((config.epochs, k))
+    val_history = np.full((config.epochs, k), -np.inf) if config.select_epoch else None
+    best_state = copy.deepcopy(model.state_dict()) if config.select_epoch else None
+    best_epoch = [0] * k
     start = time.perf_counter()
-    model.train()
     with progress(f"{description} ({k} model{'s' * (k > 1)})", total=config.epochs) as advance:
         for epoch in range(config.epochs):
+            model.train()
             order = torch.stack([torch.randperm(n, generator=g) for g in order_gens]).to(device)
             total = torch.zeros(k, device=device)
             for step in range(steps):
                 idx = order[:, step * batch:(step + 1) * batch]
                 if idx.shape[1] < 2:  # a one-sample batch has no negatives
                     continue
-                xb = x_all[brain_src_t, idx]
-                yb = y_all[target_src_t, i_all[index_src_t, idx]]
+                xb = x_all[brain_src, idx]
+                rows = i_all[index_src, idx]
+                ybs = [y_all[src, rows] for y_all, src in targets]
                 with autocast:
-                    losses = model.loss(xb, yb)
+                    losses = model.loss(xb, ybs)
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()
                 optimizer.step()
                 total += losses.detach().float()
             history[epoch] = (total / steps).cpu().numpy()
+            if config.select_epoch:
+                _track_best(model, problems, val_history, best_state, best_epoch, epoch, device, config, dims)
             advance(1)
     model.eval()
-    return TrainedStack(model, config, dims, history, time.perf_counter() - start, device)
+    stack = TrainedStack(model, config, dims, history, time.perf_counter() - start, device, val_history)
+    if not config.select_epoch:
+        return stack
+    last = copy.deepcopy(model)
+    model.load_state_dict(best_state)
+    stack.best_epoch = [e + 1 for e in best_epoch]
+    stack.last = TrainedStack(last, config, dims, history, stack.seconds, device, val_history)
+    return stack
+
+
+def _track_best(model: AlignmentStack, problems: Sequence[ContrastiveProblem], val_history: np.ndarray,
+                best_state: dict, best_epoch: list[int], epoch: int, device: torch.device,
+                config: TrainingConfig, dims: list[list[int]]) -> None:
+    """Score every model on its validation set and snapshot those that improved."""
+    model.eval()
+    probe = TrainedStack(model, config, dims, np.zeros((1, len(problems))), 0.0, device)
+    current = model.state_dict()
+    for k, problem in enumerate(problems):
+        val = problem.validation
+        member = probe.member(k)
+        gallery, targets = np.unique(val.image_index, return_inverse=True)
+        result = retrieve(member.embed_brain(val.brain), member.embed_images([t[gallery] for t in val.targets]),
+                          targets)
+        score = -result.mean_rank if val.metric == "mean_rank" else result.top_k(int(val.metric[3:]))
+        val_history[epoch, k] = score
+        if score > val_history[:epoch, k].max(initial=-np.inf):
+            _copy_member(current, best_state, k)
+            best_epoch[k] = epoch
 
 
 class ContrastiveAligner(Aligner):
-    """A trained contrastive model aligned to one backbone layer."""
+    """A trained contrastive model aligned to one backbone layer, or to several mixed layers."""
 
-    def __init__(self, model: TrainedModel, layer: LayerRef, details: dict | None = None) -> None:
+    def __init__(self, model: TrainedModel, layers: Sequence[LayerRef], details: dict | None = None,
+                 alternatives: dict[str, Aligner] | None = None) -> None:
         self.model = model
-        self.layer = layer
+        self.layers = list(layers)
         self.details = dict(details or {})
+        self._alternatives = dict(alternatives or {})
 
     def embed_brain(self, responses: np.ndarray) -> np.ndarray:
         return self.model.embed_brain(responses)
 
     def embed_images(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
-        return self.model.embed_images(features[self.layer.key])
+        return self.model.embed_images([features[ref.key] for ref in self.layers])
+
+    def alternatives(self) -> dict[str, Aligner]:
+        return self._alternatives
 
     def report(self) -> dict:
-        return {"layer": self.layer.to_dict(), "n_parameters": self.model.n_parameters,
-                "final_train_loss": round(self.model.final_loss, 6),
-                "train_seconds": round(self.model.stack.seconds, 3), **self.details}
+        out = {"n_parameters": self.model.n_parameters, "final_train_loss": round(self.model.final_loss, 6),
+               "train_seconds": round(self.model.stack.seconds, 3)}
+        if len(self.layers) == 1:
+            out["layer"] = self.layers[0].to_dict()
+        else:
+            out["layers"] = [ref.to_dict() for ref in self.layers]
+            out["layer_weights"] = [round(w, 6) for w in self.model.layer_weights]
+        stack = self.model.stack
+        if stack.best_epoch is not None:
+            out["selected_epoch"] = stack.best_epoch[self.model.index]
+            out["validation_by_epoch"] = [round(float(v), 6) for v in stack.validation_history[:, self.model.index]]
+        return out | self.details
 
 
-def fit_alignments(units: Sequence[TrainingData], layers: Sequence[Sequence[LayerRef]], config: TrainingConfig,
-                   *, use_validation: bool = True, description: str = "Training") -> list[list[ContrastiveAligner]]:
-    """Train one contrastive model per (unit, layer), batched into as few stacks as possible.
+def _validation_set(unit: TrainingData, layers: Sequence[LayerRef]) -> ValidationSet:
+    return ValidationSet(unit.val.responses, [unit.features[ref.key] for ref in layers], unit.val.image_index,
+                         unit.validation_metric)
+
+
+def fit_alignments(units: Sequence[TrainingData], layers: Sequence[Sequence[Sequence[LayerRef]]],
+                   config: TrainingConfig, *, use_validation: bool = True,
+                   description: str = "Training") -> list[list[ContrastiveAligner]]:
+    """Train one contrastive model per (unit, target), batched into as few stacks as possible.
 
     Parameters
     ----------
     units : sequence of TrainingData
         The units to fit.
-    layers : sequence of sequences of LayerRef
-        For each unit, the layers to align to (one model each).
+    layers : sequence (per unit) of sequences (per model) of sequences of LayerRef
+        For each unit, the targets to train one model each: a list of one layer, or of several
+        layers for multi-layer alignment.
     config : TrainingConfig
-        Hyperparameters.
+        Hyperparameters. With ``select_epoch``, models train on the training part only, the epoch
+        with the best validation score is kept, and the last epoch is offered as the alternative
+        ``"last_epoch"`` (the harness scores both).
     use_validation : bool
-        Train on training + validation responses (after a selection is made, or when nothing is
-        selected); if False, train on the training part only (to score on validation).
+        If True (and no epoch is selected), train on training + validation responses, e.g. after a
+        selection is made or when nothing is selected; if False, train on the training part only
+        (to score on validation).
     """
     problems, owners = [], []
-    for u, (unit, unit_layers) in enumerate(zip(units, layers)):
-        part = unit.all() if use_validation else unit.train
-        for j, ref in enumerate(unit_layers):
-            problems.append(ContrastiveProblem(part.responses, unit.features[ref.key], part.image_index, unit.seed))
-            owners.append((u, j, ref))
-    out: list[list[ContrastiveAligner | None]] = [[None] * len(ls) for ls in layers]
+    for u, (unit, targets) in enumerate(zip(units, layers)):
+        part = unit.all() if use_validation and not config.select_epoch else unit.train
+        for j, refs in enumerate(targets):
+            val = _validation_set(unit, refs) if config.select_epoch else None
+            problems.append(ContrastiveProblem(part.responses, [unit.features[r.key] for r in refs],
+                                               part.image_index, unit.seed, val))
+            owners.append((u, j, refs))
+    out: list[list[ContrastiveAligner | None]] = [[None] * len(t) for t in layers]
     groups: dict[tuple, list[int]] = {}
-    for i, problem in enumerate(problems):  # one stack per sample count and response shape
-        groups.setdefault((len(problem.brain), problem.brain.shape[1:]), []).append(i)
+    for i, problem in enumerate(problems):  # one stack per sample count, response shape and layer count
+        groups.setdefault((len(problem.brain), problem.brain.shape[1:], len(problem.targets)), []).append(i)
     for members in groups.values():
         stack = fit_contrastive([problems[i] for i in members], config, device=units[0].device,
                                 description=description)
         for k, i in enumerate(members):
-            u, j, ref = owners[i]
-            out[u][j] = ContrastiveAligner(stack.member(k), ref)
+            u, j, refs = owners[i]
+            alternatives = {"last_epoch": ContrastiveAligner(stack.last.member(k), refs)} if config.select_epoch else {}
+            out[u][j] = ContrastiveAligner(stack.member(k), refs, alternatives=alternatives)
     return out  # type: ignore[return-value]

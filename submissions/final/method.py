@@ -23,5 +23,5 @@ class FinalAlignment(Method):
         return self.fit_many([data])[0]
 
     def fit_many(self, units: list[TrainingData]) -> list[Aligner]:
-        fitted = fit_alignments(units, [unit.layers for unit in units], self.hp, description="Training final")
+        fitted = fit_alignments(units, [[unit.layers] for unit in units], self.hp, description="Training final")
         return [aligners[0] for aligners in fitted]

@@ -41,22 +41,26 @@ class ShallowAlignment(Method):
 
     def fit_many(self, units: list[TrainingData]) -> list[Aligner]:
         if len(units[0].layers) == 1:  # a fixed layer: nothing to select
-            fitted = fit_alignments(units, [unit.layers for unit in units], self.hp, description="Training shallow")
+            fitted = fit_alignments(units, [[unit.layers] for unit in units], self.hp, description="Training shallow")
             return [aligners[0] for aligners in fitted]
 
-        probes = fit_alignments(units, [unit.layers for unit in units], self.hp, use_validation=False,
-                                description="Probing layers")
+        # Probe every layer on the training concepts only and score each on the validation concepts.
+        probes = fit_alignments(units, [[[ref] for ref in unit.layers] for unit in units], self.hp,
+                                use_validation=False, description="Probing layers")
         chosen, curves = [], []
         for unit, aligners in zip(units, probes):
             scores = [score_on_validation(a, unit) for a in aligners]
             best = max(range(len(scores)), key=scores.__getitem__)  # ties: the shallower layer
-            chosen.append([unit.layers[best]])
+            chosen.append(best)
             curves.append([{"layer": ref.name, "index": ref.index, "relative_depth": ref.relative_depth,
                             "score": round(score, 6)} for ref, score in zip(unit.layers, scores)])
-        refit = fit_alignments(units, chosen, self.hp, description="Refitting chosen layer")
-        out = []
-        for (aligner,), curve, unit in zip(refit, curves, units):
+        if self.hp.select_epoch:  # the probes already hold their validation-selected epoch: keep the best
+            final = [aligners[best] for aligners, best in zip(probes, chosen)]
+        else:  # refit the chosen layer on all training responses
+            refit = fit_alignments(units, [[[unit.layers[best]]] for unit, best in zip(units, chosen)], self.hp,
+                                   description="Refitting chosen layer")
+            final = [aligners[0] for aligners in refit]
+        for aligner, curve, unit in zip(final, curves, units):
             aligner.details["validation_curve"] = curve
             aligner.details["validation_metric"] = unit.validation_metric
-            out.append(aligner)
-        return out
+        return final

@@ -1,0 +1,90 @@
+"""The reference submissions on the tiny synthetic task (issue: methods as submissions)."""
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from eegbench.cli import app
+from eegbench.runner import check_submission, run
+from eegbench.submissions import list_submissions, load_submission
+from helpers import tiny_task
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("methods")
+    task = tiny_task()
+    return {name: run(task, name, layer=layer, results_dir=root)
+            for name, layer in (("final", None), ("multi", None), ("ridge", None), ("shallow", None))}
+
+
+def _top1(result):
+    return result.summary()["metrics"]["top1"]["mean"]
+
+
+def test_every_reference_method_is_far_above_chance(runs):
+    chance = runs["final"].task.chance["top1"]
+    for name, result in runs.items():
+        assert _top1(result) > 3 * chance, name
+
+
+def test_multi_is_at_least_as_good_as_final(runs):
+    assert _top1(runs["multi"]) >= _top1(runs["final"])
+    report = runs["multi"].records[0].report
+    assert [layer["name"] for layer in report["layers"]] == ["blocks.1", "blocks.3", "blocks.4", "final"]
+    assert sum(report["layer_weights"]) == pytest.approx(1.0, abs=1e-5)
+    assert runs["multi"].layer_setting == "multi:blocks.1+blocks.3+blocks.4+final"
+
+
+def test_shallow_validation_sweep_peaks_near_the_planted_layer(runs):
+    for record in runs["shallow"].records:
+        curve = record.report["validation_curve"]
+        peak = max(curve, key=lambda point: point["score"])
+        planted_index = 5  # blocks.3 is layer 5 of 8 (stem, blocks.0 ... blocks.6)
+        assert abs(peak["index"] - planted_index) <= 1, curve
+
+
+def test_ridge_is_deterministic(runs, tmp_path):
+    again = run(runs["ridge"].task, "ridge", results_dir=tmp_path)
+    for first, second in zip(runs["ridge"].records, again.records):
+        assert first.scores == second.scores and first.per_trial == second.per_trial
+    report = runs["ridge"].records[0].report
+    assert report["alpha"] in load_submission("ridge").method_class.Hyperparameters().alphas
+    assert {point["alpha"] for point in report["validation_curve"]} == set(
+        load_submission("ridge").method_class.Hyperparameters().alphas)
+
+
+def test_ridge_auto_selects_a_layer_on_validation(tmp_path):
+    result = run(tiny_task(), "ridge", layer="auto", results_dir=tmp_path, subjects=[1])
+    record = result.records[0]
+    assert result.layer_setting == "auto"
+    assert {p["layer"] for p in record.report["validation_curve"]} >= {"stem", "blocks.3", "final"}
+
+
+def test_epoch_selection_uses_validation_and_reports_the_last_epoch(tmp_path):
+    result = run(tiny_task(), "final", results_dir=tmp_path, subjects=[1],
+                 hyperparameters={"select_epoch": True, "epochs": 6})
+    report = result.records[0].report
+    curve = report["validation_by_epoch"]
+    assert len(curve) == 6 and report["selected_epoch"] == int(np.argmax(curve)) + 1
+    assert set(report["alternatives"]["last_epoch"]) >= {"top1", "top5"}
+
+
+@pytest.mark.parametrize("name", list_submissions())
+def test_check_every_submission(name, tmp_path):
+    """What CI runs for each folder in submissions/ (here on the tiny task to stay fast)."""
+    submission = load_submission(name)
+    fast = {"epochs": 3} if "epochs" in submission.method_class.Hyperparameters.model_fields else None
+    report = check_submission(submission.folder, tiny_task(), hyperparameters=fast, results_dir=tmp_path)
+    assert report.result.records and report.result.computed == len(report.result.records)
+    assert (report.reference is None) == (name == "final")
+    assert "chance" in report.table()
+
+
+def test_check_refuses_a_broken_submission(tmp_path):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "submission.yaml").write_text("id: broken\nname: x\n")
+    result = CliRunner().invoke(app, ["check", str(folder)])
+    assert result.exit_code == 2
+    assert "submission.yaml is invalid" in " ".join(result.output.split())
