@@ -246,6 +246,35 @@ def check(
 # --- reproduce: re-run a recorded configuration --------------------------------------------------
 
 
+@app.command()
+@handle_errors
+def reproduce(
+    result: Annotated[Path, typer.Argument(help="A result file (JSON) written by `eegbench run`.")],
+    task: Annotated[str | None, typer.Option(
+        "--task", "-t", help="Task file of the recorded version, if the registered one has changed.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    tolerance: Annotated[float, typer.Option(
+        help="Largest accepted |difference| of a task metric, in points of %; exit code 1 beyond it.")] = 1.0,
+) -> None:
+    """Re-run exactly the configuration recorded in RESULT and report the difference in scores."""
+    from eegbench.reproduce import reproduce as reproduce_api
+
+    if not result.is_file():
+        raise InvalidInputError(f"Result file {result} does not exist.")
+    report = reproduce_api(result, task=task, device=device, data_root=data_root, weights=weights)
+    out(report.table())
+    for warning in report.warnings:
+        console.print(f"[yellow]Warning:[/yellow] {warning}", markup=True, highlight=False)
+    out("Every test trial got the same rank as recorded." if report.identical_trials
+        else "Some test trials got a different rank than recorded.")
+    if not report.within(tolerance / 100):
+        console.print(f"[bold red]Not reproduced:[/bold red] a metric moved by more than {tolerance:g} points.",
+                      markup=True, highlight=False)
+        raise typer.Exit(1)
+
+
 # --- sweep: many configurations, local or Slurm -------------------------------------------------
 
 

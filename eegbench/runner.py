@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from eegbench._check import InvalidInputError
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
-from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_features, load_backbone
+from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features, load_backbone
 from eegbench.data import Dataset, load_dataset
 from eegbench.metrics import retrieve
 from eegbench.protocols import ResponsePipeline, Unit, fit_phase, plan_units, test_responses, training_data
@@ -273,6 +273,7 @@ class _RunContext:
                       "layer_request": self.method.layer,
                       "identity": self.backbone.identity(), "layers": [r.to_dict() for r in self.refs],
                       "n_layers": self.backbone.n_layers,
+                      "params_millions": get_backbone_spec(self.backbone.name).params_millions,
                       "feature_cache_keys": {s: f.cache_keys for s, f in self.features.items()}},
             subject=unit.subject, train_subjects=list(unit.train_subjects), seed=unit.seed,
             report=report, scores=scores, n_test_trials=len(responses), n_gallery=result.n_gallery,

@@ -41,7 +41,7 @@ def test_task_versions_are_never_mixed(results, tmp_path):
         target.write_text(json.dumps(record))
         path.unlink()
     pages = build_leaderboard(copy, tmp_path / "board")
-    assert {"synthetic-intra-v1", "synthetic-intra-v2", "index"} == set(pages)
+    assert {"synthetic-intra-v1", "synthetic-intra-v2", "index", "published"} == set(pages)
     index = pages["index"].read_text()
     assert "[synthetic-intra](synthetic-intra-v1.md) | 1" in index and "(synthetic-intra-v2.md) | 2" in index
 

@@ -1,0 +1,120 @@
+"""Re-run the exact configuration of a result file and report how far the new numbers are.
+
+Everything needed is in the record: task id, version and content hash, method and its full
+hyperparameters, backbone and layer request, subject and seed. The re-run writes into a private
+folder, so the original file and the results store are never touched.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from eegbench._check import InvalidInputError
+from eegbench._progress import logger
+from eegbench.results import ResultRecord, ResultStore
+from eegbench.runner import run
+from eegbench.submissions import load_submission
+from eegbench.tasks import Task, load_task
+
+
+@dataclass
+class Reproduction:
+    """A recorded result next to its re-run."""
+
+    path: Path
+    original: ResultRecord
+    reproduced: ResultRecord
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def differences(self) -> dict[str, float]:
+        """Re-run minus recorded, per score (fractions, not %)."""
+        return {name: self.reproduced.scores[name] - value for name, value in self.original.scores.items()
+                if name in self.reproduced.scores}
+
+    @property
+    def identical_trials(self) -> bool:
+        """Whether every test trial got the same rank as in the recorded run."""
+        return self.original.per_trial == self.reproduced.per_trial
+
+    def within(self, tolerance: float) -> bool:
+        """Whether every task metric moved by at most ``tolerance`` (a fraction: 0.01 = 1 point)."""
+        return all(abs(self.differences[m]) <= tolerance for m in self.original.task["metrics"])
+
+    def table(self) -> str:
+        from tabulate import tabulate
+
+        rows = []
+        for name, value in self.original.scores.items():
+            scale = 1.0 if name == "mean_rank" else 100.0
+            rows.append([name, f"{scale * value:.2f}", f"{scale * self.reproduced.scores[name]:.2f}",
+                         f"{scale * self.differences[name]:+.2f}"])
+        return tabulate(rows, ["score", "recorded", "reproduced", "difference"], tablefmt="github",
+                        disable_numparse=True)
+
+
+def _task_of(record: ResultRecord, task: str | Task | None) -> Task:
+    """The task the record was computed on; a changed task file is an error, never silently used."""
+    loaded = task if isinstance(task, Task) else load_task(task or record.task["id"])
+    recorded = (record.task["id"], record.task["version"], record.task["hash"])
+    if (loaded.id, loaded.version, loaded.content_hash) != recorded:
+        raise InvalidInputError(
+            f"The result was computed on task {recorded[0]!r} version {recorded[1]} (content hash "
+            f"{recorded[2][:12]}), but the task file found is {loaded.id!r} version {loaded.version} (content "
+            f"hash {loaded.content_hash[:12]}). Pass the task file of that version with --task FILE "
+            "(e.g. from the git commit recorded in the result's environment)."
+        )
+    return loaded
+
+
+def reproduce(result: str | Path, *, task: str | Task | None = None, device: str = "auto",
+              data_root: str | Path | None = None, weights: str | Path | None = None,
+              work_dir: str | Path | None = None) -> Reproduction:
+    """Re-run the configuration recorded in ``result`` and compare the scores.
+
+    Parameters
+    ----------
+    result : path-like
+        A result file written by :func:`eegbench.run`.
+    task : str or Task, optional
+        The task file to use if the registered one has changed since the result was written; it
+        must have the recorded id, version and content hash.
+    device, data_root, weights
+        As in :func:`eegbench.run`.
+    work_dir : path-like, optional
+        Where the re-run writes its result (default: a temporary folder, removed afterwards).
+
+    Returns
+    -------
+    Reproduction
+        The recorded and re-run records, their differences and any provenance warnings (changed
+        submission code, dataset fingerprint or backbone weights).
+    """
+    path = Path(result)
+    original = ResultStore(path.parent).read(path)
+    loaded_task = _task_of(original, task)
+    warnings = []
+    submission = load_submission(original.method["id"])
+    if submission.code_sha256 != original.method["code_sha256"]:
+        warnings.append(f"the code of submission {submission.id!r} changed since the result was written "
+                        f"({original.method['code_sha256'][:12]} -> {submission.code_sha256[:12]}).")
+    if original.environment.get("git", {}).get("dirty"):
+        warnings.append("the result was written from a git checkout with uncommitted changes.")
+    with tempfile.TemporaryDirectory(prefix="eegbench-reproduce-") as tmp:
+        rerun = run(loaded_task, original.method["id"], original.backbone["name"],
+                    original.backbone["layer_request"], subjects=[original.subject], seeds=[original.seed],
+                    hyperparameters=original.method["hyperparameters"], device=device,
+                    results_dir=work_dir or tmp, overwrite="always", data_root=data_root, weights=weights,
+                    batch_units=1)
+    reproduced = rerun.records[0]
+    for part, key in (("dataset", "fingerprint"), ("backbone", "identity")):
+        if getattr(reproduced, part)[key] != getattr(original, part)[key]:
+            warnings.append(f"the {part} {key} differs from the recorded one.")
+    reproduction = Reproduction(path, original, reproduced, warnings)
+    logger.info("Reproduced %s: max |difference| %.4f", path.name,
+                float(np.max(np.abs(list(reproduction.differences.values())))))
+    return reproduction
