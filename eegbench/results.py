@@ -157,6 +157,8 @@ def environment(device: Any) -> dict[str, Any]:
     """Versions, hardware and determinism flags, recorded with every result."""
     import torch
 
+    from eegbench.training import compile_requested
+
     packages = {}
     for name in _PACKAGES:
         try:
@@ -179,4 +181,5 @@ def environment(device: Any) -> dict[str, Any]:
         "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
         "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
         "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
+        "torch_compile": compile_requested(),
     }

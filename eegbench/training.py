@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -267,6 +268,15 @@ def _copy_member(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
             target[name][k].copy_(value[k])
 
 
+def compile_requested() -> bool:
+    """Whether ``EEGBENCH_COMPILE=1`` asks to compile the training step with ``torch.compile``.
+
+    An execution option like the device, not a hyperparameter: it changes speed, not the model.
+    Worth it on GPU for long runs; compilation itself takes tens of seconds.
+    """
+    return os.environ.get("EEGBENCH_COMPILE", "0") == "1"
+
+
 def fit_contrastive(problems: Sequence[ContrastiveProblem], config: TrainingConfig, *,
                     device: str | torch.device = "cpu", description: str = "Training") -> TrainedStack:
     """Train one model per problem, all in one batched computation.
@@ -298,6 +308,7 @@ def fit_contrastive(problems: Sequence[ContrastiveProblem], config: TrainingConf
     batch = min(config.batch_size, n)
     steps = math.ceil(n / batch)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else contextlib.nullcontext()
+    loss_fn = torch.compile(model.loss, dynamic=False) if compile_requested() else model.loss
     history = np.zeros((config.epochs, k))
     val_history = np.full((config.epochs, k), -np.inf) if config.select_epoch else None
     best_state = copy.deepcopy(model.state_dict()) if config.select_epoch else None
@@ -316,7 +327,7 @@ def fit_contrastive(problems: Sequence[ContrastiveProblem], config: TrainingConf
                 rows = i_all[index_src, idx]
                 ybs = [y_all[src, rows] for y_all, src in targets]
                 with autocast:
-                    losses = model.loss(xb, ybs)
+                    losses = loss_fn(xb, ybs)
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()
                 optimizer.step()

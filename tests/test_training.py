@@ -73,3 +73,17 @@ def test_stacked_linear_pads_narrow_inputs_with_zero_rows():
 def test_unknown_encoder_lists_the_registered_ones():
     with pytest.raises(InvalidInputError, match="Valid encoders: eegproject"):
         encoders.get("transformer9000")
+
+
+def test_compiled_training_step_matches_eager(monkeypatch):
+    """EEGBENCH_COMPILE=1 compiles the loss with torch.compile; the trained model is the same."""
+    rng = np.random.default_rng(0)
+    brain = rng.standard_normal((64, 4, 10), dtype=np.float32)
+    targets = rng.standard_normal((64, 8), dtype=np.float32)
+    config = TrainingConfig(epochs=2, batch_size=32, hidden_dim=16, proj_dim=8, dropout=0.0)
+    problem = ContrastiveProblem(brain, targets, np.arange(64), seed=0)
+    eager = fit_contrastive([problem], config)
+    monkeypatch.setenv("EEGBENCH_COMPILE", "1")
+    compiled = fit_contrastive([problem], config)
+    np.testing.assert_allclose(compiled.loss_history, eager.loss_history, rtol=1e-4)
+    np.testing.assert_allclose(compiled.member(0).embed_brain(brain), eager.member(0).embed_brain(brain), atol=1e-4)
