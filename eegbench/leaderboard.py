@@ -421,9 +421,10 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str,
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
     index = [HEADER, "", "# eegbench leaderboard", "",
-             "Every number below is computed by the eegbench harness from the result files in "
-             f"`{Path(os.path.relpath(results_dir, out_dir)).as_posix()}/`. Numbers reported in papers, which "
-             "use other protocols, are listed separately in [published.md](published.md).", "",
+             "Every number below is computed by the eegbench harness from result files (`eegbench leaderboard` "
+             "regenerates these pages; `eegbench reproduce RESULT.json` re-runs any one of them). Numbers "
+             "reported in papers, which use other protocols, are listed separately in "
+             "[published.md](published.md).", "",
              "| Task | Version | Entries | Result files |", "|---|---|---|---|"]
     if not groups:
         index.append("| (no results yet) | | | |")

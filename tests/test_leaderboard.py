@@ -1,5 +1,6 @@
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,14 @@ def test_empty_results_give_an_empty_index(tmp_path):
     (tmp_path / "empty").mkdir()
     pages = build_leaderboard(tmp_path / "empty", tmp_path / "board")
     assert "(no results yet)" in pages["index"].read_text()
+
+
+def test_committed_pages_regenerate_byte_identically(tmp_path):
+    """The official pages in leaderboard/ are exactly what the committed result files give."""
+    root = Path(__file__).resolve().parents[1] / "leaderboard"
+    pages = build_leaderboard(root / "results", tmp_path)
+    generated = sorted(p.name for p in tmp_path.iterdir())
+    assert generated == sorted(p.name for p in root.iterdir() if p.suffix in (".md", ".png"))
+    for name in generated:
+        assert (tmp_path / name).read_bytes() == (root / name).read_bytes(), f"leaderboard/{name} is stale"
+    assert "synthetic-intra-v1" in pages and "synthetic-inter-v1" in pages
