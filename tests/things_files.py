@@ -118,7 +118,9 @@ def write_meg_epochs(path: Path, trials: list[tuple[str, str]], data: np.ndarray
     import pandas as pd
 
     info = mne.create_info(list(MEG_CHANNELS), 200.0, "mag")
-    codes = [999999 if kind == "catch" else 1000 + i for i, (kind, _) in enumerate(trials)]
+    # Event codes are THINGS image numbers (one per distinct image, so repeated test images share one).
+    numbers = {path: n for n, path in enumerate(dict.fromkeys(p for k, p in trials if k != "catch"), start=1)}
+    codes = [999999 if kind == "catch" else numbers[path] for kind, path in trials]
     events = np.column_stack([np.arange(len(trials)) * 400 + 1000, np.zeros(len(trials), int), codes])
     epochs = mne.EpochsArray(data, info, events, tmin=-0.1, event_id={str(c): c for c in sorted(set(codes))},
                              verbose=False)

@@ -102,12 +102,17 @@ def require_keys(data: dict, keys: Sequence[str], path: Path, fix: str) -> None:
                         f"{fix}")
 
 
-def require_finite(array: np.ndarray, path: Path, key: str, fix: str) -> None:
-    """Fail naming the file, the key and the first bad index when ``array`` holds NaN or Inf."""
+def require_finite(array: np.ndarray, path: Path, key: str, fix: str,
+                   where: Callable[[tuple[int, ...]], str] | None = None) -> None:
+    """Fail naming the file, the key and the first bad value when ``array`` holds NaN or Inf.
+
+    ``where`` turns the index of the first bad value into words (default: the index itself).
+    """
     bad = ~np.isfinite(array)
     if bad.any():
         first = tuple(int(i) for i in np.argwhere(bad)[0])
-        raise DataError(f"{path}: {key} holds {int(bad.sum())} NaN/Inf values (first at index {first}). {fix}")
+        raise DataError(f"{path}: {key} holds NaN/Inf values (first at {where(first) if where else f'index {first}'}). "
+                        f"{fix}")
 
 
 def source_digests(root: Path, files: Sequence[Path]) -> dict[str, str]:

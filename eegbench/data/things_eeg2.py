@@ -245,13 +245,15 @@ def _stored_times(times: np.ndarray, n_samples: int, variant: Variant, path: Pat
     return np.round(times, 9)
 
 
-def _select(eeg: np.ndarray, channels: np.ndarray, dtype: str, path: Path, hint: str,
+def _select(eeg: np.ndarray, channels: np.ndarray, ch_names: Sequence[str], dtype: str, path: Path, hint: str,
             chunk: int = 256) -> np.ndarray:
-    """``eeg[:, :, channels]`` cast to ``dtype`` in chunks of images, refusing NaN/Inf."""
+    """``eeg[:, :, channels]`` cast to ``dtype`` in chunks of images, refusing NaN/Inf in what is kept."""
     out = np.empty((eeg.shape[0], eeg.shape[1], len(channels), eeg.shape[3]), dtype=dtype)
     for start in range(0, len(eeg), chunk):
         block = eeg[start:start + chunk][:, :, channels]
-        require_finite(block, path, "preprocessed_eeg_data", hint)
+        require_finite(block, path, "preprocessed_eeg_data", hint,
+                       where=lambda i, s=start: f"image {s + i[0]}, repetition {i[1]}, channel "
+                                                f"{ch_names[channels[i[2]]]}, sample {i[3]}")
         out[start:start + chunk] = block
     return out
 
@@ -276,7 +278,8 @@ def _convert_preprocessed(subject_dir: Path, variant: Variant, tables: dict[str,
             raise DataError(f"{path}: channels or time axis differ from the training file of the same subject. "
                             f"{hint}")
         layout = (ch_names, times)
-        out[split] = _select(eeg, _channel_indices(ch_names, variant, path, hint), options.dtype, path, hint)
+        out[split] = _select(eeg, _channel_indices(ch_names, variant, path, hint), ch_names, options.dtype, path,
+                             hint)
         del eeg
     ch_names, times = layout
     kept = variant.channels or ch_names
@@ -421,7 +424,7 @@ def _convert_raw(subject_dir: Path, variant: Variant, tables: dict[str, ImageTab
     out, extra = {}, {}
     for split, n_reps in (("train", options.raw_train_repetitions), ("test", options.raw_test_repetitions)):
         arranged, extra[split] = _collect(by_split[split], len(tables[split]), n_reps, split, subject_dir, hint)
-        out[split] = _select(arranged, channels, options.dtype, subject_dir, hint)
+        out[split] = _select(arranged, channels, ch_names, options.dtype, subject_dir, hint)
     if dropped or any(extra.values()):
         logger.warning("%s: %d epochs fell outside the recording; %s extra repetitions beyond the required ones "
                        "were discarded.", subject_dir.name, dropped, extra)

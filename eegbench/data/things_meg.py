@@ -203,7 +203,8 @@ def _extract(epochs, indices: np.ndarray, picks: np.ndarray, keep: np.ndarray, d
     for start in range(0, len(flat), chunk):
         rows = order[start:start + chunk]
         block = epochs.get_data(picks=picks, item=flat[rows], verbose=False)[:, :, keep]
-        require_finite(block, path, "the epochs data", hint)
+        require_finite(block, path, "the epochs data", hint,
+                       where=lambda i, r=rows: f"epoch {flat[r[i[0]]]}, sensor {epochs.ch_names[picks[i[1]]]}")
         out[rows] = block
     return out.reshape(*indices.shape, *out.shape[1:])
 
