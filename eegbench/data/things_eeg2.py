@@ -87,6 +87,11 @@ class Variant:
 
 _NICE = ("epochs -0.2 to 1.0 s with baseline (None, 0), resampled to 250 Hz, the 250 samples from 0 to 0.996 s "
          "kept, multivariate noise normalisation with the covariance of the training partition only")
+_RAW = ("eegbench's own MNE preprocessing of the raw recordings (osf.io/crxs4, figshare mirror): catch trials (event "
+        f"{CATCH_EVENT}) dropped, epochs -0.2 to 1.0 s with baseline (None, 0), resampled to 250 Hz, the 250 samples "
+        "from 0 to 0.996 s kept, multivariate noise normalisation per session with the mean Ledoit-Wolf covariance of "
+        "that session's training epochs only")
+_POSTERIOR = "the 17 occipital/parietal channels (the UBP/NeuroBridge/Shallow Alignment protocol)"
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("official-17ch-100hz", "official", "preprocessed_data", 100.0, None, 17,
             "The official preprocessed files (osf.io/anp5v): 17 occipital/parietal channels, 100 Hz, -0.2 to "
@@ -94,13 +99,10 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("63ch-250hz", "250hz", "Preprocessed_data_250Hz", 250.0, None, 63,
             f"The NICE/ATM re-preprocessing (Hugging Face LidongYang/EEG_Image_decode): 63 channels, {_NICE}."),
     Variant("17ch-250hz", "250hz", "Preprocessed_data_250Hz", 250.0, POSTERIOR_17, 63,
-            "The 17 occipital/parietal channels of the 63ch-250hz files (the UBP/NeuroBridge/Shallow Alignment "
-            "protocol)."),
-    Variant("raw-63ch-250hz", "raw", "raw_data", 250.0, None, 63,
-            f"eegbench's own MNE preprocessing of the raw recordings (figshare): 63 channels, catch trials "
-            f"(event {CATCH_EVENT}) dropped, {_NICE}."),
-    Variant("raw-17ch-250hz", "raw", "raw_data", 250.0, POSTERIOR_17, 63,
-            "The 17 occipital/parietal channels of raw-63ch-250hz."),
+            f"The NICE/ATM re-preprocessing (Hugging Face LidongYang/EEG_Image_decode) restricted to {_POSTERIOR}: "
+            f"{_NICE}."),
+    Variant("raw-63ch-250hz", "raw", "raw_data", 250.0, None, 63, f"{_RAW}; 63 channels."),
+    Variant("raw-17ch-250hz", "raw", "raw_data", 250.0, POSTERIOR_17, 63, f"{_RAW}; {_POSTERIOR}."),
 )}
 DEFAULT_VARIANT = "17ch-250hz"
 
