@@ -200,7 +200,7 @@ def test_nan_in_an_unselected_channel_is_not_an_error_of_the_17_channel_variant(
     _eeg2_root(tmp_path, subjects=(1,))
     _inf_outside_selection(_nice_file(tmp_path))
     assert load_dataset("things-eeg2", data_root=tmp_path).load_subject(1).train.shape == (N_TRAIN, 4, 17, 250)
-    with pytest.raises(DataError, match=r"holds NaN/Inf values \(first at image 0, repetition 0, channel Fp1, sample 0\)"):
+    with pytest.raises(DataError, match=r"NaN/Inf values \(first at image 0, repetition 0, channel Fp1, sample 0\)"):
         load_dataset("things-eeg2", variant="63ch-250hz", data_root=tmp_path)
 
 

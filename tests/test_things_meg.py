@@ -123,7 +123,7 @@ def test_bad_epochs_files_and_missing_pieces(tmp_path):
     data[5, 7, 30] = np.nan
     write_meg_epochs(path, trials, data)
     sensor = MEG_CHANNELS[7]
-    with pytest.raises(DataError, match=f"the epochs data holds NaN/Inf values \\(first at epoch 5, sensor {sensor}\\)"):
+    with pytest.raises(DataError, match=f"epochs data holds NaN/Inf values \\(first at epoch 5, sensor {sensor}\\)"):
         load_dataset("things-meg", data_root=tmp_path)
 
     import mne

@@ -40,7 +40,7 @@ from eegbench._io import FileDigests, atomic_write_json
 from eegbench._progress import logger, progress
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
-LOCK_FILE = ".eegbench/downloads.json"
+RECORD_FILE = ".eegbench/downloads.json"
 OSF_API = "https://api.osf.io/v2"
 _CHUNK = 1 << 20
 _TIMEOUT_S = 60
@@ -147,7 +147,7 @@ class DownloadRecord:
     """``<root>/.eegbench/downloads.json``: what was fetched, its checksum and where that came from."""
 
     def __init__(self, root: Path) -> None:
-        self.path = root / LOCK_FILE
+        self.path = root / RECORD_FILE
         try:
             self.data: dict[str, Any] = json.loads(self.path.read_text())
         except (OSError, json.JSONDecodeError):
