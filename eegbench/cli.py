@@ -216,6 +216,75 @@ def list_encoders_cmd() -> None:
 
 # --- data: download, verify, info -------------------------------------------------------------
 
+data_app = typer.Typer(help="Download, verify and describe the real datasets (THINGS-EEG2, THINGS-MEG).",
+                       no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+DatasetArg = Annotated[str, typer.Argument(help="things-eeg2 or things-meg.")]
+RootOpt = Annotated[Path, typer.Option("--root", help="Data root folder (give it to `eegbench run --data-root`).")]
+VariantOpt = Annotated[str | None, typer.Option(help="Preprocessing variant (default: the dataset's default).")]
+SubjectsOpt = Annotated[str | None, typer.Option(help="Comma-separated subject numbers, e.g. 1,2 (default: all).")]
+ImagesOpt = Annotated[bool, typer.Option("--images/--no-images", help="Include the image set.")]
+
+
+@data_app.command("download")
+@handle_errors
+def data_download(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, subjects: SubjectsOpt = None,
+                  images: ImagesOpt = True) -> None:
+    """Fetch a dataset's files (resumable), each checked against the packaged manifest."""
+    from eegbench.data.download import download
+
+    report = download(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images)
+    out(f"{dataset}: {len(report.downloaded)} files downloaded, {len(report.present)} already present, in "
+        f"{report.root}.")
+    for note in report.notes:
+        out(f"Note: {note}")
+    out(f"Use it with: eegbench run --task <task> --data-root {report.root}")
+
+
+@data_app.command("verify")
+@handle_errors
+def data_verify(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, subjects: SubjectsOpt = None,
+                images: ImagesOpt = True,
+                as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+    """Re-check the files under a data root (present, size, sha256); exit code 2 if any is bad."""
+    from tabulate import tabulate
+
+    from eegbench._check import DataError
+    from eegbench.data.download import verify
+
+    statuses = verify(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images)
+    if as_json:
+        out(json.dumps([{"path": s.path, "status": s.status, "detail": s.detail} for s in statuses], indent=2))
+    else:
+        out(tabulate([[s.path, s.status, s.detail] for s in statuses], ["file", "status", "detail"],
+                     tablefmt="simple"))
+    bad = [s for s in statuses if not s.ok]
+    if bad:
+        raise DataError(f"{len(bad)} of {len(statuses)} files are missing or damaged (e.g. {bad[0].path}: "
+                        f"{bad[0].status}). Run `eegbench data download {dataset} --root {root}"
+                        f"{f' --variant {variant}' if variant else ''}` to fetch them.")
+
+
+@data_app.command("info")
+@handle_errors
+def data_info(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None,
+              as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+    """Subjects, variant, shapes, channels, sampling rate, time window and image counts (converts once)."""
+    from tabulate import tabulate
+
+    from eegbench.data import load_dataset
+
+    dataset_obj = load_dataset(dataset, variant=variant, data_root=root)
+    described = {**dataset_obj.describe(), "image_root": str(dataset_obj.image_root),
+                 "description": dataset_obj.metadata.get("source", {}).get("description", "")}
+    if as_json:
+        out(json.dumps(described, indent=2))
+        return
+    rows = [[key, ", ".join(map(str, value)) if isinstance(value, list) else value]
+            for key, value in described.items()]
+    out(tabulate(rows, tablefmt="plain", disable_numparse=True, maxcolwidths=[None, 100]))
+
 
 # --- features: extract, ls ---------------------------------------------------------------------
 

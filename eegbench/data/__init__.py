@@ -32,6 +32,20 @@ def _load_synthetic(options: dict, variant: str | None, data_root: Path | None) 
     return synthetic_dataset(config)
 
 
+@dataset_loaders.register("things-eeg2")
+def _load_things_eeg2(options: dict, variant: str | None, data_root: Path | None) -> Dataset:
+    from eegbench.data.things_eeg2 import load_things_eeg2
+
+    return load_things_eeg2(data_root, variant, **options)
+
+
+@dataset_loaders.register("things-meg")
+def _load_things_meg(options: dict, variant: str | None, data_root: Path | None) -> Dataset:
+    from eegbench.data.things_meg import load_things_meg
+
+    return load_things_meg(data_root, variant, **options)
+
+
 def load_dataset(name: str, *, options: dict | None = None, variant: str | None = None,
                  data_root: str | Path | None = None) -> Dataset:
     """Load dataset ``name`` (``"synthetic"``, ``"things-eeg2"``...) in canonical form."""

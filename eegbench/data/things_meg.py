@@ -1,0 +1,319 @@
+"""THINGS-MEG (Hebart et al., eLife 2023; OpenNeuro ds004212): reader of the official epochs and the loader.
+
+A data root holds the official derivatives and the THINGS images::
+
+    derivatives/preprocessed/preprocessed_P1-epo.fif ... P4    (271 sensors, 200 Hz, -0.1 to 1.3 s)
+    object_images/<concept>/<image>.jpg                          (THINGS images, osf.io/jum2f)
+
+Each epochs file carries the trial table (``sample_attributes_P{n}.csv``) as its metadata. The
+zero-shot split used by ATM, UBP and NeuroBridge is rebuilt from it:
+
+* catch trials (``trial_type == "catch"``) are dropped;
+* **test** = the images of ``trial_type == "test"`` (200 images shown 12 times each); all
+  repetitions are kept, for the protocol to average;
+* **training** = every ``"exp"`` image whose concept is not a test concept (1654 concepts x 12
+  images, each shown once).
+
+Explicit rules, never silent: every test image must have the same number of repetitions, every
+training image must occur exactly once, and all subjects must share the same training and test
+images; otherwise loading fails naming the subject, the images and the counts. Images are ordered
+by (concept, file name); concepts are the image file name without its ``_NNx`` suffix.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from eegbench._check import DataError, InvalidInputError, MissingDataError, describe_validation_error, unknown_name
+from eegbench._progress import logger, progress
+from eegbench.data.base import Dataset, ImageTable, RecordingInfo
+from eegbench.data.canonical import CanonicalWriter
+from eegbench.data.conversion import DATA_ROOT_PLACEHOLDER, cached_conversion, require_finite, source_digests
+
+NAME = "things-meg"
+CONVERTER_VERSION = 1
+EPOCHS_DIR = "derivatives/preprocessed"
+IMAGE_DIR = "object_images"
+TRIAL_TYPES = ("exp", "test", "catch")
+_EPOCHS_FILE = re.compile(r"preprocessed_P(\d+)-epo\.fif")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named reading of the THINGS-MEG epochs (see :data:`VARIANTS`)."""
+
+    name: str
+    sfreq: float
+    n_channels: int
+    window: tuple[float, float]
+    description: str
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "sfreq": self.sfreq, "n_channels": self.n_channels, "window": list(self.window),
+                "description": self.description}
+
+
+VARIANTS: dict[str, Variant] = {v.name: v for v in (
+    Variant("official-271ch-200hz", 200.0, 271, (0.0, 1.0),
+            "The official preprocessed epochs (OpenNeuro ds004212 derivatives): 271 MEG sensors, 0.1-40 Hz, "
+            "z-scored against the baseline, 200 Hz; cropped to [0, 1) s (200 samples)."),
+)}
+DEFAULT_VARIANT = "official-271ch-200hz"
+
+
+class ThingsMEGOptions(BaseModel):
+    """Loader options (a task file's ``dataset.options``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dtype: Literal["float32", "float16"] = "float32"
+
+
+def get_variant(name: str | None) -> Variant:
+    """The variant called ``name`` (default :data:`DEFAULT_VARIANT`)."""
+    name = name or DEFAULT_VARIANT
+    if name not in VARIANTS:
+        raise unknown_name(f"{NAME} variant", name, VARIANTS)
+    return VARIANTS[name]
+
+
+def download_hint(root: Path | str) -> str:
+    return f"Get it with `eegbench data download {NAME} --root {root}`."
+
+
+def images_hint(root: Path | str) -> str:
+    return (f"The THINGS images are a password-protected archive under the THINGS license: `eegbench data download "
+            f"{NAME} --root {root}` fetches images_THINGS.zip and password_images.txt from osf.io/jum2f; read the "
+            f"terms and password there, then unzip the archive so that {Path(root) / IMAGE_DIR}/<concept>/<image>.jpg "
+            f"exist.")
+
+
+def concept_of(file_name: str) -> str:
+    """THINGS concept of an image file: ``"aircraft_carrier_06s.jpg"`` -> ``"aircraft_carrier"``."""
+    stem = Path(file_name).stem
+    concept, sep, suffix = stem.rpartition("_")
+    if not sep or not concept or not re.fullmatch(r"\d+[a-z]?", suffix):
+        raise InvalidInputError(f"{file_name!r} is not a THINGS image file name (<concept>_<NN><letter>.jpg).")
+    return concept
+
+
+@dataclass
+class SplitPlan:
+    """Which epochs form the zero-shot training and test sets of one subject.
+
+    Attributes
+    ----------
+    train_files, test_files : tuple of str
+        Image files (``"<concept>/<file>"``, relative to ``object_images``), sorted.
+    train_epochs : numpy.ndarray
+        ``(n_train, 1)`` epoch index of each training image.
+    test_epochs : numpy.ndarray
+        ``(n_test, n_repetitions)`` epoch indices of each test image, in recording order.
+    report : dict
+        Counts of dropped catch trials and excluded test-concept trials.
+    """
+
+    train_files: tuple[str, ...]
+    test_files: tuple[str, ...]
+    train_epochs: np.ndarray
+    test_epochs: np.ndarray
+    report: dict
+
+
+def zero_shot_split(metadata, path: Path, hint: str) -> SplitPlan:
+    """Build the zero-shot split from an epochs file's trial table (see the module docstring)."""
+    missing = [c for c in ("trial_type", "image_path") if c not in metadata.columns]
+    if missing:
+        raise DataError(f"{path}: the epochs metadata lacks the column(s) {missing} (it has "
+                        f"{list(metadata.columns)}); the official files carry sample_attributes_P<n>.csv. {hint}")
+    trial_types = metadata["trial_type"].astype(str).to_numpy()
+    unknown = sorted(set(trial_types) - set(TRIAL_TYPES))
+    if unknown:
+        raise DataError(f"{path}: unknown trial_type values {unknown}; expected {list(TRIAL_TYPES)}. {hint}")
+    try:
+        names = [Path(str(p)).name for p in metadata["image_path"]]
+        files = [f"{concept_of(n)}/{n}" if t != "catch" else "" for n, t in zip(names, trial_types)]
+    except InvalidInputError as err:
+        raise DataError(f"{path}: {err} {hint}") from None
+
+    test_rows: dict[str, list[int]] = {}
+    for i in np.flatnonzero(trial_types == "test"):
+        test_rows.setdefault(files[i], []).append(int(i))
+    repetitions = Counter(len(rows) for rows in test_rows.values())
+    if len(repetitions) > 1:
+        n_reps = repetitions.most_common(1)[0][0]
+        odd = sorted((f, len(r)) for f, r in test_rows.items() if len(r) != n_reps)
+        raise DataError(f"{path}: test images must all have the same number of repetitions; most have {n_reps}, "
+                        f"but {len(odd)} differ, e.g. {odd[:3]}. {hint}")
+    test_concepts = {f.split("/")[0] for f in test_rows}
+    train_rows: dict[str, list[int]] = {}
+    excluded = 0
+    for i in np.flatnonzero(trial_types == "exp"):
+        if files[i].split("/")[0] in test_concepts:
+            excluded += 1
+        else:
+            train_rows.setdefault(files[i], []).append(int(i))
+    repeated = sorted((f, len(r)) for f, r in train_rows.items() if len(r) != 1)
+    if repeated:
+        raise DataError(f"{path}: training images must occur exactly once, but {len(repeated)} repeat, e.g. "
+                        f"{repeated[:3]}. {hint}")
+    if not test_rows or not train_rows:
+        raise DataError(f"{path}: found {len(test_rows)} test and {len(train_rows)} training images; both are "
+                        f"needed. {hint}")
+    test_files = tuple(sorted(test_rows, key=lambda f: tuple(f.split("/"))))
+    train_files = tuple(sorted(train_rows, key=lambda f: tuple(f.split("/"))))
+    return SplitPlan(
+        train_files, test_files,
+        np.array([train_rows[f] for f in train_files], dtype=np.int64),
+        np.array([test_rows[f] for f in test_files], dtype=np.int64),
+        {"catch_trials_dropped": int((trial_types == "catch").sum()),
+         "test_concept_trials_excluded": excluded},
+    )
+
+
+def _image_table(files: tuple[str, ...]) -> ImageTable:
+    return ImageTable(tuple(Path(f).stem for f in files), files, tuple(f.split("/")[0] for f in files))
+
+
+def _read_epochs(path: Path, hint: str):
+    import mne
+
+    try:
+        return mne.read_epochs(path, preload=False, verbose=False)
+    except FileNotFoundError as err:  # a missing split part of a large file
+        raise MissingDataError(f"{path} cannot be read: {err}. Split parts (-epo-1.fif, ...) must sit beside it. "
+                               f"{hint}") from None
+    except (OSError, ValueError, RuntimeError, KeyError, IndexError) as err:
+        raise DataError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}). {hint}") from None
+
+
+def _extract(epochs, indices: np.ndarray, picks: np.ndarray, keep: np.ndarray, dtype: str, path: Path, hint: str,
+             chunk: int = 1000) -> np.ndarray:
+    """Epochs ``indices`` (any shape) as ``(*indices.shape, channels, kept times)``, read in chunks."""
+    flat = indices.ravel()
+    out = np.empty((len(flat), len(picks), int(keep.sum())), dtype=dtype)
+    order = np.argsort(flat, kind="stable")  # read the file front to back
+    for start in range(0, len(flat), chunk):
+        rows = order[start:start + chunk]
+        block = epochs.get_data(picks=picks, item=flat[rows], verbose=False)[:, :, keep]
+        require_finite(block, path, "the epochs data", hint,
+                       where=lambda i, r=rows: f"epoch {flat[r[i[0]]]}, sensor {epochs.ch_names[picks[i[1]]]}")
+        out[rows] = block
+    return out.reshape(*indices.shape, *out.shape[1:])
+
+
+def load_things_meg(data_root: str | Path | None, variant: str | None = None, **options) -> Dataset:
+    """THINGS-MEG in canonical form (zero-shot split, test repetitions kept), converted once.
+
+    Parameters
+    ----------
+    data_root : path-like
+        Folder holding ``derivatives/preprocessed/preprocessed_P<n>-epo.fif`` and ``object_images/``.
+    variant : str, optional
+        One of :data:`VARIANTS` (default ``"official-271ch-200hz"``).
+    **options
+        :class:`ThingsMEGOptions` (``dtype``).
+    """
+    spec = get_variant(variant)
+    try:
+        opts = ThingsMEGOptions(**options)
+    except ValidationError as err:
+        raise InvalidInputError(describe_validation_error(err, f"{NAME} dataset options")) from None
+    if data_root is None:
+        raise MissingDataError(f"The {NAME} tasks need the dataset on disk: pass --data-root DIR (Python: "
+                               f"data_root=DIR). {download_hint('DIR')}")
+    root = Path(data_root).expanduser().resolve()
+    hint = download_hint(root)
+    folder = root / EPOCHS_DIR
+    found = sorted((int(m.group(1)), p) for p in folder.glob("preprocessed_P*-epo.fif")
+                   if (m := _EPOCHS_FILE.fullmatch(p.name)))
+    if not found:
+        raise MissingDataError(f"No THINGS-MEG epochs files (preprocessed_P1-epo.fif ... P4) in {folder}. {hint}")
+    if not (root / IMAGE_DIR).is_dir():
+        raise MissingDataError(f"Image folder {root / IMAGE_DIR} is missing. {images_hint(root)}")
+    sources: list[Path] = []
+    for _, path in found:
+        sources += [path, *sorted(folder.glob(f"{path.stem}-*.fif"))]
+    digests = source_digests(root, sources)
+    key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": spec.to_dict(),
+           "options": opts.model_dump(), "sources": digests}
+    # The split is cheap (metadata only) and decides the image tables, so it is checked on every load.
+    plans = {}
+    for number, path in found:
+        epochs = _read_epochs(path, hint)
+        if epochs.metadata is None or len(epochs.metadata) != len(epochs):
+            raise DataError(f"{path}: the epochs carry no trial metadata (expected the rows of "
+                            f"sample_attributes_P{number}.csv, one per epoch). {hint}")
+        plans[f"sub-{number:02d}"] = (path, zero_shot_split(epochs.metadata, path, hint))
+    reference_label, (_, reference) = next(iter(plans.items()))
+    for label, (path, plan) in plans.items():
+        for split in ("train", "test"):
+            mine, theirs = getattr(plan, f"{split}_files"), getattr(reference, f"{split}_files")
+            if mine != theirs:
+                differ = sorted(set(mine) ^ set(theirs))
+                raise DataError(f"{path}: {label} has {len(mine)} {split} images and {reference_label} has "
+                                f"{len(theirs)}; they differ in e.g. {differ[:3]}. All subjects must share the same "
+                                f"images.")
+        if plan.test_epochs.shape[1] != reference.test_epochs.shape[1]:
+            raise DataError(f"{path}: {label} has {plan.test_epochs.shape[1]} repetitions per test image and "
+                            f"{reference_label} has {reference.test_epochs.shape[1]}; all subjects must match.")
+    train_images, test_images = _image_table(reference.train_files), _image_table(reference.test_files)
+    missing = [f for f in (*train_images.files, *test_images.files) if not (root / IMAGE_DIR / f).is_file()]
+    if missing:
+        raise MissingDataError(f"{len(missing)} images of the THINGS-MEG trials are missing under "
+                               f"{root / IMAGE_DIR}, e.g. {missing[0]}. {images_hint(root)}")
+
+    def build(out_folder: Path) -> None:
+        writer = CanonicalWriter(out_folder, dtype=opts.dtype)
+        layout = None
+        with progress(f"Converting {NAME} {spec.name}", total=len(plans)) as advance:
+            for label, (path, plan) in plans.items():
+                epochs = _read_epochs(path, hint)
+                layout = _check_layout(epochs, spec, path, hint, layout)
+                picks, keep = layout[2], layout[3]
+                train = _extract(epochs, plan.train_epochs, picks, keep, opts.dtype, path, hint)
+                test = _extract(epochs, plan.test_epochs, picks, keep, opts.dtype, path, hint)
+                writer.add_subject(label, train, test)
+                logger.info("%s %s: %d training images, %d test images x %d repetitions (%d catch trials dropped, "
+                            "%d trials of test concepts excluded from training).", NAME, label, len(train),
+                            len(test), test.shape[1], plan.report["catch_trials_dropped"],
+                            plan.report["test_concept_trials_excluded"])
+                advance(1)
+        info = RecordingInfo("meg", layout[0], spec.sfreq, layout[1], unit="zscore")
+        writer.finish(name=NAME, variant=spec.name, info=info, train_images=train_images, test_images=test_images,
+                      image_root=f"{DATA_ROOT_PLACEHOLDER}/{IMAGE_DIR}",
+                      source={**key, "description": spec.description,
+                              "subjects": {label: plan.report for label, (_, plan) in plans.items()}})
+
+    return cached_conversion(NAME, spec.name, key, root / IMAGE_DIR, build)
+
+
+def _check_layout(epochs, spec: Variant, path: Path, hint: str, previous: tuple | None) -> tuple:
+    """Sensor names, kept time axis, sensor picks and time mask of ``epochs``, checked against the
+    variant and the previous subject. Sensors marked bad are kept: nothing is dropped silently."""
+    import mne
+
+    picks = mne.pick_types(epochs.info, meg=True, ref_meg=False, exclude=[])
+    ch_names = tuple(epochs.ch_names[i] for i in picks)
+    if len(ch_names) != spec.n_channels:
+        raise DataError(f"{path}: holds {len(ch_names)} MEG sensors; variant {spec.name!r} expects "
+                        f"{spec.n_channels}. {hint}")
+    if abs(epochs.info["sfreq"] - spec.sfreq) > 1e-6:
+        raise DataError(f"{path}: sampled at {epochs.info['sfreq']:g} Hz; variant {spec.name!r} expects "
+                        f"{spec.sfreq:g} Hz. {hint}")
+    step = 1 / spec.sfreq
+    if epochs.times[0] > spec.window[0] + 1e-6 or epochs.times[-1] < spec.window[1] - step - 1e-6:
+        raise DataError(f"{path}: epochs span {epochs.times[0]:g} to {epochs.times[-1]:g} s; variant {spec.name!r} "
+                        f"needs [{spec.window[0]:g}, {spec.window[1]:g}) s. {hint}")
+    keep = (epochs.times >= spec.window[0] - 1e-6) & (epochs.times < spec.window[1] - 1e-6)
+    times = np.round(epochs.times[keep], 9)
+    if previous is not None and (ch_names != previous[0] or not np.array_equal(times, previous[1])):
+        raise DataError(f"{path}: sensors or time axis differ from the first subject. {hint}")
+    return ch_names, times, picks, keep

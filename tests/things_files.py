@@ -1,0 +1,144 @@
+"""Small THINGS-EEG2 and THINGS-MEG files in exactly the published on-disk formats, for offline tests.
+
+* ``image_set/image_metadata.npy``: ``np.save`` of the metadata dict; image folders of JPEGs;
+* official ``preprocessed_eeg_*.npy``: ``np.save`` of a dict (17 channels, 100 Hz, -0.2..0.79 s);
+* NICE/ATM 250 Hz ``preprocessed_eeg_*.npy``: ``pickle.dump`` of a float64 dict whose ``times``
+  keeps the full 300-sample axis from -0.2 s while the data holds the last 250 samples;
+* raw ``raw_eeg_*.npy``: ``np.save`` of a dict with 63 EEG channels plus ``stim`` at 1000 Hz;
+* THINGS-MEG ``preprocessed_P<n>-epo.fif``: MNE epochs (-0.1..1.3 s, 200 Hz) with the trial table as
+  metadata and THINGS image numbers as event codes (999999 for catch trials).
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+
+from eegbench.data.synthetic import POSTERIOR_17
+
+#: The 63 THINGS-EEG2 channel names (the order of the ZEISS things_eeg2_dataset package).
+THINGS63 = ("Fp1", "Fp2", "AF7", "AF3", "AFz", "AF4", "AF8", "F7", "F5", "F3", "F1", "F2", "F4", "F6", "F8", "FT9",
+            "FT7", "FC5", "FC3", "FC1", "FCz", "FC2", "FC4", "FC6", "FT8", "FT10", "T7", "C5", "C3", "C1", "Cz",
+            "C2", "C4", "C6", "T8", "TP9", "TP7", "CP5", "CP3", "CP1", "CPz", "CP2", "CP4", "CP6", "TP8", "TP10",
+            "P7", "P5", "P3", "P1", "Pz", "P2", "P4", "P6", "P8", "PO7", "PO3", "POz", "PO4", "PO8", "O1", "Oz",
+            "O2")
+OFFICIAL_TIMES = np.arange(-20, 80) / 100.0
+NICE_TIMES = np.arange(-50, 250) / 250.0
+_WORDS = ("aardvark", "abacus", "accordion", "acorn", "air_conditioner", "airplane", "alligator", "almond",
+          "altar", "aluminum_foil", "ambulance", "anchor", "anklet", "ant", "anteater", "antelope", "anvil", "apple",
+          "apron", "aquarium", "arch", "armchair", "arrow", "artichoke", "ashtray", "asparagus", "avocado", "axe")
+
+
+def _jpeg(path: Path, seed: int, size: int = 24) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pixels = (rng.random((1, 1, 3)) * 255 + rng.normal(0, 20, (size, size, 3))).clip(0, 255).astype(np.uint8)
+    Image.fromarray(pixels).save(path, quality=80)
+
+
+def concept_name(i: int) -> str:
+    """A THINGS-like concept name for index ``i`` (unique for any ``i``)."""
+    return f"{_WORDS[i % len(_WORDS)]}{'' if i < len(_WORDS) else i // len(_WORDS) + 1}"
+
+
+def write_image_set(root: Path, n_train_concepts: int, per_concept: int, n_test: int) -> dict:
+    """THINGS-EEG2 ``image_set/``: metadata dict and JPEG folders; returns the metadata."""
+    train_concepts = [f"{c + 1:05d}_{concept_name(c)}" for c in range(n_train_concepts)]
+    test_concepts = [f"{c + 1:05d}_{concept_name(n_train_concepts + c)}" for c in range(n_test)]
+    metadata = {
+        "train_img_concepts": [c for c in train_concepts for _ in range(per_concept)],
+        "train_img_files": [f"{c[6:]}_{e + 1:02d}{'b' if e == 0 else 's'}.jpg" for c in train_concepts
+                            for e in range(per_concept)],
+        "test_img_concepts": test_concepts,
+        "test_img_files": [f"{c[6:]}_{(i % 9) + 1:02d}s.jpg" for i, c in enumerate(test_concepts)],
+    }
+    metadata["train_img_concepts_THINGS"] = list(metadata["train_img_concepts"])
+    metadata["test_img_concepts_THINGS"] = list(metadata["test_img_concepts"])
+    image_set = root / "image_set"
+    image_set.mkdir(parents=True, exist_ok=True)
+    np.save(image_set / "image_metadata.npy", metadata)
+    for split, folder in (("train", "training_images"), ("test", "test_images")):
+        for i, (concept, file) in enumerate(zip(metadata[f"{split}_img_concepts"], metadata[f"{split}_img_files"])):
+            _jpeg(image_set / folder / concept / file, seed=(0 if split == "train" else 100_000) + i)
+    return metadata
+
+
+def write_official(root: Path, subject: int, train: np.ndarray, test: np.ndarray,
+                   ch_names=POSTERIOR_17, times=OFFICIAL_TIMES) -> None:
+    """Official ``preprocessed_data/sub-XX/preprocessed_eeg_{training,test}.npy`` (``np.save`` of a dict)."""
+    folder = root / "preprocessed_data" / f"sub-{subject:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in (("training", train), ("test", test)):
+        np.save(folder / f"preprocessed_eeg_{name}.npy",
+                {"preprocessed_eeg_data": data, "ch_names": list(ch_names), "times": times})
+
+
+def write_nice_250hz(root: Path, subject: int, train: np.ndarray, test: np.ndarray,
+                     ch_names=THINGS63, times=NICE_TIMES) -> None:
+    """NICE/ATM ``Preprocessed_data_250Hz/sub-XX/preprocessed_eeg_*.npy`` (``pickle.dump``, float64)."""
+    folder = root / "Preprocessed_data_250Hz" / f"sub-{subject:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in (("training", train), ("test", test)):
+        with open(folder / f"preprocessed_eeg_{name}.npy", "wb") as handle:
+            pickle.dump({"preprocessed_eeg_data": data.astype(np.float64), "ch_names": list(ch_names),
+                         "times": times}, handle, protocol=4)
+
+
+def write_raw_session(path: Path, events: list[tuple[float, int]], duration_s: float, signal_fn,
+                      sfreq: float = 1000.0) -> None:
+    """A raw session ``raw_eeg_*.npy``: 63 EEG channels (volts) + ``stim`` (codes held for 5 samples).
+
+    ``signal_fn(times)`` returns the ``(63, n_samples)`` EEG; ``events`` are (onset s, code).
+    """
+    times = np.arange(int(duration_s * sfreq)) / sfreq
+    stim = np.zeros(len(times))
+    for onset, code in events:
+        start = int(round(onset * sfreq))
+        stim[start:start + 5] = code
+    data = np.vstack([signal_fn(times), stim])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(path, {"raw_eeg_data": data, "ch_names": [*THINGS63, "stim"], "ch_types": ["eeg"] * 63 + ["stim"],
+                   "sfreq": sfreq, "highpass": 0.01, "lowpass": 100.0})
+
+
+MEG_CHANNELS = tuple(f"M{side}{region}{i:02d}-4408" for side in "LRZ" for region in "CFOPT"
+                     for i in range(1, 20))[:271]
+
+
+def write_meg_epochs(path: Path, trials: list[tuple[str, str]], data: np.ndarray) -> None:
+    """``preprocessed_P<n>-epo.fif``: epochs ``data`` (n, 271, 281) at 200 Hz from -0.1 s, with metadata.
+
+    ``trials`` are (trial_type, image_path) in recording order, as in ``sample_attributes_P<n>.csv``.
+    """
+    import mne
+    import pandas as pd
+
+    info = mne.create_info(list(MEG_CHANNELS), 200.0, "mag")
+    # Event codes are THINGS image numbers (one per distinct image, so repeated test images share one).
+    numbers = {path: n for n, path in enumerate(dict.fromkeys(p for k, p in trials if k != "catch"), start=1)}
+    codes = [999999 if kind == "catch" else numbers[path] for kind, path in trials]
+    events = np.column_stack([np.arange(len(trials)) * 400 + 1000, np.zeros(len(trials), int), codes])
+    epochs = mne.EpochsArray(data, info, events, tmin=-0.1, event_id={str(c): c for c in sorted(set(codes))},
+                             verbose=False)
+    epochs.metadata = pd.DataFrame({
+        "session_nr": 1, "run_nr": 1, "trial_type": [k for k, _ in trials], "image_path": [p for _, p in trials],
+        "things_image_nr": [c if c != 999999 else np.nan for c in codes]})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    epochs.save(path, overwrite=True, verbose=False)
+
+
+def meg_image_path(kind: str, concept: str, index: int) -> str:
+    """``image_path`` of the THINGS-MEG trial table for an exp, test or catch image."""
+    file = f"{concept}_{index:02d}{'b' if index == 1 else 's'}.jpg"
+    return {"exp": f"images_meg/{concept}/{file}", "test": f"images_test_meg/{file}",
+            "catch": f"images_catch_meg/{file}"}[kind]
+
+
+def write_things_images(root: Path, files: list[str]) -> None:
+    """``object_images/<concept>/<file>.jpg`` of the THINGS database."""
+    for i, rel in enumerate(files):
+        _jpeg(root / "object_images" / rel, seed=i)
