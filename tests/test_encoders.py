@@ -1,0 +1,143 @@
+"""Every registered brain encoder: shapes, training, members, seeding, parameter counts."""
+
+import numpy as np
+import pytest
+import torch
+
+from eegbench._check import InvalidInputError
+from eegbench.encoders import LoopStack, count_parameters, encoder_parameters, encoders
+from eegbench.training import ContrastiveProblem, TrainingConfig, fit_contrastive
+
+CONFIG = TrainingConfig(epochs=8, batch_size=32, lr=1e-3, hidden_dim=16, proj_dim=8)
+SHAPE = (6, 80)  # channels, times: the smallest size every encoder accepts, to keep the tests fast
+
+
+def _build(name, seeds, shape=SHAPE, hidden_dim=16, dropout=0.3):
+    inits = [torch.Generator().manual_seed(s) for s in seeds]
+    drops = [torch.Generator().manual_seed(s + 1) for s in seeds]
+    return encoders.get(name).build(len(seeds), *shape, hidden_dim, dropout, inits, drops)
+
+
+def _problem(seed, n=64, dim=10, data_seed=0):
+    rng = np.random.default_rng(data_seed)
+    targets = rng.normal(size=(n, dim)).astype(np.float32)
+    brain = (targets @ rng.normal(size=(dim, SHAPE[0] * SHAPE[1]))).reshape(n, *SHAPE).astype(np.float32)
+    brain += 0.1 * rng.normal(size=brain.shape).astype(np.float32)
+    return ContrastiveProblem(brain, targets, np.arange(n), seed)
+
+
+@pytest.mark.parametrize("name", encoders.names())
+@pytest.mark.parametrize("shape", [(6, 80), (17, 100), (63, 250), (271, 201)],
+                         ids=["6x80", "synthetic-17x100", "eeg2-63x250", "meg-271x201"])
+def test_output_is_one_feature_vector_per_model_and_response(name, shape):
+    encoder = _build(name, [0, 1], shape)
+    x = torch.randn(2, 3, *shape)
+    for mode in (encoder.train, encoder.eval):
+        mode()
+        out = encoder(x)
+        assert out.shape == (2, 3, 16)
+        assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name", encoders.names())
+def test_training_end_to_end_reduces_the_loss(name):
+    config = CONFIG.model_copy(update={"encoder": name})
+    stack = fit_contrastive([_problem(seed=0), _problem(seed=1)], config)
+    assert (stack.loss_history[-1] < 0.8 * stack.loss_history[0]).all()
+    assert stack.member(0).embed_brain(_problem(0).brain[:5]).shape == (5, 8)
+
+
+@pytest.mark.parametrize("name", encoders.names())
+def test_stacked_model_equals_model_trained_alone(name):
+    """Initialisation, batch order and dropout masks all come from the model's own seed."""
+    config = CONFIG.model_copy(update={"encoder": name, "epochs": 2})
+    shared = _problem(seed=5)
+    stack = fit_contrastive([_problem(seed=9, data_seed=1), shared], config)
+    alone = fit_contrastive([shared], config)
+    x = shared.brain[:10]
+    np.testing.assert_allclose(stack.member(1).embed_brain(x), alone.member(0).embed_brain(x), atol=1e-5)
+    np.testing.assert_allclose(stack.loss_history[:, 1], alone.loss_history[:, 0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", encoders.names())
+def test_members_select_models(name):
+    encoder = _build(name, [0, 1, 2]).eval()
+    x = torch.randn(3, 4, *SHAPE)
+    with torch.no_grad():
+        everyone = encoder(x)
+        torch.testing.assert_close(encoder(x[[2, 0]], [2, 0]), everyone[[2, 0]])
+        torch.testing.assert_close(encoder(x[[1]], [1]), everyone[[1]])
+
+
+@pytest.mark.parametrize("name", encoders.names())
+def test_initial_weights_depend_only_on_the_models_own_seed(name):
+    x = torch.randn(4, *SHAPE)
+    torch.manual_seed(0)
+    alone = _build(name, [7]).eval()
+    torch.manual_seed(1)  # the global RNG plays no part
+    stacked = _build(name, [3, 7, 5]).eval()
+    with torch.no_grad():
+        out = stacked(x.expand(3, *x.shape))
+        torch.testing.assert_close(out[1], alone(x[None])[0])
+        assert not torch.allclose(out[0], out[1])
+    for loop in (m for m in stacked.modules() if isinstance(m, LoopStack)):  # looped parts differ by seed too
+        first, second = (torch.cat([p.flatten() for p in copy.parameters()]) for copy in loop.encoders[:2])
+        assert not torch.allclose(first, second)
+
+
+@pytest.mark.parametrize("name", encoders.names())
+def test_building_and_dropout_leave_the_global_rng_alone(name):
+    x = torch.randn(2, 8, *SHAPE)
+    state = torch.get_rng_state()
+    encoder = _build(name, [0, 1], dropout=0.5).train()
+    first, second = encoder(x), encoder(x)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert not torch.allclose(first, second)  # fresh dropout masks from the models' own generators
+    deterministic = _build(name, [0, 1], dropout=0.0).train()
+    torch.testing.assert_close(deterministic(x), deterministic(x))
+
+
+# Known configurations, derived by hand (weights + biases + BatchNorm/LayerNorm affine parameters).
+EXPECTED_PARAMETERS = {
+    # UBP reports 5.40 M for 17 channels x 250 samples -> 1024:
+    # (4250 * 1024 + 1024) + (1024 * 1024 + 1024) + 2 * 1024.
+    "eegproject": ((17, 250, 1024), 5_404_672),
+    # NICE (~1.80 M): TSConv (25*40+40) + 80 + (40*40*63+40) + 80 + (40*40+40) = 103,680 (~0.104 M),
+    # 40 filters x 36 patches = 1440, then Proj_eeg (1440*768+768) + (768*768+768) + 2*768.
+    "tsconv": ((63, 250, 768), 1_802_496),
+    # ATM-S without subject token (~3.08 M): d_model 252; embedding 250*252+252; attention 4*(252*252+252);
+    # feed-forward (252*256+256) + (256*252+252); 3 LayerNorms 3*504; TSConv 103,680; Proj_eeg 1440 -> 1024.
+    "atm": ((63, 250, 1024), 3_080_232),
+    # EEGNet-8,2: 8*64 + 2*8 + 16*63 + 2*16 + 16*16 + 16*16 + 2*16 = 2,112; 16 x (250 // 4 // 8) = 112
+    # features, then Linear 112*1024 + 1024.
+    "eegnet": ((63, 250, 1024), 117_824),
+}
+
+
+def test_every_encoder_has_a_parameter_count_row():
+    assert set(EXPECTED_PARAMETERS) == set(encoders.names()), "add a row to EXPECTED_PARAMETERS"
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PARAMETERS))
+def test_parameter_count_of_a_known_configuration(name):
+    shape, expected = EXPECTED_PARAMETERS[name]
+    assert encoder_parameters(name, *shape) == expected
+
+
+@pytest.mark.parametrize("name", encoders.names())
+def test_parameter_helper_counts_one_built_model(name):
+    assert encoder_parameters(name, *SHAPE, 16) == count_parameters(_build(name, [0, 1]), n_models=2)
+
+
+@pytest.mark.parametrize(("name", "minimum"), [("tsconv", 75), ("atm", 73), ("eegnet", 32), ("eegproject", 1)])
+def test_minimum_response_length(name, minimum):
+    encoder = _build(name, [0], (4, minimum))
+    assert encoder(torch.randn(1, 2, 4, minimum)).shape == (1, 2, 16)
+    if minimum > 1:
+        with pytest.raises(InvalidInputError, match=f"{name!r} encoder needs at least {minimum} time samples"):
+            _build(name, [0], (4, minimum - 1))
+
+
+def test_unknown_encoder_name_in_the_parameter_helper():
+    with pytest.raises(InvalidInputError, match="Unknown encoder 'tsconf'. Did you mean 'tsconv'?"):
+        encoder_parameters("tsconf", 17, 100, 16)
