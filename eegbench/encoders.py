@@ -4,7 +4,7 @@ Every encoder maps responses ``(K, batch, channels, times)`` to features ``(K, b
 Encoders made of linear layers (EEGProject) are implemented with batched matrix products
 (:class:`StackedLinear`); any other ``nn.Module`` can be stacked with :class:`LoopStack`, which
 simply runs K copies. The convolutional and transformer encoders (TSConv, ATM, EEGNet) loop over
-their feature extractors and share one batched linear head. Each model of a stack owns a random
+their feature extractors and share one batched residual projection head. Each model of a stack owns a random
 generator for its initialisation and another for its dropout masks, so a model's training does not
 depend on which other models share its stack (nor on the global RNG).
 
@@ -283,8 +283,8 @@ class EEGNet(nn.Module):
     AvgPool(1, 8) -> Dropout -> flatten to ``(batch, 16 * (T // 4 // 8))``. Convolutions have no
     bias, as in the original. The original projects the depthwise filters back to norm <= 1 after
     each update; here a reparametrisation caps their norm (the shared optimiser has no projection
-    step). Its max-norm 0.25 on the classifier does not apply (the flattened features feed a linear
-    layer to ``hidden_dim`` instead of class scores).
+    step). Its max-norm 0.25 on the classifier does not apply (the flattened features feed the
+    residual projection head instead of a classifier).
     """
 
     f1, depth, f2, temporal_kernel, separable_kernel, pool1, pool2 = 8, 2, 16, 64, 16, 4, 8
@@ -325,15 +325,12 @@ def _same_padding(kernel: int) -> nn.ZeroPad2d:
     return nn.ZeroPad2d(((kernel - 1) // 2, kernel // 2, 0, 0))
 
 
-def linear_head(n_models: int, in_features: int, hidden_dim: int, dropout: float,
-                generators: Sequence[torch.Generator], dropout_generators: Sequence[torch.Generator]) -> StackedLinear:
-    """A plain linear layer to ``hidden_dim`` (same signature as :class:`StackedResidualProjection`)."""
-    return StackedLinear(n_models, in_features, hidden_dim, generators)
+def looped_encoder(extractor: Callable[[int, int, float, torch.Generator], nn.Module]) -> Callable[..., StackedChain]:
+    """An :attr:`EncoderSpec.build`: a single-model feature extractor, looped, then a batched head.
 
-
-def looped_encoder(extractor: Callable[[int, int, float, torch.Generator], nn.Module],
-                   head: Callable[..., nn.Module]) -> Callable[..., StackedChain]:
-    """An :attr:`EncoderSpec.build` made of a single-model feature extractor and a batched head.
+    The head is the residual projection (:class:`StackedResidualProjection`) from the flattened
+    features to ``hidden_dim``: NICE's ``Proj_eeg``, which ATM reuses and UBP puts after each of
+    its convolutional encoders (EEGNet included).
 
     Parameters
     ----------
@@ -341,9 +338,6 @@ def looped_encoder(extractor: Callable[[int, int, float, torch.Generator], nn.Mo
         ``extractor(n_channels, n_times, dropout, dropout_generator)`` returns a module mapping
         ``(batch, C, T)`` to ``(batch, out_features)`` and exposing ``out_features``; it is stacked
         with :func:`seeded_copies`.
-    head : callable
-        ``head(n_models, out_features, hidden_dim, dropout, generators, dropout_generators)``
-        returns the batched layer(s) to ``hidden_dim``.
     """
 
     def build(n_models: int, n_channels: int, n_times: int, hidden_dim: int, dropout: float,
@@ -351,7 +345,8 @@ def looped_encoder(extractor: Callable[[int, int, float, torch.Generator], nn.Mo
         features = seeded_copies(lambda drop: extractor(n_channels, n_times, dropout, drop), generators,
                                  dropout_generators)
         width = features.encoders[0].out_features
-        return StackedChain(features, head(n_models, width, hidden_dim, dropout, generators, dropout_generators))
+        return StackedChain(features, StackedResidualProjection(n_models, width, hidden_dim, dropout, generators,
+                                                                dropout_generators))
 
     return build
 
@@ -384,7 +379,7 @@ encoders.register("eegproject", EncoderSpec(
 encoders.register("tsconv", EncoderSpec(
     name="tsconv",
     description="NICE's temporal-spatial conv (1x25, pool 1x51/5, Cx1) -> Proj_eeg residual head; >= 75 samples",
-    build=looped_encoder(TSConvEmbedding, StackedResidualProjection),
+    build=looped_encoder(TSConvEmbedding),
     batched=False,
     citation="Song et al., ICLR 2024 (NICE)",
 ))
@@ -393,15 +388,15 @@ encoders.register("atm", EncoderSpec(
     name="atm",
     description="ATM-S style channel-token transformer (1 layer, 4 heads) -> TSConv -> Proj_eeg; no subject "
                 "token; >= 73 samples",
-    build=looped_encoder(ChannelTransformer, StackedResidualProjection),
+    build=looped_encoder(ChannelTransformer),
     batched=False,
     citation="Li et al., NeurIPS 2024 (ATM)",
 ))
 
 encoders.register("eegnet", EncoderSpec(
     name="eegnet",
-    description="EEGNet-8,2 (temporal 1x64, depthwise Cx1, separable 1x16, pools 4 and 8) -> Linear; >= 32 samples",
-    build=looped_encoder(EEGNet, linear_head),
+    description="EEGNet-8,2 (temporal 1x64, depthwise Cx1, separable 1x16, pools 4 and 8) -> residual head; >= 32 samples",
+    build=looped_encoder(EEGNet),
     batched=False,
     citation="Lawhern et al., J. Neural Eng. 2018 (EEGNet)",
 ))

@@ -1,14 +1,25 @@
 """Every registered brain encoder: shapes, training, members, seeding, parameter counts."""
 
+import json
+import logging
+
 import numpy as np
 import pytest
 import torch
+import yaml
+from typer.testing import CliRunner
 
 from eegbench._check import InvalidInputError
+from eegbench.cli import app
 from eegbench.encoders import LoopStack, count_parameters, encoder_parameters, encoders
-from eegbench.training import ContrastiveProblem, TrainingConfig, fit_contrastive
+from eegbench.metrics import retrieve
+from eegbench.results import ResultStore
+from eegbench.runner import run
+from eegbench.tasks import task_path
+from eegbench.training import ContrastiveProblem, TrainingConfig, ValidationSet, fit_contrastive
+from helpers import TINY, TINY_CHANCE, tiny_task
 
-CONFIG = TrainingConfig(epochs=8, batch_size=32, lr=1e-3, hidden_dim=16, proj_dim=8)
+CONFIG = TrainingConfig(epochs=6, batch_size=24, lr=1e-3, hidden_dim=16, proj_dim=8)
 SHAPE = (6, 80)  # channels, times: the smallest size every encoder accepts, to keep the tests fast
 
 
@@ -18,11 +29,14 @@ def _build(name, seeds, shape=SHAPE, hidden_dim=16, dropout=0.3):
     return encoders.get(name).build(len(seeds), *shape, hidden_dim, dropout, inits, drops)
 
 
-def _problem(seed, n=64, dim=10, data_seed=0):
+MIXING = np.random.default_rng(0).normal(size=(10, SHAPE[0] * SHAPE[1]))  # image features -> responses
+
+
+def _problem(seed, n=48, data_seed=0):
+    """``n`` responses, each a noisy linear image of its own 10-d target features."""
     rng = np.random.default_rng(data_seed)
-    targets = rng.normal(size=(n, dim)).astype(np.float32)
-    brain = (targets @ rng.normal(size=(dim, SHAPE[0] * SHAPE[1]))).reshape(n, *SHAPE).astype(np.float32)
-    brain += 0.1 * rng.normal(size=brain.shape).astype(np.float32)
+    targets = rng.normal(size=(n, MIXING.shape[0])).astype(np.float32)
+    brain = (targets @ MIXING + 0.1 * rng.normal(size=(n, MIXING.shape[1]))).reshape(n, *SHAPE).astype(np.float32)
     return ContrastiveProblem(brain, targets, np.arange(n), seed)
 
 
@@ -39,12 +53,29 @@ def test_output_is_one_feature_vector_per_model_and_response(name, shape):
         assert torch.isfinite(out).all()
 
 
+def _validation_score(model, validation):
+    gallery, targets = np.unique(validation.image_index, return_inverse=True)
+    result = retrieve(model.embed_brain(validation.brain), model.embed_images(validation.targets[0][gallery]), targets)
+    return -result.mean_rank
+
+
 @pytest.mark.parametrize("name", encoders.names())
-def test_training_end_to_end_reduces_the_loss(name):
-    config = CONFIG.model_copy(update={"encoder": name})
-    stack = fit_contrastive([_problem(seed=0), _problem(seed=1)], config)
+def test_training_reduces_the_loss_and_keeps_the_selected_epoch(name, caplog):
+    """With epoch selection, the returned weights are exactly those that scored best on validation."""
+    config = CONFIG.model_copy(update={"encoder": name, "select_epoch": True})
+    problems = [_problem(seed=0), _problem(seed=1)]
+    for problem, data_seed in zip(problems, (2, 3)):
+        held_out = _problem(seed=0, n=20, data_seed=data_seed)  # new images, same response model
+        problem.validation = ValidationSet(held_out.brain, held_out.targets, held_out.image_index, "mean_rank")
+    with caplog.at_level(logging.INFO, logger="eegbench"):
+        stack = fit_contrastive(problems, config)
+    assert f"Encoder {name} on 6 channels x 80 samples: {encoder_parameters(name, *SHAPE, 16):,} trainable" in caplog.text
     assert (stack.loss_history[-1] < 0.8 * stack.loss_history[0]).all()
-    assert stack.member(0).embed_brain(_problem(0).brain[:5]).shape == (5, 8)
+    for k, problem in enumerate(problems):
+        best = stack.best_epoch[k] - 1
+        assert _validation_score(stack.member(k), problem.validation) == stack.validation_history[best, k]
+        assert _validation_score(stack.last.member(k), problem.validation) == stack.validation_history[-1, k]
+    assert stack.member(0).embed_brain(problems[0].brain[:5]).shape == (5, 8)
 
 
 @pytest.mark.parametrize("name", encoders.names())
@@ -109,8 +140,8 @@ EXPECTED_PARAMETERS = {
     # feed-forward (252*256+256) + (256*252+252); 3 LayerNorms 3*504; TSConv 103,680; Proj_eeg 1440 -> 1024.
     "atm": ((63, 250, 1024), 3_080_232),
     # EEGNet-8,2: 8*64 + 2*8 + 16*63 + 2*16 + 16*16 + 16*16 + 2*16 = 2,112; 16 x (250 // 4 // 8) = 112
-    # features, then Linear 112*1024 + 1024.
-    "eegnet": ((63, 250, 1024), 117_824),
+    # features, then the residual head (112*1024+1024) + (1024*1024+1024) + 2*1024.
+    "eegnet": ((63, 250, 1024), 1_169_472),
 }
 
 
@@ -141,3 +172,36 @@ def test_minimum_response_length(name, minimum):
 def test_unknown_encoder_name_in_the_parameter_helper():
     with pytest.raises(InvalidInputError, match="Unknown encoder 'tsconf'. Did you mean 'tsconv'?"):
         encoder_parameters("tsconf", 17, 100, 16)
+
+
+def test_encoder_chosen_in_the_task_file_is_trained_and_recorded(tmp_path):
+    base = tiny_task()
+    task = base.with_overrides(training={**base.training, "encoder": "tsconv", "epochs": 2})
+    record = run(task, "final", results_dir=tmp_path, subjects=[1]).records[0]
+    assert record.method["hyperparameters"]["encoder"] == "tsconv"
+    assert record.report["encoder"] == "tsconv"
+    n_channels, n_times = len(record.dataset["channels"]), record.dataset["n_times"]
+    assert record.report["encoder_parameters"] == encoder_parameters("tsconv", n_channels, n_times, 256)
+    assert record.report["n_parameters"] > record.report["encoder_parameters"]
+
+
+def test_encoder_option_of_the_command_line(tmp_path):
+    data = yaml.safe_load(task_path("synthetic-intra").read_text())
+    data["dataset"]["options"].update(TINY)
+    data["chance"] = TINY_CHANCE
+    task_file = tmp_path / "synthetic-intra.yaml"
+    task_file.write_text(yaml.safe_dump(data))
+    result = CliRunner().invoke(app, ["run", "--task", str(task_file), "--method", "final", "--encoder", "eegnet",
+                                      "--epochs", "1", "--subjects", "1", "--results-dir", str(tmp_path / "res"),
+                                      "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["hyperparameters"]["encoder"] == "eegnet" and summary["hp_tag"].startswith("hp-")
+    (record,) = ResultStore(tmp_path / "res").records()
+    assert record.report["encoder"] == "eegnet" and record.report["encoder_parameters"] > 0
+
+
+def test_unknown_encoder_on_the_command_line_exits_2():
+    result = CliRunner().invoke(app, ["run", "--encoder", "tsconf"])
+    assert result.exit_code == 2
+    assert "encoder: Value error, Unknown encoder 'tsconf'. Did you mean 'tsconv'?" in " ".join(result.output.split())
