@@ -395,7 +395,8 @@ encoders.register("atm", EncoderSpec(
 
 encoders.register("eegnet", EncoderSpec(
     name="eegnet",
-    description="EEGNet-8,2 (temporal 1x64, depthwise Cx1, separable 1x16, pools 4 and 8) -> residual head; >= 32 samples",
+    description="EEGNet-8,2 (temporal 1x64, depthwise Cx1, separable 1x16, pools 4 and 8) -> residual head; "
+                ">= 32 samples",
     build=looped_encoder(EEGNet),
     batched=False,
     citation="Lawhern et al., J. Neural Eng. 2018 (EEGNet)",

@@ -69,7 +69,8 @@ def test_training_reduces_the_loss_and_keeps_the_selected_epoch(name, caplog):
         problem.validation = ValidationSet(held_out.brain, held_out.targets, held_out.image_index, "mean_rank")
     with caplog.at_level(logging.INFO, logger="eegbench"):
         stack = fit_contrastive(problems, config)
-    assert f"Encoder {name} on 6 channels x 80 samples: {encoder_parameters(name, *SHAPE, 16):,} trainable" in caplog.text
+    n_parameters = encoder_parameters(name, *SHAPE, 16)
+    assert f"Encoder {name} on 6 channels x 80 samples: {n_parameters:,} trainable parameters" in caplog.text
     assert (stack.loss_history[-1] < 0.8 * stack.loss_history[0]).all()
     for k, problem in enumerate(problems):
         best = stack.best_epoch[k] - 1
