@@ -57,15 +57,16 @@ def _csv(value: str | None, cast=str) -> list | None:
         raise InvalidInputError(f"Expected a comma-separated list of {cast.__name__}, got {value!r}.") from None
 
 
-def _hyperparameters(pairs: list[str] | None, epochs: int | None) -> dict[str, Any]:
+def _hyperparameters(pairs: list[str] | None, epochs: int | None, encoder: str | None = None) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise InvalidInputError(f"--hp expects KEY=VALUE, got {pair!r}.")
         values[key.strip()] = yaml.safe_load(raw)
-    if epochs is not None:
-        values["epochs"] = epochs
+    for key, value in (("epochs", epochs), ("encoder", encoder)):
+        if value is not None:
+            values[key] = value
     return values
 
 
@@ -73,6 +74,8 @@ TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Task id or task YAML
 MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Submission id (see `eegbench list methods`).")]
 BackboneOpt = Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (see `eegbench list backbones`).")]
 ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Root folder of result files.")]
+EncoderOpt = Annotated[str | None, typer.Option(
+    help="Brain encoder, e.g. tsconv (see `eegbench list encoders`); short for --hp encoder=NAME.")]
 
 
 @app.command()
@@ -86,6 +89,7 @@ def run(
     subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects, e.g. 1,2 (default: the task's).")] = None,
     seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the task's).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
+    encoder: EncoderOpt = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     results_dir: ResultsOpt = Path("leaderboard/results"),
@@ -101,7 +105,7 @@ def run(
     from eegbench.runner import run as run_api
 
     result = run_api(task, method, backbone, layer, subjects=_csv(subjects), seeds=_csv(seeds, int),
-                     hyperparameters=_hyperparameters(hp, epochs), device=device, results_dir=results_dir,
+                     hyperparameters=_hyperparameters(hp, epochs, encoder), device=device, results_dir=results_dir,
                      overwrite=overwrite, data_root=data_root, weights=weights, batch_units=batch_units)
     summary = result.summary()
     if as_json:
@@ -199,13 +203,19 @@ def list_backbones_cmd() -> None:
 @list_app.command("encoders")
 @handle_errors
 def list_encoders_cmd() -> None:
-    """Brain encoders selectable with --hp encoder=NAME."""
+    """Brain encoders selectable with --encoder NAME (or `encoder:` in a task file's training section)."""
     from tabulate import tabulate
 
-    from eegbench.encoders import encoders
+    from eegbench.encoders import encoder_parameters, encoders
 
-    rows = [[name, encoders.get(name).description] for name in encoders.names()]
-    out(tabulate(rows, ["encoder", "description"], tablefmt="simple"))
+    shapes = [(17, 250), (63, 250)]  # THINGS-EEG2 at 250 Hz: posterior channels and all channels
+    rows = [[name, *[f"{encoder_parameters(name, c, t, 1024) / 1e6:.2f}M" for c, t in shapes],
+             "batched" if encoders.get(name).batched else "looped", encoders.get(name).description]
+            for name in encoders.names()]
+    out(tabulate(rows, ["encoder", *[f"params {c}x{t}" for c, t in shapes], "stacking", "description"],
+                 tablefmt="simple"))
+    out("\nParameters per model for the given channels x samples, encoder output width 1024. Stacking: how K "
+        "models train together (batched matrix products, or a loop over copies).")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,6 @@ import contextlib
 import copy
 import math
 import os
-import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -26,13 +25,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from eegbench._check import InvalidInputError
-from eegbench._progress import progress
+from eegbench._progress import logger, progress
 from eegbench.backbones.base import LayerRef
-from eegbench.encoders import StackedLinear, encoders
+from eegbench.encoders import LoopStack, StackedLinear, count_parameters, encoders
 from eegbench.metrics import retrieve
 from eegbench.submissions import Aligner, TrainingData
 
@@ -43,6 +42,8 @@ class TrainingConfig(BaseModel):
     Defaults follow the Shallow Alignment protocol (50 epochs, batch 1024, AdamW, lr 1e-4,
     weight decay 1e-4). Task files override them for their data size (the synthetic tasks train
     20 epochs at lr 1e-3 with a narrower encoder), and the command line overrides both.
+    ``encoder`` names a registered brain encoder (``eegbench list encoders``); ``hidden_dim`` is
+    its output width.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -60,6 +61,12 @@ class TrainingConfig(BaseModel):
     proj_dim: int = Field(512, ge=1)
     dropout: float = Field(0.3, ge=0, lt=1)
     select_epoch: bool = False
+
+    @field_validator("encoder")
+    @classmethod
+    def _registered_encoder(cls, name: str) -> str:
+        encoders.get(name)  # fails early, listing the registered encoders
+        return name
 
 
 @dataclass
@@ -152,14 +159,18 @@ class TrainedModel:
         return model.embed_images(ys, [self.index])[0].float().cpu().numpy()
 
     @property
+    def n_encoder_parameters(self) -> int:
+        """Trainable parameters of this model's brain encoder alone."""
+        return count_parameters(self.stack.model.encoder, self.stack.model.n_models)
+
+    @property
     def n_parameters(self) -> int:
         """Trainable parameters of this one model (brain encoder, projectors, mixing, temperature)."""
-        model = self.stack.model
-        encoder = sum(p.numel() for p in model.encoder.parameters()) // model.n_models
         p = self.stack.config.proj_dim
         dims = self.stack.target_dims[self.index]
         extra = (1 if self.stack.config.learnable_temperature else 0) + (len(dims) if len(dims) > 1 else 0)
-        return encoder + (model.hidden_dim + 1) * p + sum((d + 1) * p for d in dims) + extra
+        projectors = (self.stack.model.hidden_dim + 1) * p + sum((d + 1) * p for d in dims)
+        return self.n_encoder_parameters + projectors + extra
 
     @property
     def final_loss(self) -> float:
@@ -254,15 +265,18 @@ def _resident(arrays: Sequence[np.ndarray], device: torch.device, width: int | N
     return torch.stack(tensors).to(device), torch.tensor(index, device=device)[:, None]
 
 
-_LOOPED = re.compile(r"^encoder\.encoders\.(\d+)\.")
+def _copy_member(model: AlignmentStack, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
+                 k: int) -> None:
+    """Copy model ``k``'s tensors of a stack state dict into another.
 
-
-def _copy_member(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], k: int) -> None:
-    """Copy model ``k``'s tensors of a stack state dict (stacked tensors lead with the model axis)."""
+    Stacked tensors lead with the model axis; the copies of a :class:`LoopStack` are whole
+    modules of their own, named ``<loop>.encoders.<k>.*``.
+    """
+    loops = tuple(f"{name}.encoders." for name, module in model.named_modules() if isinstance(module, LoopStack))
     for name, value in source.items():
-        looped = _LOOPED.match(name)
-        if looped:
-            if int(looped.group(1)) == k:
+        loop = next((prefix for prefix in loops if name.startswith(prefix)), None)
+        if loop is not None:
+            if name[len(loop):].split(".", 1)[0] == str(k):
                 target[name].copy_(value)
         elif value.ndim:
             target[name][k].copy_(value[k])
@@ -301,6 +315,8 @@ def fit_contrastive(problems: Sequence[ContrastiveProblem], config: TrainingConf
     i_all, index_src = _resident([p.image_index for p in problems], device, dtype=torch.int64)
     seeds = [p.seed for p in problems]
     model = AlignmentStack(config, k, n_channels, n_times, dims, seeds, device).to(device)
+    logger.info("Encoder %s on %d channels x %d samples: %s trainable parameters per model.", config.encoder,
+                n_channels, n_times, f"{count_parameters(model.encoder, k):,}")
     targets = [_resident([p.targets[j] for p in problems], device, model.image_widths[j]) for j in range(n_layers)]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay,
                                   **({"fused": True} if device.type == "cuda" else {"foreach": True}))
@@ -363,7 +379,7 @@ def _track_best(model: AlignmentStack, problems: Sequence[ContrastiveProblem], v
         score = -result.mean_rank if val.metric == "mean_rank" else result.top_k(int(val.metric[3:]))
         val_history[epoch, k] = score
         if score > val_history[:epoch, k].max(initial=-np.inf):
-            _copy_member(current, best_state, k)
+            _copy_member(model, current, best_state, k)
             best_epoch[k] = epoch
 
 
@@ -387,7 +403,8 @@ class ContrastiveAligner(Aligner):
         return self._alternatives
 
     def report(self) -> dict:
-        out = {"n_parameters": self.model.n_parameters, "final_train_loss": round(self.model.final_loss, 6),
+        out = {"encoder": self.model.stack.config.encoder, "encoder_parameters": self.model.n_encoder_parameters,
+               "n_parameters": self.model.n_parameters, "final_train_loss": round(self.model.final_loss, 6),
                "train_seconds": round(self.model.stack.seconds, 3)}
         if len(self.layers) == 1:
             out["layer"] = self.layers[0].to_dict()
