@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 
 from eegbench._check import EegbenchError, InvalidInputError
 from eegbench._progress import console, setup_logging
@@ -42,7 +43,8 @@ def handle_errors(func):
         except EegbenchError as err:
             if os.environ.get("EEGBENCH_DEBUG"):
                 raise
-            console.print(f"[bold red]Error:[/bold red] {err}", markup=True, highlight=False, soft_wrap=True)
+            console.print(f"[bold red]Error:[/bold red] {escape(str(err))}", markup=True, highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
