@@ -21,9 +21,12 @@ from eegbench.backbones.features import (
     Extraction,
     FeatureCache,
     FeatureSet,
+    ImageSet,
     extract_features,
+    extract_image_sets,
     get_features,
     image_batches,
+    image_sets,
     list_images,
 )
 from eegbench.backbones.probe import describe_backbone, flops_per_image, output_shapes
@@ -39,8 +42,9 @@ from eegbench.backbones.weights import weights_home
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 __all__ = [
-    "DEFAULT_BACKBONE", "FINAL", "Backbone", "BackboneSpec", "Extraction", "FeatureCache", "FeatureSet", "LayerInfo",
-    "LayerRef", "Preprocessing", "describe_backbone", "even_layers", "extract_features", "flops_per_image",
-    "get_backbone_spec", "get_features", "image_batches", "list_backbones", "list_images", "load_backbone",
-    "output_shapes", "register_backbone", "resolve_layer", "weights_home",
+    "DEFAULT_BACKBONE", "FINAL", "Backbone", "BackboneSpec", "Extraction", "FeatureCache", "FeatureSet", "ImageSet",
+    "LayerInfo", "LayerRef", "Preprocessing", "describe_backbone", "even_layers", "extract_features",
+    "extract_image_sets", "flops_per_image", "get_backbone_spec", "get_features", "image_batches", "image_sets",
+    "list_backbones", "list_images", "load_backbone", "output_shapes", "register_backbone", "resolve_layer",
+    "weights_home",
 ]

@@ -139,6 +139,7 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
     """
     n = len(layers)
     names = [layer.name for layer in layers]
+    asked = request  # as given, for the error message
     if pooling is not None and pooling not in POOLINGS:
         raise InvalidInputError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
     if isinstance(request, str):
@@ -156,21 +157,21 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
             try:
                 request = float(text)
             except ValueError:
-                raise _layer_error(request, names, backbone) from None
+                raise _layer_error(asked, names, backbone) from None
     if isinstance(request, bool):
-        raise _layer_error(request, names, backbone)
+        raise _layer_error(asked, names, backbone)
     if isinstance(request, int):
         index = request + n + 1 if request < 0 else request
         if not 1 <= index <= n:
-            raise _layer_error(request, names, backbone)
+            raise _layer_error(asked, names, backbone)
         return _ref(layers, index, pooling, backbone)
     if isinstance(request, float):
         if not 0.0 <= request <= 1.0 or math.isnan(request):
-            raise _layer_error(request, names, backbone)
+            raise _layer_error(asked, names, backbone)
         # nearest layer to the requested depth; ties go to the deeper layer
         index = int(math.floor(request * (n - 1) + 0.5)) + 1 if n > 1 else 1
         return _ref(layers, index, pooling, backbone)
-    raise _layer_error(request, names, backbone)
+    raise _layer_error(asked, names, backbone)
 
 
 def _ref(layers: Sequence[LayerInfo], index: int, pooling: str | None, backbone: str) -> LayerRef:
@@ -314,14 +315,17 @@ class Backbone:
         return resolve_layer(request, self.layers, backbone=self.name, pooling=pooling)
 
     def resolve_layers(self, requests: Sequence[str | int | float], pooling: str | None = None) -> list[LayerRef]:
-        """Resolve several requests; ``"all"`` means every layer and the final embedding.
+        """Resolve several requests, with two shorthands for layer sweeps.
 
+        ``"all"`` is every layer and the final embedding; ``"sweep"`` is about ten evenly spaced
+        layers (:func:`even_layers`, as the Shallow Alignment paper probes) and the final embedding.
         ``pooling`` applies to the intermediate layers; the final embedding is never pooled.
         Duplicates are dropped, keeping the first occurrence.
         """
+        shorthands = {"all": [*range(1, self.n_layers + 1), FINAL], "sweep": [*even_layers(self.layers), FINAL]}
         expanded: list[str | int | float] = []
         for request in requests:
-            expanded += [*range(1, self.n_layers + 1), FINAL] if request == "all" else [request]
+            expanded += shorthands.get(request, [request]) if isinstance(request, str) else [request]
         refs = []
         for request in expanded:
             ref = self.resolve(request)

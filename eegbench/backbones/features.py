@@ -174,13 +174,16 @@ def image_batches(backbone: Backbone, paths: Sequence[Path], *, batch_size: int 
     """Batches of decoded, preprocessed images for ``backbone``, in file order.
 
     ``num_workers`` background processes decode with PIL and prefetch 4 batches each (default:
-    none on CPU, where the model needs the cores; up to 8 on CUDA, with pinned memory).
+    none on CPU, where the model needs the cores; on CUDA one per core but one, up to 16, with
+    pinned memory).
     """
     if batch_size < 1:
         raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+    if num_workers is not None and num_workers < 0:
+        raise InvalidInputError(f"num_workers must be 0 or more, got {num_workers}.")
     cuda = backbone.device.type == "cuda"
     if num_workers is None:
-        num_workers = min(8, os.cpu_count() or 1) if cuda else 0
+        num_workers = min(16, max(1, (os.cpu_count() or 2) - 1)) if cuda else 0
     return torch.utils.data.DataLoader(
         _ImageFiles(paths, backbone.preprocessing.transform()), batch_size=batch_size, num_workers=num_workers,
         pin_memory=cuda, persistent_workers=False, prefetch_factor=4 if num_workers else None,
@@ -294,3 +297,69 @@ def get_features(backbone: Backbone, image_root: Path, files: Sequence[str], ref
             layers[ref.key] = {**layer, "cached": False}
     return FeatureSet({ref.key: out[ref.key].astype(np.float32) for ref in unique}, keys, manifest,
                       {ref.key: layers[ref.key] for ref in unique})
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images whose features are extracted together: ``files`` relative to ``root``, in row order."""
+
+    name: str
+    root: Path
+    files: tuple[str, ...]
+
+
+def image_sets(*, images: str | Path | None = None, dataset: str | None = None, data_root: str | Path | None = None,
+               options: dict | None = None, variant: str | None = None) -> list[ImageSet]:
+    """The image sets of a folder (``images``: every image under it) or of a dataset (its train and test images)."""
+    if (images is None) == (dataset is None):
+        raise InvalidInputError("Give either an image folder or a dataset (with its data root), not both or neither.")
+    if images is not None:
+        root = Path(images).expanduser()
+        return [ImageSet(root.name or str(root), root, tuple(list_images(root)))]
+    from eegbench.data import load_dataset
+
+    loaded = load_dataset(dataset, options=options, variant=variant, data_root=data_root)
+    return [ImageSet("train", loaded.image_root, tuple(loaded.train_images.files)),
+            ImageSet("test", loaded.image_root, tuple(loaded.test_images.files))]
+
+
+def extract_image_sets(backbone: str, layers: Sequence[str | int | float], sets: Sequence[ImageSet], *,
+                       pooling: str | None = None, weights: str | Path | None = None, device: str = "auto",
+                       image_size: int | None = None, batch_size: int = 64, num_workers: int | None = None,
+                       precision: str = "auto", cache: FeatureCache | None = None) -> dict[str, FeatureSet]:
+    """Load ``backbone`` and bring the features of ``layers`` for every image set into the cache.
+
+    Parameters
+    ----------
+    backbone : str
+        Backbone name (see :func:`~eegbench.backbones.load_backbone`).
+    layers : sequence
+        Layer requests (see :meth:`Backbone.resolve_layers`, which also takes ``"all"`` and ``"sweep"``).
+    sets : sequence of ImageSet
+        Image sets (see :func:`image_sets`); each is extracted in one pass over its images.
+    pooling : str, optional
+        Pooling of the intermediate layers, instead of each layer's default.
+    weights : path-like, optional
+        A local weights file.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    image_size : int, optional
+        Feed CNNs ``image_size``-pixel images without cropping, as tasks with small images do.
+    batch_size, num_workers, precision
+        See :func:`extract_features`.
+    cache : FeatureCache, optional
+        Where features are stored (default: ``<cache_home>/features``).
+
+    Returns
+    -------
+    dict
+        The :class:`FeatureSet` of each image set, by its name.
+    """
+    from eegbench.backbones.registry import load_backbone
+    from eegbench.runner import resolve_device
+
+    model = load_backbone(backbone, weights=weights, device=str(resolve_device(device))).at_size(image_size)
+    refs = model.resolve_layers(layers, pooling)
+    return {image_set.name: get_features(model, image_set.root, image_set.files, refs, cache=cache,
+                                         batch_size=batch_size, num_workers=num_workers, precision=precision)
+            for image_set in sets}

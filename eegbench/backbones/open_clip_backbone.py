@@ -78,6 +78,12 @@ def _tower_preprocessing(visual: nn.Module, tag_cfg: dict, arch: str) -> Preproc
 
 
 def _weights_source(spec: BackboneSpec, tag_cfg: dict) -> WeightsSource:
+    if spec.pretrained is None:
+        import open_clip
+
+        tags = open_clip.list_pretrained_tags_by_model(spec.model_id)
+        return WeightsSource(f"open_clip {spec.model_id} with no pretrained tag; name one as "
+                             f"open_clip:{spec.model_id}/<tag> with a tag of {', '.join(tags) or '(none)'}")
     description = f"open_clip {spec.model_id}, pretrained {spec.pretrained!r}"
     if tag_cfg.get("hf_hub"):
         repo_id, filename = _split_hub(tag_cfg["hf_hub"])
@@ -98,13 +104,10 @@ def _load_open_clip(spec: BackboneSpec, *, weights_file: Path | None, pretrained
     tag_cfg = dict(open_clip.get_pretrained_cfg(spec.model_id, spec.pretrained)) if spec.pretrained else {}
     path = None
     if weights_file is not None or pretrained:
-        if weights_file is None and spec.pretrained is None:
-            tags = open_clip.list_pretrained_tags_by_model(spec.model_id)
-            raise InvalidInputError(f"{spec.name!r} names no pretrained tag; write open_clip:{spec.model_id}/<tag> "
-                                    f"with one of {', '.join(tags) or '(none)'}, or pass --weights FILE.")
         path = resolve_weights(spec.name, _weights_source(spec, tag_cfg), weights_file)
     with _quiet_root_logger(), torch.device(device):
-        clip = open_clip.create_model(spec.model_id, pretrained=None, device=device,
+        # pretrained_text=False: only the vision tower is kept, so no text-tower weights are fetched
+        clip = open_clip.create_model(spec.model_id, pretrained=None, device=device, pretrained_text=False,
                                       force_quick_gelu=bool(tag_cfg.get("quick_gelu", False)), **spec.model_kwargs)
     weights: dict[str, Any] = {"tag": RANDOM_INIT}
     if path is not None:

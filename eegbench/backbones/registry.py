@@ -13,7 +13,7 @@ can be named directly:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +39,8 @@ class BackboneSpec:
     pretrained : str or None
         The pretrained tag (``"laion2b_s32b_b79k"``), or None.
     params_millions : float or None
-        Parameter count of the vision tower, for backbone-scaling analyses.
+        Parameter count of the vision tower in millions, for backbone-scaling analyses (runs
+        record it). For models named directly it is counted from the model's structure.
     final : str
         What the final embedding is.
     description : str
@@ -102,7 +103,10 @@ def get_backbone_spec(name: str) -> BackboneSpec:
     if not model:
         raise InvalidInputError(f"Backbone {name!r} names no model; write {prefix}:<model>.")
     if name not in _DIRECT:
-        _DIRECT[name] = libraries.get(prefix)(model)
+        spec = libraries.get(prefix)(model)
+        # the parameter count of a directly named model comes from its structure, built without values
+        twin = spec.loader(spec, weights_file=None, pretrained=False, device="meta")
+        _DIRECT[name] = replace(spec, params_millions=round(twin.n_params / 1e6, 2))
     return _DIRECT[name]
 
 

@@ -69,8 +69,11 @@ def _timm_preprocessing(model: nn.Module, name: str) -> Preprocessing:
     cfg = timm.data.resolve_model_data_config(model)
     if cfg.get("crop_mode", "center") != "center":
         raise InvalidInputError(f"{name}: timm crop mode {cfg['crop_mode']!r} is not supported (only 'center').")
-    return Preprocessing(cfg["input_size"][-1], cfg["crop_pct"], cfg["interpolation"], tuple(cfg["mean"]),
-                         tuple(cfg["std"]))
+    size = cfg["input_size"][-1]
+    built = getattr(getattr(model, "patch_embed", None), "img_size", None)  # img_size=... overrides the config
+    if built is not None:
+        size = built if isinstance(built, int) else built[-1]
+    return Preprocessing(size, cfg["crop_pct"], cfg["interpolation"], tuple(cfg["mean"]), tuple(cfg["std"]))
 
 
 def _weights_source(spec: BackboneSpec) -> WeightsSource:
@@ -80,7 +83,7 @@ def _weights_source(spec: BackboneSpec) -> WeightsSource:
     description = f"timm {full}"
     cfg = timm.models.get_pretrained_cfg(full) if spec.pretrained else None
     if cfg is None:
-        return WeightsSource(description)
+        return WeightsSource(f"{description}, which has no pretrained weights in timm")
     if cfg.hf_hub_id:
         return WeightsSource(description, cfg.hf_hub_id, hub_filenames(cfg.hf_hub_filename or "pytorch_model.bin"))
     return WeightsSource(description, url=cfg.url or None)
@@ -91,9 +94,6 @@ def _load_timm(spec: BackboneSpec, *, weights_file: Path | None, pretrained: boo
 
     path = None
     if weights_file is not None or pretrained:
-        if weights_file is None and spec.pretrained is None:
-            raise MissingDataError(f"timm model {spec.model_id!r} has no pretrained weights in timm; pass "
-                                   "--weights FILE or use pretrained=False.")
         path = resolve_weights(spec.name, _weights_source(spec), weights_file)
     name = f"{spec.model_id}.{spec.pretrained}" if spec.pretrained else spec.model_id
     overlay = {"file": str(path), "custom_load": path.suffix == ".npz"} if path else None

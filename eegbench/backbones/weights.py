@@ -10,16 +10,16 @@ Weights are looked up in this order; the first match wins:
 4. a download, if the Hugging Face Hub (or the file's URL) answers within a few seconds.
 
 Otherwise a :class:`~eegbench._check.MissingDataError` says at once how to provide the file.
-Reachability is probed with one TCP connection (through the HTTPS proxy if one is configured),
-so an offline machine gets the error in seconds instead of a minute of download retries, even
-when ``HF_HUB_OFFLINE`` is not set.
+Reachability is probed with one HTTP request of at most a few seconds (through the configured
+proxy, if any), so an offline machine gets the error in seconds instead of a minute of download
+retries, even when ``HF_HUB_OFFLINE`` is not set.
 """
 
 from __future__ import annotations
 
 import re
-import socket
 import threading
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,33 +94,34 @@ def local_weights(name: str) -> Path | None:
 def hub_reachable(url: str | None = None, timeout: float = REACHABILITY_TIMEOUT) -> tuple[bool, str]:
     """Whether a download from ``url`` (default: the Hugging Face Hub) can start; and why not.
 
-    Honours ``HF_HUB_OFFLINE`` and HTTPS proxies. Never waits longer than ``timeout`` seconds.
+    One HTTP HEAD request, through the configured proxies: any HTTP answer (even an error status)
+    means the server is reachable. Honours ``HF_HUB_OFFLINE``. Never waits longer than ``timeout``
+    seconds, DNS lookup included.
     """
     from huggingface_hub import constants
 
-    target = urlparse(url or constants.ENDPOINT)
     if url is None and constants.HF_HUB_OFFLINE:
         return False, "HF_HUB_OFFLINE is set"
-    proxy = urllib.request.getproxies().get(target.scheme or "https")
-    probe = urlparse(proxy) if proxy and not urllib.request.proxy_bypass(target.hostname or "") else target
-    host, port = probe.hostname, probe.port or (443 if probe.scheme == "https" else 80)
+    target = url or constants.ENDPOINT
     outcome: dict[str, str] = {}
 
-    def connect() -> None:
+    def request() -> None:
         try:
-            socket.create_connection((host, port), timeout=timeout).close()
+            urllib.request.urlopen(urllib.request.Request(target, method="HEAD"), timeout=timeout).close()
             outcome["ok"] = ""
-        except OSError as err:
-            outcome["error"] = str(err) or type(err).__name__
+        except urllib.error.HTTPError:  # the server answered, if only with an error status
+            outcome["ok"] = ""
+        except (OSError, ValueError) as err:
+            reason = getattr(err, "reason", err)
+            outcome["error"] = str(reason) or type(reason).__name__
 
-    thread = threading.Thread(target=connect, daemon=True)  # DNS lookups ignore socket timeouts
+    thread = threading.Thread(target=request, daemon=True)  # DNS lookups ignore socket timeouts
     thread.start()
     thread.join(timeout)
     if "ok" in outcome:
         return True, ""
-    via = f" (via proxy {probe.hostname}:{port})" if probe is not target else ""
     reason = outcome.get("error", f"no answer within {timeout:g} s")
-    return False, f"{target.hostname}{via} cannot be reached: {reason}"
+    return False, f"{urlparse(target).hostname} cannot be reached: {reason}"
 
 
 def resolve_weights(name: str, source: WeightsSource, weights_file: str | Path | None = None) -> Path:
@@ -139,6 +140,8 @@ def resolve_weights(name: str, source: WeightsSource, weights_file: str | Path |
     found = local_weights(name) or _hub_cached(source)
     if found is not None:
         return found
+    if not source.download_urls():
+        raise _missing(name, source, "no download is published for them")
     reachable, reason = hub_reachable(None if source.repo_id else source.url)
     if not reachable:
         raise _missing(name, source, reason)
