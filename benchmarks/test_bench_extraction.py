@@ -5,8 +5,8 @@ reported as a fraction of the GPU's dense bf16 peak, from the FLOPs of one image
 on the meta device. Configure with environment variables (see benchmarks/README.md):
 
 ``EEGBENCH_BENCH_BACKBONE`` (default ``efficientnet_lite0``), ``EEGBENCH_BENCH_LAYERS`` (``sweep``),
-``EEGBENCH_BENCH_IMAGES`` (number of generated 500 x 500 JPEGs, like THINGS images; default 32 on
-CPU, 2048 on CUDA), ``EEGBENCH_BENCH_BATCH`` (64 CPU, 256 CUDA), ``EEGBENCH_BENCH_WORKERS``
+``EEGBENCH_BENCH_IMAGES`` (number of generated 500 x 500 JPEGs, like THINGS images; default 16 on
+CPU, 2048 on CUDA), ``EEGBENCH_BENCH_BATCH`` (16 CPU, 256 CUDA), ``EEGBENCH_BENCH_WORKERS``
 (decoding processes; default as in extraction), ``EEGBENCH_BENCH_PEAK_TFLOPS`` (for GPUs not listed).
 Weights are random: their values do not change the time.
 """
@@ -32,8 +32,8 @@ from eegbench.backbones.features import compute_settings  # noqa: E402
 CUDA = torch.cuda.is_available()
 BACKBONE = os.environ.get("EEGBENCH_BENCH_BACKBONE", "efficientnet_lite0")
 LAYERS = os.environ.get("EEGBENCH_BENCH_LAYERS", "sweep").split(",")
-N_IMAGES = int(os.environ.get("EEGBENCH_BENCH_IMAGES", 2048 if CUDA else 32))
-BATCH = int(os.environ.get("EEGBENCH_BENCH_BATCH", 256 if CUDA else 64))
+N_IMAGES = int(os.environ.get("EEGBENCH_BENCH_IMAGES", 2048 if CUDA else 16))
+BATCH = int(os.environ.get("EEGBENCH_BENCH_BATCH", 256 if CUDA else 16))
 WORKERS = int(os.environ["EEGBENCH_BENCH_WORKERS"]) if "EEGBENCH_BENCH_WORKERS" in os.environ else None
 ROUNDS = 3 if CUDA else 1
 

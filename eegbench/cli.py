@@ -318,10 +318,16 @@ def features_ls_cmd(
     from eegbench.backbones import FeatureCache
 
     cache = FeatureCache()
-    entries = [e for e in cache.entries() if backbone is None or e["backbone"]["name"] == backbone]
+    everything = [e for e in cache.entries() if backbone is None or e.get("backbone", {}).get("name") == backbone]
     if as_json:
-        out(json.dumps(entries, indent=2))
+        out(json.dumps(everything, indent=2))
         return
+    entries = [e for e in everything if e["current"]]
+    outdated = [e for e in everything if not e["current"]]
+    if outdated:
+        console.print(f"{len(outdated)} entries of an older feature format are never read again; delete their "
+                      f"files to reclaim {sum(e['bytes'] for e in outdated) / 2**20:.1f} MiB, e.g. "
+                      f"{cache.root / '*' / outdated[0]['key']}.*", highlight=False, markup=False)
     if not entries:
         out(f"No cached features{f' for {backbone!r}' if backbone else ''} in {cache.root}.")
         return

@@ -40,6 +40,12 @@ def test_extract_a_folder_then_list_the_cache(tmp_path, monkeypatch):
     assert all(e["dtype"] == "float16" and e["n_images"] == 3 for e in entries)
     table = _invoke("features", "ls")
     assert "efficientnet_lite0" in table.stdout and "4 entries" in table.stdout
+    outdated = tmp_path / "home" / "features" / "efficientnet_lite0" / "0ld.json"  # written by feature format 1
+    outdated.write_text(json.dumps({"format": 1, "key": "0ld", "backbone": {"name": "efficientnet_lite0"}}))
+    outdated.with_suffix(".npy").write_bytes(bytes(2**20))
+    table = _invoke("features", "ls")
+    assert "4 entries" in table.stdout and "1 entries of an older feature format" in table.output
+    assert "reclaim 1.0 MiB" in table.output and len(json.loads(_invoke("features", "ls", "--json").stdout)) == 5
     assert "No cached features for 'rn50'" in _invoke("features", "ls", "--backbone", "rn50").stdout
 
 
@@ -59,6 +65,25 @@ def test_bad_requests_exit_with_code_2(tmp_path):
     (tmp_path / "x.png").write_bytes(b"")
     result = _invoke("features", "extract", "--images", tmp_path, "--layers", "99", "--device", "cpu")
     assert result.exit_code == 2
-    assert "Invalid layer '99' for backbone 'efficientnet_lite0'. Valid layers: an index 1..8" in result.output
+    assert "Invalid layer 99 for backbone 'efficientnet_lite0'. Valid layers: an index 1..8" in result.output
     result = _invoke("features", "extract", "--images", tmp_path, "--dataset", "synthetic")
     assert result.exit_code == 2 and "either an image folder or a dataset" in result.output
+
+
+def test_task_extraction_hits_the_entries_runs_use(tiny_dataset, tmp_path):
+    import yaml
+
+    from eegbench.tasks import task_path
+    from helpers import TINY, TINY_CHANCE
+
+    data = yaml.safe_load(task_path("synthetic-intra").read_text())
+    data["dataset"]["options"].update(TINY)
+    data["chance"] = TINY_CHANCE
+    task_file = tmp_path / "synthetic-intra.yaml"
+    task_file.write_text(yaml.safe_dump(data))
+    result = _invoke("features", "extract", "--task", task_file, "--layers", "sweep", "--device", "cpu", "--json")
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    # the synthetic generator extracted every layer at the task's image size: nothing is recomputed
+    assert all(r["cached"] for r in rows) and len(rows) == 2 * 9
+    assert {(r["images"], r["n_images"]) for r in rows} == {("train", 400), ("test", 50)}

@@ -139,7 +139,6 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
     """
     n = len(layers)
     names = [layer.name for layer in layers]
-    asked = request  # as given, for the error message
     if pooling is not None and pooling not in POOLINGS:
         raise InvalidInputError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
     if isinstance(request, str):
@@ -157,21 +156,21 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
             try:
                 request = float(text)
             except ValueError:
-                raise _layer_error(asked, names, backbone) from None
+                raise _layer_error(request, names, backbone) from None
     if isinstance(request, bool):
-        raise _layer_error(asked, names, backbone)
+        raise _layer_error(request, names, backbone)
     if isinstance(request, int):
         index = request + n + 1 if request < 0 else request
         if not 1 <= index <= n:
-            raise _layer_error(asked, names, backbone)
+            raise _layer_error(request, names, backbone)
         return _ref(layers, index, pooling, backbone)
     if isinstance(request, float):
         if not 0.0 <= request <= 1.0 or math.isnan(request):
-            raise _layer_error(asked, names, backbone)
+            raise _layer_error(request, names, backbone)
         # nearest layer to the requested depth; ties go to the deeper layer
         index = int(math.floor(request * (n - 1) + 0.5)) + 1 if n > 1 else 1
         return _ref(layers, index, pooling, backbone)
-    raise _layer_error(asked, names, backbone)
+    raise _layer_error(request, names, backbone)
 
 
 def _ref(layers: Sequence[LayerInfo], index: int, pooling: str | None, backbone: str) -> LayerRef:

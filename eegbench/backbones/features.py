@@ -141,7 +141,11 @@ class FeatureCache:
         atomic_write_json(meta_path, {**sidecar, "key": key, "shape": list(array.shape), "dtype": STORED_DTYPE})
 
     def entries(self) -> list[dict]:
-        """Sidecars of every cached entry, each with its size in bytes."""
+        """Sidecars of every cached entry, each with its size in ``bytes`` and whether it is ``current``.
+
+        Entries written by an older feature format are never read again (their keys differ);
+        they are listed so that their space can be reclaimed.
+        """
         out = []
         for meta_path in sorted(self.root.glob("*/*.json")):
             try:
@@ -150,6 +154,7 @@ class FeatureCache:
                 continue
             array_path = meta_path.with_suffix(".npy")
             meta["bytes"] = array_path.stat().st_size if array_path.exists() else 0
+            meta["current"] = meta.get("format") == FEATURE_FORMAT_VERSION
             out.append(meta)
         return out
 
