@@ -2,40 +2,33 @@
 
 Images per second of each stage show which one is the bottleneck; the forward pass is also
 reported as a fraction of the GPU's dense bf16 peak, from the FLOPs of one image's pass counted
-on the meta device. Configure with environment variables (see benchmarks/README.md):
-
-``EEGBENCH_BENCH_BACKBONE`` (default ``efficientnet_lite0``), ``EEGBENCH_BENCH_LAYERS`` (``sweep``),
-``EEGBENCH_BENCH_IMAGES`` (number of generated 500 x 500 JPEGs, like THINGS images; default 16 on
-CPU, 2048 on CUDA), ``EEGBENCH_BENCH_BATCH`` (16 CPU, 256 CUDA), ``EEGBENCH_BENCH_WORKERS``
-(decoding processes; default as in extraction), ``EEGBENCH_BENCH_PEAK_TFLOPS`` (for GPUs not listed).
-Weights are random: their values do not change the time.
+on the meta device. Sizes follow ``EEGBENCH_BENCHMARK`` (see bench_sizes.py); environment
+variables choose the rest (see README.md): ``EEGBENCH_BENCH_BACKBONE`` (default
+``efficientnet_lite0``), ``EEGBENCH_BENCH_LAYERS`` (``sweep``), ``EEGBENCH_BENCH_IMAGES`` (number
+of generated 500 x 500 JPEGs, like THINGS images; default: the mode's ``n_images``),
+``EEGBENCH_BENCH_BATCH`` (16 on CPU, 256 on CUDA), ``EEGBENCH_BENCH_WORKERS`` (decoding processes;
+default as in extraction), ``EEGBENCH_BENCH_PEAK_TFLOPS`` (for GPUs not in the table). Weights are
+random: their values do not change the time.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("EEGBENCH_PROGRESS", "0")
-os.environ.setdefault("EEGBENCH_HOME", tempfile.mkdtemp(prefix="eegbench-bench-"))
+import numpy as np
+import pytest
+import torch
+from PIL import Image
 
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-
-import eegbench  # noqa: E402,F401  (installs the torchvision import fix)
-from eegbench.backbones import extract_features, flops_per_image, image_batches, load_backbone  # noqa: E402
-from eegbench.backbones.features import compute_settings  # noqa: E402
+from bench_sizes import rounds
+from eegbench.backbones import extract_features, flops_per_image, image_batches, load_backbone
+from eegbench.backbones.features import compute_settings
 
 CUDA = torch.cuda.is_available()
 BACKBONE = os.environ.get("EEGBENCH_BENCH_BACKBONE", "efficientnet_lite0")
 LAYERS = os.environ.get("EEGBENCH_BENCH_LAYERS", "sweep").split(",")
-N_IMAGES = int(os.environ.get("EEGBENCH_BENCH_IMAGES", 2048 if CUDA else 16))
 BATCH = int(os.environ.get("EEGBENCH_BENCH_BATCH", 256 if CUDA else 16))
 WORKERS = int(os.environ["EEGBENCH_BENCH_WORKERS"]) if "EEGBENCH_BENCH_WORKERS" in os.environ else None
-ROUNDS = 3 if CUDA else 1
 
 #: Dense (no sparsity) bf16 tensor-core peaks, TFLOP/s, from the vendors' data sheets.
 BF16_PEAK_TFLOPS = {"H100 SXM": 989.4, "H100 NVL": 835.0, "H100 PCIe": 756.0, "H100": 989.4, "H200": 989.4,
@@ -53,12 +46,12 @@ def bf16_peak_tflops() -> float | None:
 
 
 @pytest.fixture(scope="module")
-def image_paths(tmp_path_factory):
+def image_paths(tmp_path_factory, sizes):
     folder = tmp_path_factory.mktemp("images")
     rng = np.random.default_rng(0)
     base = rng.integers(0, 255, (500, 500, 3), dtype=np.uint8)
     paths = []
-    for i in range(N_IMAGES):
+    for i in range(int(os.environ.get("EEGBENCH_BENCH_IMAGES", sizes.n_images))):
         path = folder / f"{i:05d}.jpg"
         Image.fromarray(np.roll(base, i, axis=1)).save(path, quality=90)  # distinct files, same decode cost
         paths.append(path)
@@ -66,9 +59,8 @@ def image_paths(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def setup():
-    device = "cuda" if CUDA else "cpu"
-    backbone = load_backbone(BACKBONE, pretrained=False, device=device)
+def setup(device):
+    backbone = load_backbone(BACKBONE, pretrained=False, device=str(device))
     refs = backbone.resolve_layers(LAYERS)
     return backbone, refs, flops_per_image(backbone, refs)
 
@@ -97,17 +89,17 @@ def test_decode(benchmark, setup, image_paths):
         for _ in image_batches(backbone, image_paths, batch_size=BATCH, num_workers=WORKERS):
             pass
 
-    benchmark.pedantic(decode, rounds=ROUNDS, iterations=1)
+    benchmark.pedantic(decode, rounds=rounds(), iterations=1)
     _record(benchmark, len(image_paths))
 
 
-def test_forward(benchmark, setup):
+def test_forward(benchmark, setup, image_paths):
     """The forward pass on batches already on the device (autocast, channels-last as in extraction)."""
     benchmark.group = "extraction"
     backbone, refs, flops = setup
     size = backbone.preprocessing.size
     batch = torch.randn(BATCH, 3, size, size, device=backbone.device)
-    n_batches = max(1, N_IMAGES // BATCH)
+    n_batches = max(1, len(image_paths) // BATCH)
 
     def forward():
         with compute_settings(backbone, "auto") as memory_format:
@@ -117,8 +109,9 @@ def test_forward(benchmark, setup):
         if CUDA:
             torch.cuda.synchronize()
 
-    forward()  # warm-up: cuDNN autotuning, kernel compilation
-    benchmark.pedantic(forward, rounds=ROUNDS, iterations=1)
+    if CUDA:
+        forward()  # warm-up: cuDNN autotuning, kernel selection
+    benchmark.pedantic(forward, rounds=rounds(), iterations=1)
     _record(benchmark, n_batches * BATCH, flops / 1e9)
 
 
@@ -127,5 +120,5 @@ def test_extract(benchmark, setup, image_paths):
     benchmark.group = "extraction"
     backbone, refs, flops = setup
     benchmark.pedantic(extract_features, args=(backbone, image_paths, refs),
-                       kwargs={"batch_size": BATCH, "num_workers": WORKERS}, rounds=ROUNDS, iterations=1)
+                       kwargs={"batch_size": BATCH, "num_workers": WORKERS}, rounds=rounds(), iterations=1)
     _record(benchmark, len(image_paths), flops / 1e9)
