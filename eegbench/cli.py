@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 import yaml
+from rich.markup import escape
 
 from eegbench._check import EegbenchError, InvalidInputError
 from eegbench._progress import console, setup_logging
@@ -42,7 +43,8 @@ def handle_errors(func):
         except EegbenchError as err:
             if os.environ.get("EEGBENCH_DEBUG"):
                 raise
-            console.print(f"[bold red]Error:[/bold red] {err}", markup=True, highlight=False, soft_wrap=True)
+            console.print(f"[bold red]Error:[/bold red] {escape(str(err))}", markup=True, highlight=False,
+                          soft_wrap=True)
             raise typer.Exit(2) from None
 
     return wrapper
@@ -297,6 +299,124 @@ def data_info(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None,
 
 
 # --- features: extract, ls ---------------------------------------------------------------------
+
+features_app = typer.Typer(help="Extract, inspect and list cached backbone features.", no_args_is_help=True)
+app.add_typer(features_app, name="features")
+
+
+@features_app.command("extract")
+@handle_errors
+def features_extract_cmd(
+    backbone: BackboneOpt = "efficientnet_lite0",
+    layers: Annotated[str, typer.Option(
+        help="Comma-separated layers: index (1..L, -1), relative depth (0.5), name, 'final'; 'all' is every "
+             "layer, 'sweep' about ten evenly spaced ones, both with the final embedding.")] = "sweep",
+    pooling: Annotated[str | None, typer.Option(
+        help="Pooling of intermediate layers: gap (feature maps), cls or mean (tokens). Default: per layer.")] = None,
+    images: Annotated[Path | None, typer.Option(help="A folder of images (searched recursively).")] = None,
+    task: Annotated[str | None, typer.Option(
+        "--task", "-t", help="Extract for this task's dataset at its image size, as `eegbench run` does.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="A dataset's train and test images (e.g. synthetic).")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    image_size: Annotated[int | None, typer.Option(help="Feed CNNs images of this size, uncropped.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
+    workers: Annotated[int | None, typer.Option(help="Image decoding processes (default: 0 on CPU, up to 16 on CUDA).")] = None,
+    precision: Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the extracted layers as JSON on stdout.")] = False,
+) -> None:
+    """Extract features of backbone layers for images or a dataset into the feature cache."""
+    from eegbench.backbones import extract_image_sets, image_sets
+
+    options, variant = None, None
+    if task is not None:
+        if dataset is not None or images is not None:
+            raise InvalidInputError("--task already names the images; drop --dataset and --images.")
+        from eegbench.tasks import load_task
+
+        spec = load_task(task)
+        dataset, options, variant = spec.dataset.name, spec.dataset.options, spec.dataset.variant
+        image_size = image_size or spec.features.image_size
+    sets = image_sets(images=images, dataset=dataset, data_root=data_root, options=options, variant=variant)
+    extracted = extract_image_sets(backbone, _csv(layers) or [], sets, pooling=pooling, weights=weights, device=device,
+                                   image_size=image_size, batch_size=batch_size, num_workers=workers,
+                                   precision=precision)
+    rows = [{"images": name, "n_images": len(fs[key]), "key": key,
+             **{k: info[k] for k in ("index", "relative_depth", "module", "pooling", "output_shape", "dim", "cached")},
+             "cache_key": fs.cache_keys[key]}
+            for name, fs in extracted.items() for key, info in fs.layers.items()]
+    if as_json:
+        out(json.dumps(rows, indent=2))
+        return
+    from tabulate import tabulate
+
+    table = [[r["images"], r["n_images"], r["key"], r["index"] or "-", "-" if r["relative_depth"] is None
+              else f"{r['relative_depth']:.3f}", r["module"], r["pooling"], "x".join(map(str, r["output_shape"])),
+              r["dim"], "cached" if r["cached"] else "extracted", r["cache_key"][:12]] for r in rows]
+    out(tabulate(table, ["images", "n", "layer", "l", "depth", "module", "pooling", "output", "dim", "status", "key"],
+                 tablefmt="simple", disable_numparse=True))
+
+
+@features_app.command("layers")
+@handle_errors
+def features_layers_cmd(
+    backbone: Annotated[str, typer.Argument(help="Backbone name (see `eegbench list backbones`).")],
+    image_size: Annotated[int | None, typer.Option(help="Input size for CNNs fed small images.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON on stdout.")] = False,
+) -> None:
+    """A backbone's addressable layers with module, relative depth and output shape (no weights needed)."""
+    from tabulate import tabulate
+
+    from eegbench.backbones import describe_backbone
+
+    info = describe_backbone(backbone, image_size)
+    if as_json:
+        out(json.dumps(info, indent=2))
+        return
+    pre = info["preprocessing"]
+    out(f"{info['name']}: {info['library']} {info['model_id']} ({info['pretrained'] or 'no pretrained tag'}), "
+        f"{info['params_millions']:g}M parameters, {info['gflops_per_image']:g} GFLOPs per image at "
+        f"{pre['size']} px\nfinal embedding: {info['final']}\n")
+    rows = [[layer["index"] or "-", layer["name"], layer["module"], "-" if layer["relative_depth"] is None else
+             f"{layer['relative_depth']:.3f}", layer["pooling"], "x".join(map(str, layer["output_shape"])), layer["dim"]]
+            for layer in info["layers"]]
+    out(tabulate(rows, ["l", "layer", "module", "depth", "pooling", "output", "dim"], tablefmt="simple",
+                 disable_numparse=True))
+
+
+@features_app.command("ls")
+@handle_errors
+def features_ls_cmd(
+    backbone: Annotated[str | None, typer.Option("--backbone", "-b", help="Only this backbone's entries.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON on stdout.")] = False,
+) -> None:
+    """What the feature cache holds: one row per backbone, layer and image set, with its size."""
+    from tabulate import tabulate
+
+    from eegbench.backbones import FeatureCache
+
+    cache = FeatureCache()
+    everything = [e for e in cache.entries() if backbone is None or e.get("backbone", {}).get("name") == backbone]
+    if as_json:
+        out(json.dumps(everything, indent=2))
+        return
+    entries = [e for e in everything if e["current"]]
+    outdated = [e for e in everything if not e["current"]]
+    if outdated:
+        console.print(f"{len(outdated)} entries of an older feature format are never read again; delete their "
+                      f"files to reclaim {sum(e['bytes'] for e in outdated) / 2**20:.1f} MiB, e.g. "
+                      f"{cache.root / '*' / outdated[0]['key']}.*", highlight=False, markup=False)
+    if not entries:
+        out(f"No cached features{f' for {backbone!r}' if backbone else ''} in {cache.root}.")
+        return
+    rows = [[e["backbone"]["name"], e["layer"]["name"], e["layer"]["pooling"], e["images"][:12], e["n_images"],
+             e["layer"]["dim"], e["precision"], f"{e['bytes'] / 2**20:.1f}", e["created"], e["key"][:12]]
+            for e in entries]
+    out(tabulate(rows, ["backbone", "layer", "pooling", "images", "n", "dim", "precision", "MiB", "created", "key"],
+                 tablefmt="simple", disable_numparse=True))
+    out(f"\n{len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB in {cache.root}")
+
 
 
 # --- check: validate a submission ----------------------------------------------------------------

@@ -1,9 +1,11 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from eegbench.backbones import FeatureCache, get_features, get_backbone_spec, list_backbones, load_backbone
 from eegbench._check import MissingDataError, UnknownNameError
+from test_backbones import TINY_SPECS  # noqa: F401  (registers the tiny backbones)
 
 
 @pytest.fixture
@@ -96,3 +98,49 @@ def test_missing_images_are_reported(backbone, images):
     root, files = images
     with pytest.raises(MissingDataError, match=r"1 image files are missing under .*img, e\.g\. nope\.png"):
         get_features(backbone, root, [*files, "nope.png"], [backbone.resolve("final")])
+
+
+def test_sidecar_records_the_resolved_layer_and_pooling_is_in_the_key(images, tmp_path):
+    root, files = images
+    vit = load_backbone("test_vit_reg", pretrained=False)
+    cache = FeatureCache(tmp_path / "cache")
+    refs = vit.resolve_layers([2, "final"]) + vit.resolve_layers([2], pooling="cls")
+    first = get_features(vit, root, files, refs, cache=cache)
+    assert set(first.arrays) == {"blocks.1", "final", "blocks.1:cls"}
+    assert len(set(first.cache_keys.values())) == 3  # same layer, other pooling: another entry
+    layer = first.layers["blocks.1"]
+    assert (layer["module"], layer["index"], layer["relative_depth"], layer["pooling"]) == ("blocks.1", 2, 0.5, "mean")
+    assert layer["output_shape"] == [9, 32] and layer["dim"] == 32 and not layer["cached"]  # 5 prefix + 2x2 patches
+    again = get_features(vit, root, files, refs, cache=cache)
+    assert again.layers["blocks.1"] == {**layer, "cached": True}
+    sidecar = {e["key"]: e for e in cache.entries()}[first.cache_keys["blocks.1"]]
+    assert sidecar["layer"]["output_shape"] == [9, 32] and sidecar["n_images"] == 6 and sidecar["bytes"] > 0
+    assert sidecar["backbone"]["weights"]["tag"] == "random-init" and len(sidecar["backbone"]["weights"]["sha256"]) == 64
+
+
+def test_extraction_matches_a_direct_forward_pass(backbone, images):
+    from eegbench.backbones import extract_features, image_batches
+
+    root, files = images
+    small = backbone.at_size(32)
+    refs = small.resolve_layers(["stem", "final"])
+    paths = [root / f for f in files]
+    extraction = extract_features(small, paths, refs, batch_size=4)  # two batches, the second one short
+    batch = torch.cat(list(image_batches(small, paths, batch_size=6)))
+    direct = small.forward_layers(batch, refs)
+    for ref in refs:
+        np.testing.assert_allclose(extraction.arrays[ref.key], direct[ref.key].numpy(), rtol=1e-4, atol=1e-5)
+    assert extraction.output_shapes == {"stem": (32, 16, 16), "final": (1280,)} and extraction.precision == "fp32"
+
+
+def test_extraction_options_are_checked(backbone, images):
+    from eegbench._check import InvalidInputError
+    from eegbench.backbones import extract_features
+
+    root, files = images
+    with pytest.raises(InvalidInputError, match="Precision 'bf16' is for CUDA devices; on cpu use fp32 or auto"):
+        extract_features(backbone, [root / files[0]], [backbone.resolve("final")], precision="bf16")
+    with pytest.raises(InvalidInputError, match="Invalid value 'half' for precision"):
+        extract_features(backbone, [root / files[0]], [backbone.resolve("final")], precision="half")
+    with pytest.raises(InvalidInputError, match="batch_size must be at least 1"):
+        extract_features(backbone, [root / files[0]], [backbone.resolve("final")], batch_size=0)

@@ -10,11 +10,16 @@ embedding. Layers are addressed in one place, :func:`resolve_layer`, by
   point, e.g. ``0.5``);
 * a layer name (``"blocks.3"``);
 * ``"final"``: the backbone's final embedding (CLS/attention-pool output, or pre-logits).
+
+Each layer output is pooled to one vector per image: CNN feature maps by global average pooling
+(``"gap"``), transformer token sequences by the class token (``"cls"``) or the mean of the patch
+tokens (``"mean"``, class and register tokens excluded).
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import re
 from collections.abc import Sequence
@@ -28,6 +33,11 @@ from eegbench._check import InvalidInputError
 
 FINAL = "final"
 POOLINGS = ("gap", "cls", "mean")
+#: Pooling of each kind of layer output: feature maps are averaged over space; token sequences
+#: take the class token or the mean of the patch tokens.
+MAP_POOLINGS = ("gap",)
+TOKEN_POOLINGS = ("cls", "mean")
+RANDOM_INIT = "random-init"
 
 
 @dataclass(frozen=True)
@@ -62,11 +72,20 @@ class Preprocessing:
 
 @dataclass(frozen=True)
 class LayerInfo:
-    """An addressable layer: its display name, the module whose output is taken, and pooling."""
+    """An addressable layer: its display name, the module whose output is taken, and pooling.
+
+    The default ``pooling`` also says what the module outputs: ``"gap"`` a feature map
+    ``(B, C, H, W)``, ``"cls"`` or ``"mean"`` a token sequence ``(B, N, D)``.
+    """
 
     name: str
     module: str
     pooling: str = "gap"
+
+    @property
+    def poolings(self) -> tuple[str, ...]:
+        """The poolings that apply to this layer's output."""
+        return MAP_POOLINGS if self.pooling in MAP_POOLINGS else TOKEN_POOLINGS
 
 
 @dataclass(frozen=True)
@@ -115,7 +134,8 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
     backbone : str
         Backbone name, for error messages.
     pooling : str, optional
-        Override the layer's default pooling (``"gap"``, ``"cls"`` or ``"mean"``).
+        Override the layer's default pooling: ``"gap"`` for feature maps, ``"cls"`` or ``"mean"``
+        for token sequences. The final embedding takes no pooling.
     """
     n = len(layers)
     names = [layer.name for layer in layers]
@@ -124,9 +144,12 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
     if isinstance(request, str):
         text = request.strip()
         if text == FINAL:
+            if pooling is not None:
+                raise InvalidInputError(f"The final embedding of {backbone!r} is already one vector per image; "
+                                        f"pooling {pooling!r} applies to intermediate layers only.")
             return LayerRef(FINAL, FINAL, "embedding", None, n)
         if text in names:
-            return _ref(layers, names.index(text) + 1, pooling)
+            return _ref(layers, names.index(text) + 1, pooling, backbone)
         if _INT.match(text):
             request = int(text)
         else:
@@ -140,21 +163,25 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
         index = request + n + 1 if request < 0 else request
         if not 1 <= index <= n:
             raise _layer_error(request, names, backbone)
-        return _ref(layers, index, pooling)
+        return _ref(layers, index, pooling, backbone)
     if isinstance(request, float):
         if not 0.0 <= request <= 1.0 or math.isnan(request):
             raise _layer_error(request, names, backbone)
         # nearest layer to the requested depth; ties go to the deeper layer
         index = int(math.floor(request * (n - 1) + 0.5)) + 1 if n > 1 else 1
-        return _ref(layers, index, pooling)
+        return _ref(layers, index, pooling, backbone)
     raise _layer_error(request, names, backbone)
 
 
-def _ref(layers: Sequence[LayerInfo], index: int, pooling: str | None) -> LayerRef:
+def _ref(layers: Sequence[LayerInfo], index: int, pooling: str | None, backbone: str) -> LayerRef:
     layer = layers[index - 1]
     n = len(layers)
     depth = (index - 1) / (n - 1) if n > 1 else 1.0
     chosen = pooling or layer.pooling
+    if chosen not in layer.poolings:
+        what = "a feature map" if layer.poolings == MAP_POOLINGS else "a token sequence"
+        raise InvalidInputError(f"Layer {layer.name!r} of {backbone!r} outputs {what}; pool it with "
+                                f"{' or '.join(repr(p) for p in layer.poolings)}, not {chosen!r}.")
     return LayerRef(layer.name, layer.module, chosen, index, n, round(depth, 6), chosen == layer.pooling)
 
 
@@ -197,6 +224,15 @@ class _StopForward(Exception):
     """Raised by a hook once every requested layer has been captured, to skip the rest."""
 
 
+def state_dict_digest(model: nn.Module) -> str:
+    """sha256 of a model's state dict (names, dtypes, shapes and values): identifies random weights."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}".encode())
+        digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
 class Backbone:
     """A loaded vision model with addressable layers.
 
@@ -206,27 +242,46 @@ class Backbone:
     Attributes
     ----------
     name : str
-        Registry name.
+        Registry name (or ``timm:<model>`` / ``open_clip:<arch>[/<tag>]``).
     model : torch.nn.Module
-        The model, in eval mode.
+        The model (for CLIP models: the vision tower only), in eval mode.
     layers : tuple of LayerInfo
         Addressable layers, shallowest first.
     preprocessing : Preprocessing
         The evaluation preprocessing the weights expect.
     weights : dict
-        Provenance of the weights (tag, file, sha256), part of feature cache keys.
+        Provenance of the weights (tag, file, sha256), part of feature cache keys. Random weights
+        are identified by the sha256 of their values.
+    flexible_input : bool
+        Whether the model accepts any input size (CNNs), see :meth:`at_size`.
+    n_prefix_tokens : int
+        Tokens before the patch tokens in transformer outputs (class and register tokens),
+        excluded by ``"mean"`` pooling.
+    has_class_token : bool
+        Whether ``"cls"`` pooling is possible.
+    channels_last : bool
+        Whether the model runs faster in channels-last memory format on CUDA (CNNs).
+    nhwc_maps : bool
+        Whether hooked feature maps come as ``(B, H, W, C)`` (e.g. timm Swin) instead of ``(B, C, H, W)``.
+    tokens_batch_first : bool
+        Whether hooked token sequences come as ``(B, N, D)``; False for ``(N, B, D)`` (old open_clip).
     """
 
-    n_prefix_tokens = 1
-
     def __init__(self, name: str, model: nn.Module, layers: Sequence[LayerInfo], preprocessing: Preprocessing,
-                 weights: dict[str, Any], *, flexible_input: bool = False) -> None:
+                 weights: dict[str, Any], *, flexible_input: bool = False, n_prefix_tokens: int = 1,
+                 has_class_token: bool = True, channels_last: bool = False, nhwc_maps: bool = False,
+                 tokens_batch_first: bool = True) -> None:
         self.name = name
         self.model = model.eval()
         self.layers = tuple(layers)
         self.preprocessing = preprocessing
         self.weights = weights
         self.flexible_input = flexible_input
+        self.n_prefix_tokens = n_prefix_tokens
+        self.has_class_token = has_class_token
+        self.channels_last = channels_last
+        self.nhwc_maps = nhwc_maps
+        self.tokens_batch_first = tokens_batch_first
 
     def at_size(self, size: int | None) -> Backbone:
         """This backbone fed ``size``-pixel images without cropping, if it accepts any input size.
@@ -243,18 +298,55 @@ class Backbone:
     def n_layers(self) -> int:
         return len(self.layers)
 
+    @property
+    def n_params(self) -> int:
+        """Number of parameters of the model (the vision tower for CLIP models)."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def resolve(self, request: str | int | float, pooling: str | None = None) -> LayerRef:
         """Resolve a layer request against this backbone (see :func:`resolve_layer`)."""
+        if pooling == "cls" and not self.has_class_token:
+            raise InvalidInputError(f"Backbone {self.name!r} has no class token; use pooling 'mean'.")
         return resolve_layer(request, self.layers, backbone=self.name, pooling=pooling)
+
+    def resolve_layers(self, requests: Sequence[str | int | float], pooling: str | None = None) -> list[LayerRef]:
+        """Resolve several requests, with two shorthands for layer sweeps.
+
+        ``"all"`` is every layer and the final embedding; ``"sweep"`` is about ten evenly spaced
+        layers (:func:`even_layers`, as the Shallow Alignment paper probes) and the final embedding.
+        ``pooling`` applies to the intermediate layers; the final embedding is never pooled.
+        Duplicates are dropped, keeping the first occurrence.
+        """
+        shorthands = {"all": [*range(1, self.n_layers + 1), FINAL], "sweep": [*even_layers(self.layers), FINAL]}
+        expanded: list[str | int | float] = []
+        for request in requests:
+            expanded += shorthands.get(request, [request]) if isinstance(request, str) else [request]
+        refs = []
+        for request in expanded:
+            ref = self.resolve(request)
+            refs.append(ref if ref.is_final or pooling is None else self.resolve(request, pooling))
+        return list({ref.key: ref for ref in refs}.values())
 
     def identity(self) -> dict[str, Any]:
         """What determines this backbone's numbers: name, class, weights and preprocessing."""
+        if self.weights.get("tag") == RANDOM_INIT and "sha256" not in self.weights and self.device.type != "meta":
+            self.weights["sha256"] = state_dict_digest(self.model)
         return {"name": self.name, "class": type(self).__name__, "weights": self.weights,
                 "preprocessing": self.preprocessing.to_dict()}
 
     @torch.inference_mode()
-    def forward_layers(self, images: torch.Tensor, refs: Sequence[LayerRef]) -> dict[str, torch.Tensor]:
-        """Run one forward pass and return each requested layer pooled to ``(batch, dim)``."""
+    def forward_layers(self, images: torch.Tensor, refs: Sequence[LayerRef],
+                       shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+        """Run one forward pass and return each requested layer pooled to float32 ``(batch, dim)``.
+
+        The pass stops as soon as every requested intermediate layer has been seen, unless the
+        final embedding is requested too. If ``shapes`` is given, it receives the per-image shape
+        of each layer's output before pooling (``(C, H, W)`` or ``(N, D)``).
+        """
         captured: dict[str, Any] = {}
         modules = dict(self.model.named_modules())
         wanted = {ref.module for ref in refs if not ref.is_final}
@@ -279,9 +371,20 @@ class Backbone:
                 handle.remove()
         out = {}
         for ref in refs:
-            value = final if ref.is_final else pool(captured[ref.module], ref.pooling, self.n_prefix_tokens)
-            out[ref.key] = value.float()
+            value = final if ref.is_final else self._layer_output(captured[ref.module])
+            if shapes is not None:
+                shapes[ref.key] = tuple(value.shape[1:])
+            out[ref.key] = value.float() if ref.is_final else pool(value.float(), ref.pooling, self.n_prefix_tokens)
         return out
+
+    def _layer_output(self, output: Any) -> torch.Tensor:
+        """A hooked output as ``(B, C, H, W)`` or ``(B, N, D)``."""
+        output = output[0] if isinstance(output, (tuple, list)) else output
+        if output.ndim == 4 and self.nhwc_maps:
+            return output.permute(0, 3, 1, 2)
+        if output.ndim == 3 and not self.tokens_batch_first:
+            return output.transpose(0, 1)
+        return output
 
     def _forward_trunk(self, images: torch.Tensor) -> Any:
         return self._forward_final(images)

@@ -2,30 +2,67 @@
 
 A cache entry is keyed by a hash of everything that can change the numbers: the backbone (class,
 weights tag and file hash, preprocessing), the image set (relative file names and the sha256 of
-every file), the layer and its pooling, the stored dtype and the feature format version. A changed
-input therefore never hits a stale entry. Entries are float16 ``.npy`` arrays with a JSON sidecar,
-written atomically.
+every file), the layer and its pooling, the compute precision, the stored dtype and the feature
+format version. A changed input therefore never hits a stale entry. Entries are float16 ``.npy``
+arrays with a JSON sidecar (which also records the layer's module and output shape), written
+atomically.
+
+On CUDA, images are decoded by PIL in background worker processes that prefetch batches into
+pinned memory, the forward pass runs under bf16 autocast (fp16 where bf16 is unsupported), CNNs
+run in channels-last memory format, and pooled outputs stay on the GPU until the end so the GPU
+never waits for the host. On CPU everything runs in the main process in float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from eegbench._check import InvalidInputError, MissingDataError, check_option
 from eegbench._io import FileDigests, atomic_save_npy, atomic_write_json, hash_json
 from eegbench._paths import cache_home
 from eegbench._progress import logger, progress
 from eegbench.backbones.base import Backbone, LayerRef
+from eegbench.backbones.weights import safe_name
 
-FEATURE_FORMAT_VERSION = 1
+FEATURE_FORMAT_VERSION = 2
 STORED_DTYPE = "float16"
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp")
+
+
+def list_images(root: str | Path) -> list[str]:
+    """Image files under ``root`` (recursively), as sorted relative POSIX paths."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise MissingDataError(f"Image folder {root} does not exist.")
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                   if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise MissingDataError(f"No image files ({', '.join(IMAGE_SUFFIXES)}) under {root}.")
+    return files
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``"auto"`` -> bf16 on CUDA (fp16 where bf16 is unsupported), fp32 elsewhere; others are validated."""
+    check_option("precision", precision, PRECISIONS)
+    if device.type != "cuda":
+        if precision not in ("auto", "fp32"):
+            raise InvalidInputError(f"Precision {precision!r} is for CUDA devices; on {device.type} use fp32 or auto.")
+        return "fp32"
+    if precision == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return precision
 
 
 def image_manifest(image_root: Path, files: Sequence[str]) -> str:
@@ -33,8 +70,6 @@ def image_manifest(image_root: Path, files: Sequence[str]) -> str:
     memo = FileDigests()
     missing = [f for f in files if not (image_root / f).is_file()]
     if missing:
-        from eegbench._check import MissingDataError
-
         raise MissingDataError(f"{len(missing)} image files are missing under {image_root}, e.g. {missing[0]}.")
     with progress("Hashing images", total=len(files)) as advance:
         entries = []
@@ -47,11 +82,17 @@ def image_manifest(image_root: Path, files: Sequence[str]) -> str:
 
 @dataclass
 class FeatureSet:
-    """Features of one image set: float32 ``(n_images, dim)`` arrays keyed by ``LayerRef.key``."""
+    """Features of one image set: float32 ``(n_images, dim)`` arrays keyed by ``LayerRef.key``.
+
+    ``layers`` describes each key: the resolved layer (name, module, pooling, index, relative
+    depth), its per-image ``output_shape`` before pooling, the pooled ``dim``, and whether the
+    array came from the cache (``cached``).
+    """
 
     arrays: dict[str, np.ndarray]
     cache_keys: dict[str, str]
     manifest: str
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.arrays[key]
@@ -63,15 +104,21 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root else cache_home() / "features"
 
-    def key(self, backbone: Backbone, ref: LayerRef, manifest: str) -> str:
+    def key(self, backbone: Backbone, ref: LayerRef, manifest: str, precision: str = "fp32") -> str:
+        """The content hash identifying the features of ``ref`` for the image set ``manifest``."""
         return hash_json({
             "format": FEATURE_FORMAT_VERSION, "backbone": backbone.identity(), "layer": ref.name,
             "module": ref.module, "pooling": ref.pooling, "images": manifest, "dtype": STORED_DTYPE,
+            "precision": precision,
         })
 
     def _paths(self, backbone: Backbone, key: str) -> tuple[Path, Path]:
-        folder = self.root / backbone.name
+        folder = self.root / safe_name(backbone.name)
         return folder / f"{key}.npy", folder / f"{key}.json"
+
+    def sidecar(self, backbone: Backbone, key: str) -> dict[str, Any]:
+        """The JSON sidecar of entry ``key`` (call after :meth:`load` succeeded)."""
+        return json.loads(self._paths(backbone, key)[1].read_text())
 
     def load(self, backbone: Backbone, key: str, n_images: int) -> np.ndarray | None:
         """The cached array for ``key``, or None when absent or unreadable (then it is rebuilt)."""
@@ -94,7 +141,11 @@ class FeatureCache:
         atomic_write_json(meta_path, {**sidecar, "key": key, "shape": list(array.shape), "dtype": STORED_DTYPE})
 
     def entries(self) -> list[dict]:
-        """Sidecars of every cached entry, each with its size in bytes."""
+        """Sidecars of every cached entry, each with its size in ``bytes`` and whether it is ``current``.
+
+        Entries written by an older feature format are never read again (their keys differ);
+        they are listed so that their space can be reclaimed.
+        """
         out = []
         for meta_path in sorted(self.root.glob("*/*.json")):
             try:
@@ -103,6 +154,7 @@ class FeatureCache:
                 continue
             array_path = meta_path.with_suffix(".npy")
             meta["bytes"] = array_path.stat().st_size if array_path.exists() else 0
+            meta["current"] = meta.get("format") == FEATURE_FORMAT_VERSION
             out.append(meta)
         return out
 
@@ -122,57 +174,112 @@ class _ImageFiles(torch.utils.data.Dataset):
             return self.transform(image.convert("RGB"))
 
 
+def image_batches(backbone: Backbone, paths: Sequence[Path], *, batch_size: int = 64,
+                  num_workers: int | None = None) -> torch.utils.data.DataLoader:
+    """Batches of decoded, preprocessed images for ``backbone``, in file order.
+
+    ``num_workers`` background processes decode with PIL and prefetch 4 batches each (default:
+    none on CPU, where the model needs the cores; on CUDA one per core but one, up to 16, with
+    pinned memory).
+    """
+    if batch_size < 1:
+        raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
+    if num_workers is not None and num_workers < 0:
+        raise InvalidInputError(f"num_workers must be 0 or more, got {num_workers}.")
+    cuda = backbone.device.type == "cuda"
+    if num_workers is None:
+        num_workers = min(16, max(1, (os.cpu_count() or 2) - 1)) if cuda else 0
+    return torch.utils.data.DataLoader(
+        _ImageFiles(paths, backbone.preprocessing.transform()), batch_size=batch_size, num_workers=num_workers,
+        pin_memory=cuda, persistent_workers=False, prefetch_factor=4 if num_workers else None,
+    )
+
+
+@contextlib.contextmanager
+def compute_settings(backbone: Backbone, precision: str) -> Iterator[torch.memory_format]:
+    """Autocast, cuDNN autotuning and channels-last for ``backbone``; yields the input memory format."""
+    device = backbone.device
+    precision = resolve_precision(precision, device)
+    if device.type != "cuda":
+        yield torch.contiguous_format
+        return
+    memory_format = torch.channels_last if backbone.channels_last else torch.contiguous_format
+    backbone.model.to(memory_format=memory_format)
+    autotune = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = True  # fixed input sizes: pick the fastest convolution once
+    try:
+        with torch.autocast("cuda", dtype=_AUTOCAST_DTYPES[precision]) if precision != "fp32" else contextlib.nullcontext():
+            yield memory_format
+    finally:
+        torch.backends.cudnn.benchmark = autotune
+
+
+@dataclass
+class Extraction:
+    """Output of :func:`extract_features`: float32 ``(n_images, dim)`` arrays and per-image layer shapes."""
+
+    arrays: dict[str, np.ndarray]
+    output_shapes: dict[str, tuple[int, ...]]
+    precision: str
+    seconds: float
+
+
 def extract_features(backbone: Backbone, paths: Sequence[Path], refs: Sequence[LayerRef], *,
-                     batch_size: int = 64, num_workers: int | None = None,
-                     description: str = "Extracting features") -> dict[str, np.ndarray]:
+                     batch_size: int = 64, num_workers: int | None = None, precision: str = "auto",
+                     description: str = "Extracting features") -> Extraction:
     """Extract every layer of ``refs`` for the images at ``paths`` in one pass.
 
-    Images are decoded with PIL in ``num_workers`` background processes (default: none on CPU,
-    where the model needs the cores, up to 8 on CUDA). On CUDA the forward pass runs under bf16
-    autocast. Returns float32 arrays of shape ``(n_images, dim)`` keyed by ``ref.key``.
+    Parameters
+    ----------
+    backbone : Backbone
+        A loaded backbone; it runs on the device it is on.
+    paths : sequence of Path
+        Image files, in the order of the output rows.
+    refs : sequence of LayerRef
+        Resolved layers (``backbone.resolve``).
+    batch_size : int
+        Images per forward pass.
+    num_workers : int, optional
+        Decoding processes (see :func:`image_batches`).
+    precision : {"auto", "fp32", "bf16", "fp16"}
+        Compute precision; ``"auto"`` is bf16 autocast on CUDA and fp32 on CPU.
+    description : str
+        Progress bar label.
     """
-    device = next(backbone.model.parameters()).device
-    if num_workers is None:
-        num_workers = min(8, os.cpu_count() or 1) if device.type == "cuda" else 0
-    loader = torch.utils.data.DataLoader(
-        _ImageFiles(paths, backbone.preprocessing.transform()), batch_size=batch_size,
-        num_workers=num_workers, pin_memory=device.type == "cuda",
-        persistent_workers=False, prefetch_factor=4 if num_workers else None,
-    )
+    start = time.perf_counter()
+    device = backbone.device
+    used = resolve_precision(precision, device)
+    loader = image_batches(backbone, paths, batch_size=batch_size, num_workers=num_workers)
     chunks: dict[str, list[torch.Tensor]] = {ref.key: [] for ref in refs}
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else _null()
-    with progress(f"{description} ({backbone.name})", total=len(paths)) as advance:
+    shapes: dict[str, tuple[int, ...]] = {}
+    with compute_settings(backbone, used) as memory_format, \
+            progress(f"{description} ({backbone.name})", total=len(paths)) as advance:
         for batch in loader:
-            with autocast:
-                outputs = backbone.forward_layers(batch.to(device, non_blocking=True), refs)
+            images = batch.to(device, non_blocking=True, memory_format=memory_format)
+            outputs = backbone.forward_layers(images, refs, None if shapes else shapes)
             for key, value in outputs.items():
-                chunks[key].append(value.float().cpu())
+                chunks[key].append(value)  # stays on the device: no synchronisation per batch
             advance(len(batch))
-    return {key: torch.cat(parts).numpy() for key, parts in chunks.items()}
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    arrays = {key: torch.cat(parts).cpu().numpy() for key, parts in chunks.items()}
+    return Extraction(arrays, shapes, used, time.perf_counter() - start)
 
 
 def get_features(backbone: Backbone, image_root: Path, files: Sequence[str], refs: Sequence[LayerRef], *,
-                 cache: FeatureCache | None = None, batch_size: int = 64,
-                 num_workers: int | None = None) -> FeatureSet:
+                 cache: FeatureCache | None = None, batch_size: int = 64, num_workers: int | None = None,
+                 precision: str = "auto") -> FeatureSet:
     """Features of ``refs`` for an image set, from the cache where possible.
 
     Missing layers are extracted together in one pass and cached. Returned arrays are float32
     ``(n_images, dim)`` holding exactly the cached float16 values, so a first run and a cached run
-    give identical numbers.
+    give identical numbers. ``precision`` is the compute precision (see :func:`extract_features`).
     """
     cache = cache or FeatureCache()
     manifest = image_manifest(image_root, files)
+    used = resolve_precision(precision, backbone.device)
     unique = list({ref.key: ref for ref in refs}.values())
-    keys = {ref.key: cache.key(backbone, ref, manifest) for ref in unique}
+    keys = {ref.key: cache.key(backbone, ref, manifest, used) for ref in unique}
     out: dict[str, np.ndarray] = {}
+    layers: dict[str, dict[str, Any]] = {}
     missing = []
     for ref in unique:
         array = cache.load(backbone, keys[ref.key], len(files))
@@ -180,15 +287,84 @@ def get_features(backbone: Backbone, image_root: Path, files: Sequence[str], ref
             missing.append(ref)
         else:
             out[ref.key] = array
+            layers[ref.key] = {**cache.sidecar(backbone, keys[ref.key])["layer"], "cached": True}
     if missing:
-        start = time.perf_counter()
-        fresh = extract_features(backbone, [image_root / f for f in files], missing,
-                                 batch_size=batch_size, num_workers=num_workers)
-        seconds = time.perf_counter() - start
+        fresh = extract_features(backbone, [image_root / f for f in files], missing, batch_size=batch_size,
+                                 num_workers=num_workers, precision=used)
         for ref in missing:
-            sidecar = {"backbone": backbone.identity(), "layer": ref.to_dict(), "images": manifest,
-                       "n_images": len(files), "format": FEATURE_FORMAT_VERSION,
-                       "extraction_seconds": round(seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            cache.save(backbone, keys[ref.key], fresh[ref.key], sidecar)
-            out[ref.key] = fresh[ref.key].astype(STORED_DTYPE)
-    return FeatureSet({ref.key: out[ref.key].astype(np.float32) for ref in unique}, keys, manifest)
+            layer = {**ref.to_dict(), "output_shape": list(fresh.output_shapes[ref.key]),
+                     "dim": int(fresh.arrays[ref.key].shape[1])}
+            sidecar = {"backbone": backbone.identity(), "layer": layer, "images": manifest, "n_images": len(files),
+                       "format": FEATURE_FORMAT_VERSION, "precision": used, "device": str(backbone.device),
+                       "extraction_seconds": round(fresh.seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            cache.save(backbone, keys[ref.key], fresh.arrays[ref.key], sidecar)
+            out[ref.key] = fresh.arrays[ref.key].astype(STORED_DTYPE)
+            layers[ref.key] = {**layer, "cached": False}
+    return FeatureSet({ref.key: out[ref.key].astype(np.float32) for ref in unique}, keys, manifest,
+                      {ref.key: layers[ref.key] for ref in unique})
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """Images whose features are extracted together: ``files`` relative to ``root``, in row order."""
+
+    name: str
+    root: Path
+    files: tuple[str, ...]
+
+
+def image_sets(*, images: str | Path | None = None, dataset: str | None = None, data_root: str | Path | None = None,
+               options: dict | None = None, variant: str | None = None) -> list[ImageSet]:
+    """The image sets of a folder (``images``: every image under it) or of a dataset (its train and test images)."""
+    if (images is None) == (dataset is None):
+        raise InvalidInputError("Give either an image folder or a dataset (with its data root), not both or neither.")
+    if images is not None:
+        root = Path(images).expanduser()
+        return [ImageSet(root.name or str(root), root, tuple(list_images(root)))]
+    from eegbench.data import load_dataset
+
+    loaded = load_dataset(dataset, options=options, variant=variant, data_root=data_root)
+    return [ImageSet("train", loaded.image_root, tuple(loaded.train_images.files)),
+            ImageSet("test", loaded.image_root, tuple(loaded.test_images.files))]
+
+
+def extract_image_sets(backbone: str, layers: Sequence[str | int | float], sets: Sequence[ImageSet], *,
+                       pooling: str | None = None, weights: str | Path | None = None, device: str = "auto",
+                       image_size: int | None = None, batch_size: int = 64, num_workers: int | None = None,
+                       precision: str = "auto", cache: FeatureCache | None = None) -> dict[str, FeatureSet]:
+    """Load ``backbone`` and bring the features of ``layers`` for every image set into the cache.
+
+    Parameters
+    ----------
+    backbone : str
+        Backbone name (see :func:`~eegbench.backbones.load_backbone`).
+    layers : sequence
+        Layer requests (see :meth:`Backbone.resolve_layers`, which also takes ``"all"`` and ``"sweep"``).
+    sets : sequence of ImageSet
+        Image sets (see :func:`image_sets`); each is extracted in one pass over its images.
+    pooling : str, optional
+        Pooling of the intermediate layers, instead of each layer's default.
+    weights : path-like, optional
+        A local weights file.
+    device : str
+        ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+    image_size : int, optional
+        Feed CNNs ``image_size``-pixel images without cropping, as tasks with small images do.
+    batch_size, num_workers, precision
+        See :func:`extract_features`.
+    cache : FeatureCache, optional
+        Where features are stored (default: ``<cache_home>/features``).
+
+    Returns
+    -------
+    dict
+        The :class:`FeatureSet` of each image set, by its name.
+    """
+    from eegbench.backbones.registry import load_backbone
+    from eegbench.runner import resolve_device
+
+    model = load_backbone(backbone, weights=weights, device=str(resolve_device(device))).at_size(image_size)
+    refs = model.resolve_layers(layers, pooling)
+    return {image_set.name: get_features(model, image_set.root, image_set.files, refs, cache=cache,
+                                         batch_size=batch_size, num_workers=num_workers, precision=precision)
+            for image_set in sets}

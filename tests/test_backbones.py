@@ -1,0 +1,200 @@
+"""The backbone registry, open_clip and timm towers (tiny random configs), layer addressing and pooling."""
+
+import pytest
+import torch
+
+from eegbench._check import InvalidInputError, UnknownNameError
+from eegbench.backbones import (
+    BackboneSpec,
+    describe_backbone,
+    get_backbone_spec,
+    list_backbones,
+    load_backbone,
+    register_backbone,
+)
+from eegbench.backbones.open_clip_backbone import _load_open_clip
+from eegbench.backbones.timm_backbone import _load_timm
+
+# Tiny versions of the real architectures, registered as any new backbone would be: one entry each.
+_TEXT = {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}
+TINY_SPECS = {
+    "test_clip_vit": BackboneSpec(
+        "test_clip_vit", "open_clip", "ViT-B-16", None, None, "projected class token", "tiny open_clip ViT",
+        _load_open_clip, model_kwargs={"embed_dim": 16, "text_cfg": _TEXT, "vision_cfg": {
+            "image_size": 32, "layers": 3, "width": 32, "patch_size": 8, "head_width": 16}}),
+    "test_clip_rn": BackboneSpec(
+        "test_clip_rn", "open_clip", "RN50", None, None, "attention pool", "tiny open_clip ModifiedResNet",
+        _load_open_clip, model_kwargs={"embed_dim": 16, "text_cfg": _TEXT, "vision_cfg": {
+            "image_size": 64, "layers": [1, 1, 1, 1], "width": 8}}),
+    "test_vit_reg": BackboneSpec(
+        "test_vit_reg", "timm", "vit_small_patch14_reg4_dinov2", None, None, "pre-logits", "tiny DINOv2 with registers",
+        _load_timm, model_kwargs={"img_size": 28, "depth": 3, "embed_dim": 32, "num_heads": 2}),
+    "test_vit_gap": BackboneSpec(
+        "test_vit_gap", "timm", "vit_tiny_patch16_224", None, None, "pre-logits", "tiny ViT without class token",
+        _load_timm, model_kwargs={"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 2,
+                                  "class_token": False, "global_pool": "avg"}),
+}
+for _spec in TINY_SPECS.values():
+    register_backbone(_spec)
+
+PAPER_SWEEP = {"rn50": 4, "rn101": 4, "vit_b": 12, "vit_l": 24, "vit_h": 32, "vit_bigg": 48, "dinov2_g": 40,
+               "eva02_e": 64}
+
+
+def _images(backbone, n=3, seed=0):
+    size = backbone.preprocessing.size
+    return torch.randn(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def _hooked(module, images, forward):
+    """What ``module`` outputs when ``forward(images)`` runs (a reference independent of eegbench's hooks)."""
+    seen = []
+    handle = module.register_forward_hook(lambda _m, _i, output: seen.append(output))
+    try:
+        with torch.no_grad():
+            forward(images)
+    finally:
+        handle.remove()
+    return seen[0]
+
+
+def test_registry_has_the_shallow_alignment_sweep():
+    assert set(PAPER_SWEEP) | {"efficientnet_lite0"} <= set(list_backbones())
+    for name in PAPER_SWEEP:
+        spec = get_backbone_spec(name)
+        assert spec.library in ("open_clip", "timm") and spec.pretrained and spec.final
+        assert spec.params_millions > 30
+    assert get_backbone_spec("vit_h").pretrained == "laion2b_s32b_b79k"
+    assert get_backbone_spec("rn50").pretrained == get_backbone_spec("rn101").pretrained == "openai"
+    assert list_backbones("vit_*") == ["vit_b", "vit_bigg", "vit_h", "vit_l"]
+
+
+@pytest.mark.parametrize("name, dim, params", [("rn50", 1024, 38.32), ("vit_h", 1024, 632.08)])
+def test_registered_structure_matches_the_paper(name, dim, params):
+    info = describe_backbone(name)  # built on the meta device: no weights, no values
+    assert info["n_layers"] == PAPER_SWEEP[name]
+    assert info["params_millions"] == pytest.approx(params, abs=0.01) == get_backbone_spec(name).params_millions
+    final = info["layers"][-1]
+    assert final["name"] == "final" and final["dim"] == dim
+    if name == "rn50":
+        assert [layer["output_shape"] for layer in info["layers"][:4]] == [
+            [256, 56, 56], [512, 28, 28], [1024, 14, 14], [2048, 7, 7]]
+    else:
+        assert info["layers"][10]["module"] == "transformer.resblocks.10"
+        assert info["layers"][10]["output_shape"] == [257, 1280] and info["layers"][10]["dim"] == 1280
+        assert info["layers"][10]["relative_depth"] == pytest.approx(10 / 31, abs=1e-6)
+        assert info["gflops_per_image"] == pytest.approx(334.6, rel=0.01)  # 2 x 167 GMACs at 224 px
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["rn101", "vit_b", "vit_l", "vit_bigg", "dinov2_g", "eva02_e"])
+def test_every_registered_backbone_builds_with_the_paper_depth(name):
+    info = describe_backbone(name)
+    assert info["n_layers"] == PAPER_SWEEP[name]
+    assert info["params_millions"] == pytest.approx(get_backbone_spec(name).params_millions, abs=0.01)
+    assert info["preprocessing"]["size"] == 224
+
+
+def test_open_clip_vit_tower_layers_and_final_embedding():
+    backbone = load_backbone("test_clip_vit", pretrained=False)
+    assert [layer.name for layer in backbone.layers] == ["blocks.0", "blocks.1", "blocks.2"]
+    assert backbone.layers[2].module == "transformer.resblocks.2" and backbone.layers[2].pooling == "mean"
+    assert backbone.preprocessing.size == 32 and backbone.preprocessing.crop_pct == 1.0
+    x = _images(backbone)
+    refs = [backbone.resolve(-1), backbone.resolve(-1, "cls"), backbone.resolve("final")]
+    shapes = {}
+    out = backbone.forward_layers(x, refs, shapes)
+    visual = backbone.model
+    tokens = _hooked(visual.transformer.resblocks[2], x, visual)
+    assert shapes == {"blocks.2": (17, 32), "blocks.2:cls": (17, 32), "final": (16,)}  # class + 4x4 patches
+    torch.testing.assert_close(out["blocks.2"], tokens[:, 1:].mean(1))
+    torch.testing.assert_close(out["blocks.2:cls"], tokens[:, 0])
+    # the final embedding is the class token of the last block, normalised and projected
+    torch.testing.assert_close(out["final"], visual.ln_post(tokens[:, 0]) @ visual.proj)
+
+
+def test_open_clip_resnet_stages_and_attention_pool():
+    backbone = load_backbone("test_clip_rn", pretrained=False)
+    assert [(layer.name, layer.pooling) for layer in backbone.layers] == [
+        ("layer1", "gap"), ("layer2", "gap"), ("layer3", "gap"), ("layer4", "gap")]
+    x = _images(backbone, n=2)
+    out = backbone.forward_layers(x, backbone.resolve_layers(["layer3", -1, "final"]))
+    stage4 = _hooked(backbone.model.layer4, x, backbone.model)
+    torch.testing.assert_close(out["layer4"], stage4.mean(dim=(2, 3)))
+    torch.testing.assert_close(out["final"], backbone.model.attnpool(stage4))
+    with pytest.raises(InvalidInputError, match=r"Layer 'layer3' of 'test_clip_rn' outputs a feature map; pool it "
+                                                r"with 'gap', not 'cls'"):
+        backbone.resolve(3, "cls")
+
+
+def test_timm_register_tokens_are_excluded_from_mean_pooling():
+    backbone = load_backbone("test_vit_reg", pretrained=False)
+    assert backbone.n_prefix_tokens == 5 and backbone.preprocessing.size == 28  # class + 4 registers
+    x = _images(backbone)
+    out = backbone.forward_layers(x, backbone.resolve_layers([2, 0.0, "final"], pooling="mean"))
+    # timm's own intermediate API drops the prefix tokens; its mean must match eegbench's pooling
+    patches = backbone.model.forward_intermediates(x, indices=[1], output_fmt="NLC", intermediates_only=True)[0]
+    torch.testing.assert_close(out["blocks.1"], patches.mean(1))
+    assert set(out) == {"blocks.1", "blocks.0", "final"}
+    torch.testing.assert_close(out["final"], backbone.model.forward_head(backbone.model.forward_features(x),
+                                                                         pre_logits=True))
+
+
+def test_class_token_pooling_needs_a_class_token():
+    backbone = load_backbone("test_vit_gap", pretrained=False)
+    assert not backbone.has_class_token and backbone.n_prefix_tokens == 0
+    with pytest.raises(InvalidInputError, match="has no class token; use pooling 'mean'"):
+        backbone.resolve(1, "cls")
+    out = backbone.forward_layers(_images(backbone), [backbone.resolve(-1)])
+    assert out["blocks.1"].shape == (3, 16)
+
+
+def test_resolve_layers_shorthands_and_pooling(backbone):
+    keys = [ref.key for ref in backbone.resolve_layers(["all"])]
+    assert keys == ["stem", *[f"blocks.{i}" for i in range(7)], "final"]
+    assert [ref.key for ref in backbone.resolve_layers(["sweep"])] == keys  # 8 layers: all of them
+    vit = load_backbone("test_vit_reg", pretrained=False)
+    refs = vit.resolve_layers(["final", 1, "blocks.0", "0.5", "-1"], pooling="cls")
+    assert [ref.key for ref in refs] == ["final", "blocks.0:cls", "blocks.1:cls", "blocks.2:cls"]
+    assert [ref.relative_depth for ref in refs] == [None, 0.0, 0.5, 1.0]
+    with pytest.raises(InvalidInputError, match="pooling 'mean' applies to intermediate layers only"):
+        vit.resolve("final", "mean")
+    with pytest.raises(InvalidInputError, match="Unknown pooling 'max'; use one of gap, cls, mean"):
+        vit.resolve(1, "max")
+    with pytest.raises(InvalidInputError, match=r"Invalid layer 'stem' for backbone 'test_vit_reg'\. Valid layers: "
+                                                r"an index 1\.\.3 or -3\.\.-1, .* blocks\.0, blocks\.1, blocks\.2\."):
+        vit.resolve("stem")
+
+
+def test_any_timm_or_open_clip_model_can_be_named():
+    spec = get_backbone_spec("timm:resnet18.a1_in1k")
+    assert (spec.library, spec.model_id, spec.pretrained) == ("timm", "resnet18", "a1_in1k")
+    assert spec.params_millions == pytest.approx(11.69, abs=0.01)  # counted from the structure
+    assert get_backbone_spec("timm:resnet18").pretrained == "a1_in1k"  # timm's default tag
+    clip = get_backbone_spec("open_clip:RN50/openai")
+    assert (clip.model_id, clip.pretrained, clip.params_millions) == ("RN50", "openai", 38.32)
+    twin = load_backbone("timm:resnet18", pretrained=False, device="meta")
+    assert [layer.name for layer in twin.layers] == ["act1", "layer1", "layer2", "layer3", "layer4"]
+    assert twin.flexible_input and twin.channels_last
+
+
+@pytest.mark.parametrize("name, message", [
+    ("timm:resnet5O", r"Unknown timm model 'resnet5O'\. Did you mean 'resnet50'"),
+    ("timm:resnet18.nope", r"Unknown pretrained tag 'nope' for timm model 'resnet18'.* Valid tags: .*a1_in1k"),
+    ("open_clip:ViT-B-61", r"Unknown open_clip architecture 'ViT-B-61'"),
+    ("open_clip:RN50/laion", r"Unknown pretrained tag 'laion' for open_clip 'RN50'.* Valid tags: openai"),
+    ("keras:resnet50", r"Unknown backbone library 'keras'.* timm:<model>\[\.<tag>\] or open_clip:<arch>"),
+    ("vit_hh", r"Unknown backbone 'vit_hh'.*vit_h"),
+])
+def test_unknown_names_say_what_is_valid(name, message):
+    with pytest.raises(UnknownNameError, match=message):
+        get_backbone_spec(name)
+
+
+def test_registry_rejects_bad_entries():
+    with pytest.raises(InvalidInputError, match="registered twice"):
+        register_backbone(TINY_SPECS["test_clip_vit"])
+    with pytest.raises(InvalidInputError, match="may not contain ':'"):
+        register_backbone(BackboneSpec("a:b", "timm", "resnet18", None, None, "", "", _load_timm))
+    with pytest.raises(InvalidInputError, match="meta device holds no values"):
+        load_backbone("rn50", device="meta")
