@@ -476,6 +476,145 @@ def reproduce(
 
 # --- sweep: many configurations, local or Slurm -------------------------------------------------
 
+sweep_app = typer.Typer(help="Run grids of configurations over one results folder, here or on Slurm.",
+                        no_args_is_help=True)
+app.add_typer(sweep_app, name="sweep")
+
+SweepFileArg = Annotated[Path | None, typer.Argument(
+    help="A sweep YAML file (see sweeps/); or describe one grid with --tasks, --methods...")]
+TasksOpt = Annotated[str | None, typer.Option("--tasks", help="Comma-separated task ids or files.")]
+MethodsOpt = Annotated[str | None, typer.Option("--methods", help="Comma-separated submission ids.")]
+BackbonesOpt = Annotated[str | None, typer.Option("--backbones", help="Comma-separated backbone names.")]
+LayersOpt = Annotated[str | None, typer.Option(
+    "--layers", help="Comma-separated layers, for methods that take one (others run once).")]
+SweepSubjectsOpt = Annotated[str | None, typer.Option("--subjects", help="Comma-separated subjects.")]
+SweepSeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds.")]
+SweepEpochsOpt = Annotated[str | None, typer.Option("--epochs", help="Comma-separated epoch counts to sweep.")]
+SweepHpOpt = Annotated[list[str] | None, typer.Option(
+    "--hp", help="KEY=V1,V2: values of a hyperparameter to sweep (YAML, repeatable).")]
+SweepResultsOpt = Annotated[Path | None, typer.Option(
+    "--results-dir", help="Root folder of result files (default: the file's, else leaderboard/results).")]
+MaxAttemptsOpt = Annotated[int | None, typer.Option(help="Attempts per failing unit (default 3).")]
+
+
+def _sweep_spec(sweep_file: Path | None, tasks: str | None, methods: str | None, backbones: str | None,
+                layers: str | None, subjects: str | None, seeds: str | None, epochs: str | None,
+                hp: list[str] | None, **settings: Any):
+    """The sweep of a file, or of grid options; settings given on the command line win."""
+    from eegbench.sweep import load_sweep, sweep_from_options
+
+    grid_options = {"--tasks": tasks, "--methods": methods, "--backbones": backbones, "--layers": layers,
+                    "--subjects": subjects, "--seeds": seeds, "--epochs": epochs, "--hp": hp}
+    given = [name for name, value in grid_options.items() if value]
+    if sweep_file is not None:
+        if given:
+            raise InvalidInputError(f"Pass either a sweep file or grid options, not both (got {', '.join(given)} "
+                                    f"with {sweep_file}); edit the file's grids instead.")
+        return load_sweep(sweep_file).with_settings(**settings)
+    if not (tasks and methods):
+        raise InvalidInputError("Pass a sweep file, or at least --tasks and --methods.")
+    values: dict[str, list] = {}
+    for pair in hp or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise InvalidInputError(f"--hp expects KEY=V1,V2,..., got {pair!r}.")
+        values[key.strip()] = yaml.safe_load(f"[{raw}]")
+    if epochs is not None:
+        values["epochs"] = _csv(epochs, int)
+    return sweep_from_options(tasks=_csv(tasks), methods=_csv(methods), backbones=_csv(backbones),
+                              layers=_csv(layers), subjects=_csv(subjects), seeds=_csv(seeds, int), hp=values,
+                              **settings)
+
+
+@sweep_app.command("run")
+@handle_errors
+def sweep_run(
+    sweep_file: SweepFileArg = None,
+    tasks: TasksOpt = None,
+    methods: MethodsOpt = None,
+    backbones: BackbonesOpt = None,
+    layers: LayersOpt = None,
+    subjects: SweepSubjectsOpt = None,
+    seeds: SweepSeedsOpt = None,
+    epochs: SweepEpochsOpt = None,
+    hp: SweepHpOpt = None,
+    name: Annotated[str | None, typer.Option(help="Sweep name (folder of its jobs and logs).")] = None,
+    results_dir: SweepResultsOpt = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default auto).")] = None,
+    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
+    batch_units: Annotated[int | None, typer.Option(help="Units fitted together (default: the runner's).")] = None,
+    max_attempts: MaxAttemptsOpt = None,
+    units_per_job: Annotated[int | None, typer.Option(
+        help="Split each backbone's units into jobs of at most N units (default: one job per backbone).")] = None,
+    executor: Annotated[str | None, typer.Option(help="local (this machine) or slurm (default local).")] = None,
+    partition: Annotated[str | None, typer.Option(help="Slurm partition.")] = None,
+    gpus_per_job: Annotated[int | None, typer.Option(help="Slurm: GPUs per job (default 1).")] = None,
+    cpus_per_job: Annotated[int | None, typer.Option(help="Slurm: CPUs per job.")] = None,
+    mem_gb: Annotated[float | None, typer.Option(help="Slurm: memory per job, in GB.")] = None,
+    time_limit: Annotated[int | None, typer.Option(help="Slurm: time limit per job, in minutes (default 240).")] = None,
+    max_concurrent: Annotated[int | None, typer.Option(help="Slurm: array tasks running at once (default 32).")] = None,
+    account: Annotated[str | None, typer.Option(help="Slurm account.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print the plan and the job scripts; run and submit nothing.")] = False,
+    retry_failed: Annotated[bool, typer.Option(
+        "--retry-failed", help="Run again the units that used up their attempts.")] = False,
+) -> None:
+    """Plan a sweep, skip finished units, and run the rest here or submit them as a Slurm job array."""
+    from eegbench.sweep import describe_jobs, plan_sweep, run_sweep
+
+    spec = _sweep_spec(sweep_file, tasks, methods, backbones, layers, subjects, seeds, epochs, hp, name=name,
+                       results_dir=results_dir, device=device, data_root=data_root, batch_units=batch_units,
+                       max_attempts=max_attempts, units_per_job=units_per_job, executor=executor,
+                       slurm={"partition": partition, "gpus_per_job": gpus_per_job, "cpus_per_job": cpus_per_job,
+                              "mem_gb": mem_gb, "time_limit": time_limit, "max_concurrent": max_concurrent,
+                              "account": account})
+    outcome = run_sweep(spec, dry_run=dry_run, retry_failed=retry_failed)
+    if dry_run:
+        out(f"{outcome.plan.summary_line()}\n\n{outcome.plan.table()}\n")
+        out(describe_jobs(outcome.plan))
+        return
+    if outcome.jobs:
+        out(f"Submitted {len(outcome.jobs)} jobs: {', '.join(job.job_id for job in outcome.jobs)}. "
+            f"Logs in {spec.work_dir}/submitit/; progress: eegbench sweep status.")
+        return
+    final = plan_sweep(spec)
+    out(f"{final.summary_line()}\n\n{final.table()}")
+    details = final.details()
+    if details:
+        out(f"\n{details}")
+    if any(report.failed for report in outcome.reports):
+        raise typer.Exit(1)
+
+
+@sweep_app.command("status")
+@handle_errors
+def sweep_status(
+    sweep_file: SweepFileArg = None,
+    tasks: TasksOpt = None,
+    methods: MethodsOpt = None,
+    backbones: BackbonesOpt = None,
+    layers: LayersOpt = None,
+    subjects: SweepSubjectsOpt = None,
+    seeds: SweepSeedsOpt = None,
+    epochs: SweepEpochsOpt = None,
+    hp: SweepHpOpt = None,
+    results_dir: SweepResultsOpt = None,
+    max_attempts: MaxAttemptsOpt = None,
+) -> None:
+    """Units of a sweep that are done, running (who, log), failed (error, log) and remaining."""
+    from eegbench.sweep import plan_sweep
+
+    spec = _sweep_spec(sweep_file, tasks, methods, backbones, layers, subjects, seeds, epochs, hp,
+                       results_dir=results_dir, max_attempts=max_attempts)
+    plan = plan_sweep(spec)
+    counts = plan.counts()
+    out(f"{plan.summary_line()}\n\n{plan.table()}")
+    details = plan.details()
+    if details:
+        out(f"\n{details}")
+    out(f"\ndone {counts['done']} | running {counts['running']} | failed {counts['failed']} | "
+        f"remaining {plan.remaining()} (run by the next `eegbench sweep run`)")
+
 
 # --- analyses: scaling, rsa ------------------------------------------------------------------------
 

@@ -7,19 +7,32 @@ Files live at::
 
 and are written atomically as each unit finishes, so an interrupted run loses at most the units
 in flight and a rerun skips the finished ones. Leaderboards are built from these files alone.
+
+Many processes (local runs, Slurm jobs on a shared filesystem) may work on one store at once. A
+process computes a unit only while it holds the unit's **claim**: a hidden lock file beside the
+result (``.<subject>_seed-<seed>.lock``) created atomically and kept fresh by a heartbeat. A claim
+whose heartbeat stopped (or whose process is gone, on the same host) is stale and is taken over,
+so a killed job's units are re-run while a live job's are not. A unit that raises leaves a hidden
+**failure record** (``.<subject>_seed-<seed>.failed.json``) with the traceback and the number of
+attempts; a result file supersedes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
 import platform
+import socket
 import subprocess
 import sys
+import threading
 import time
+import traceback
+import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -29,9 +42,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eegbench import __version__
 from eegbench._check import DataError, InvalidInputError, describe_validation_error
 from eegbench._io import atomic_write_json
+from eegbench._progress import logger
 
 SCHEMA_VERSION = 1
 OVERWRITE_MODES = ("missing", "always", "never")
+#: seconds between two refreshes of a held claim
+HEARTBEAT_SECONDS = 30.0
+#: a claim not refreshed for this long belongs to a dead process (10 missed heartbeats)
+STALE_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -86,10 +104,27 @@ class ResultRecord(BaseModel):
 
 
 class ResultStore:
-    """The folder of result files of a benchmark."""
+    """The folder of result files of a benchmark, safe to share between concurrent processes.
 
-    def __init__(self, root: str | Path) -> None:
+    Parameters
+    ----------
+    root : path-like
+        Root folder of the result files.
+    heartbeat_seconds : float
+        How often a process refreshes the claims it holds.
+    stale_seconds : float
+        A claim not refreshed for this long is stale: its process is presumed dead and the unit
+        may be taken over. The hosts sharing a store need clocks synchronised well within it.
+    """
+
+    def __init__(self, root: str | Path, *, heartbeat_seconds: float = HEARTBEAT_SECONDS,
+                 stale_seconds: float = STALE_SECONDS) -> None:
+        if not 0 < heartbeat_seconds < stale_seconds:
+            raise InvalidInputError(f"Claims need 0 < heartbeat_seconds < stale_seconds, got {heartbeat_seconds} "
+                                    f"and {stale_seconds}.")
         self.root = Path(root)
+        self.heartbeat_seconds = heartbeat_seconds
+        self.stale_seconds = stale_seconds
 
     def path(self, key: UnitKey) -> Path:
         return self.root / key.relative_path()
@@ -98,8 +133,10 @@ class ResultStore:
         return self.path(key).is_file()
 
     def write(self, record: ResultRecord) -> Path:
+        """Write a record atomically; it supersedes the unit's failure record, if any."""
         path = self.path(record.key)
         atomic_write_json(path, record.model_dump(mode="json"))
+        self.failure_path(record.key).unlink(missing_ok=True)
         return path
 
     def read(self, path: str | Path) -> ResultRecord:
@@ -117,11 +154,282 @@ class ResultStore:
             raise DataError(describe_validation_error(err, f"Result file {path}")) from None
 
     def records(self) -> Iterator[ResultRecord]:
-        """Every record under the root, in path order (invalid files raise with their path)."""
+        """Every record under the root, in path order (invalid files raise with their path).
+
+        Hidden files and folders (claims, failure records, sweep folders) are not records.
+        """
         for path in sorted(self.root.rglob("*.json")):
-            if path.name.startswith("."):
+            if any(part.startswith(".") for part in path.relative_to(self.root).parts):
                 continue
             yield self.read(path)
+
+    # --- claims ------------------------------------------------------------------------------
+
+    def lock_path(self, key: UnitKey) -> Path:
+        path = self.path(key)
+        return path.with_name(f".{path.stem}.lock")
+
+    def holder(self, key: UnitKey) -> Claim | None:
+        """The claim on a unit, or None if nobody holds it."""
+        return _read_claim(self.lock_path(key))
+
+    def is_live(self, claim: Claim) -> bool:
+        """Whether a claim's process is (presumably) still computing its unit."""
+        if time.time() - claim.heartbeat > self.stale_seconds:
+            return False
+        if claim.worker is not None and claim.worker.host == socket.gethostname():
+            return _pid_alive(claim.worker.pid)
+        return True
+
+    def try_claim(self, key: UnitKey, worker: Worker) -> str | None:
+        """Claim a unit for ``worker``; returns the claim's token, or None if a live process holds it.
+
+        A stale claim is broken first (under a short-lived mutex, so that two processes cannot
+        both break it and then both believe they hold the unit).
+        """
+        lock = self.lock_path(key)
+        token = uuid.uuid4().hex
+        content = json.dumps({"token": token, "claimed": now(), **asdict(worker)})
+        for _ in range(3):
+            if _create_exclusive(lock, content):
+                return token
+            claim = _read_claim(lock)
+            if claim is None:  # released in between: try again
+                continue
+            if self.is_live(claim):
+                return None
+            self._break(lock, claim)
+        return None
+
+    def _break(self, lock: Path, stale: Claim) -> None:
+        mutex = lock.with_name(lock.name + ".break")
+        if not _create_exclusive(mutex, str(os.getpid())):
+            with contextlib.suppress(FileNotFoundError):  # a breaker that died long ago
+                if time.time() - mutex.stat().st_mtime > self.stale_seconds:
+                    mutex.unlink()
+            return
+        try:
+            current = _read_claim(lock)
+            if current is not None and current.token == stale.token and not self.is_live(current):
+                who = current.worker.describe() if current.worker else "an unknown process"
+                logger.info("Taking over the stale claim %s of %s.", lock, who)
+                lock.unlink(missing_ok=True)
+        finally:
+            mutex.unlink(missing_ok=True)
+
+    def refresh(self, key: UnitKey, token: str) -> bool:
+        """Renew the heartbeat of our claim; False if the claim is no longer ours."""
+        claim = self.holder(key)
+        if claim is None or claim.token != token:
+            return False
+        with contextlib.suppress(FileNotFoundError):
+            os.utime(self.lock_path(key))
+            return True
+        return False
+
+    def release(self, key: UnitKey, token: str) -> None:
+        """Give up our claim on a unit (a claim taken over by another process is left alone)."""
+        claim = self.holder(key)
+        if claim is not None and claim.token == token:
+            self.lock_path(key).unlink(missing_ok=True)
+
+    # --- failures ------------------------------------------------------------------------------
+
+    def failure_path(self, key: UnitKey) -> Path:
+        path = self.path(key)
+        return path.with_name(f".{path.stem}.failed.json")
+
+    def failure(self, key: UnitKey) -> FailureRecord | None:
+        """The unit's failure record, or None if it never failed (or has since succeeded)."""
+        path = self.failure_path(key)
+        try:
+            return FailureRecord.model_validate_json(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValidationError) as err:
+            raise DataError(f"Failure record {path} is unreadable: {err}; delete it to retry the unit.") from None
+
+    def record_failure(self, key: UnitKey, error: BaseException, worker: Worker) -> FailureRecord:
+        """Add an attempt that raised ``error`` to the unit's failure record (kept atomically)."""
+        previous = self.failure(key)
+        entry = {"time": now(), "error": f"{type(error).__name__}: {error}",
+                 "traceback": "".join(traceback.format_exception(error)), **asdict(worker)}
+        record = FailureRecord(key=asdict(key), attempts=(previous.attempts if previous else 0) + 1,
+                               errors=[*(previous.errors[-(_KEPT_ERRORS - 1):] if previous else []), entry])
+        atomic_write_json(self.failure_path(key), record.model_dump(mode="json"))
+        return record
+
+    def clear_failure(self, key: UnitKey) -> None:
+        """Forget a unit's failures, so that it is attempted again from scratch."""
+        self.failure_path(key).unlink(missing_ok=True)
+
+    def status(self, key: UnitKey) -> UnitStatus:
+        """Whether a unit is done, being computed, failed, or still to do."""
+        if self.exists(key):
+            return UnitStatus("done")
+        claim = self.holder(key)
+        if claim is not None and self.is_live(claim):
+            return UnitStatus("running", claim=claim)
+        failure = self.failure(key)
+        return UnitStatus("failed", failure=failure) if failure else UnitStatus("todo")
+
+
+_KEPT_ERRORS = 5
+
+
+@dataclass(frozen=True)
+class Worker:
+    """A process that computes units, as recorded in claims and failure records.
+
+    Attributes
+    ----------
+    host, pid : str, int
+        Where the process runs.
+    job : str or None
+        Scheduler job id (Slurm's ``<array job>_<task>`` for job arrays).
+    log : str or None
+        Where the process writes its log.
+    """
+
+    host: str
+    pid: int
+    job: str | None = None
+    log: str | None = None
+
+    @classmethod
+    def here(cls, *, job: str | None = None, log: str | None = None) -> Worker:
+        """This process (the Slurm job id is read from the environment when not given)."""
+        if job is None and os.environ.get("SLURM_JOB_ID"):
+            array = os.environ.get("SLURM_ARRAY_JOB_ID")
+            job = f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array else os.environ["SLURM_JOB_ID"]
+        return cls(socket.gethostname(), os.getpid(), job, log)
+
+    def describe(self) -> str:
+        where = f"{self.host}:{self.pid}"
+        return f"job {self.job} ({where})" if self.job else where
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A unit's lock file: the claiming worker, when it claimed, and its last heartbeat (mtime)."""
+
+    token: str | None
+    worker: Worker | None
+    claimed: str | None
+    heartbeat: float
+
+
+class FailureRecord(BaseModel):
+    """A unit's failed attempts (the last few errors, with tracebacks and where they ran)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: dict[str, Any]
+    attempts: int
+    errors: list[dict[str, Any]]
+
+    @property
+    def last(self) -> dict[str, Any]:
+        return self.errors[-1]
+
+
+@dataclass(frozen=True)
+class UnitStatus:
+    """``state`` is ``"done"``, ``"running"`` (live claim), ``"failed"`` or ``"todo"``."""
+
+    state: str
+    claim: Claim | None = None
+    failure: FailureRecord | None = None
+
+
+class UnitClaims:
+    """The units one process is computing: their claims, kept fresh by a heartbeat thread.
+
+    Use as a context manager; claims still held on exit (also on errors and interrupts) are
+    released, so only a killed process leaves claims behind, and those go stale.
+    """
+
+    def __init__(self, store: ResultStore, worker: Worker | None = None) -> None:
+        self.store = store
+        self.worker = worker or Worker.here()
+        self._held: dict[UnitKey, str] = {}
+        self._mutex = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> UnitClaims:
+        self._thread = threading.Thread(target=self._heartbeat, name="eegbench-claims", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for key in list(self._held):
+            self.release(key)
+
+    def acquire(self, key: UnitKey) -> bool:
+        """Claim a unit; False if another live process holds it."""
+        token = self.store.try_claim(key, self.worker)
+        if token is not None:
+            with self._mutex:
+                self._held[key] = token
+        return token is not None
+
+    def release(self, key: UnitKey) -> None:
+        with self._mutex:
+            token = self._held.pop(key, None)
+        if token is not None:
+            self.store.release(key, token)
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(self.store.heartbeat_seconds):
+            with self._mutex:
+                held = list(self._held.items())
+            for key, token in held:
+                if not self.store.refresh(key, token):
+                    logger.warning("Lost the claim on %s to another process (a heartbeat came too late); "
+                                   "the unit may be computed twice.", self.store.path(key))
+                    with self._mutex:
+                        self._held.pop(key, None)
+
+
+def _create_exclusive(path: Path, content: str) -> bool:
+    """Create ``path`` holding ``content`` unless it exists (O_EXCL: atomic, NFSv3+ included)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "x", encoding="utf-8") as handle:
+            handle.write(content)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _read_claim(lock: Path) -> Claim | None:
+    try:
+        heartbeat = lock.stat().st_mtime
+        text = lock.read_text()
+    except FileNotFoundError:
+        return None
+    try:  # a claim being written (or left empty by a crash) is judged by its heartbeat alone
+        data = json.loads(text)
+        worker = Worker(data["host"], data["pid"], data.get("job"), data.get("log"))
+        return Claim(data["token"], worker, data.get("claimed"), heartbeat)
+    except (json.JSONDecodeError, KeyError, TypeError):
+        return Claim(None, None, None, heartbeat)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    with contextlib.suppress(OSError):  # a zombie is dead, only not yet reaped
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    return True
 
 
 def check_overwrite(mode: str) -> str:

@@ -16,14 +16,23 @@ import numpy as np
 import torch
 from pydantic import BaseModel
 
-from eegbench._check import InvalidInputError
+from eegbench._check import InvalidInputError, check_option
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features, load_backbone
 from eegbench.data import Dataset, load_dataset
 from eegbench.metrics import retrieve
 from eegbench.protocols import ResponsePipeline, Unit, fit_phase, plan_units, test_responses, training_data
-from eegbench.results import ResultRecord, ResultStore, UnitKey, check_overwrite, environment, now
+from eegbench.results import (
+    ResultRecord,
+    ResultStore,
+    UnitClaims,
+    UnitKey,
+    Worker,
+    check_overwrite,
+    environment,
+    now,
+)
 from eegbench.stats import mean_sd, seed_averaged
 from eegbench.submissions import Aligner, Method, Submission, load_submission
 from eegbench.tasks import Task, load_task
@@ -32,6 +41,8 @@ DEFAULT_TASK = "synthetic-intra"
 DEFAULT_METHOD = "shallow"
 #: rough ceiling on training responses held in memory at once, used to batch units
 _UNIT_BATCH_BYTES = 4 * 1024**3
+ON_ERROR_MODES = ("raise", "record")
+_WAIT_POLL_SECONDS = 10.0
 
 
 @dataclass
@@ -49,6 +60,10 @@ class RunResult:
     skipped: int
     results_dir: Path
     stale: list[Path] = field(default_factory=list)
+    #: units without a result because they raised (now or in earlier attempts)
+    failed: list[UnitKey] = field(default_factory=list)
+    #: units left to other live processes computing them (only when not waiting for them)
+    elsewhere: list[UnitKey] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
         """The ``--json`` object: aggregate and per-subject scores, chance, configuration."""
@@ -72,6 +87,7 @@ class RunResult:
             "hyperparameters": self.hyperparameters, "metrics": metrics,
             "chance": {m: self.task.chance[m] for m in self.task.metrics},
             "n_units": len(self.records), "computed": self.computed, "skipped": self.skipped,
+            "failed": len(self.failed), "elsewhere": len(self.elsewhere),
             "per_subject": per_subject, "results_dir": str(self.results_dir),
         }
 
@@ -96,7 +112,8 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         seeds: Sequence[int] | None = None, hyperparameters: Mapping[str, Any] | None = None,
         device: str = "auto", results_dir: str | Path = "results", overwrite: str = "missing",
         data_root: str | Path | None = None, weights: str | Path | None = None,
-        batch_units: int | None = None) -> RunResult:
+        batch_units: int | None = None, on_error: str = "raise", max_attempts: int | None = None,
+        wait: bool = True, worker: Worker | None = None) -> RunResult:
     """Run a method on a task and write one result file per (subject, seed) unit.
 
     Parameters
@@ -127,9 +144,23 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     batch_units : int, optional
         How many units to fit together: results are identical either way, but an interrupted run
         loses the batch in flight. Default: 1 on CPU; on GPU as many as fit in about 4 GB.
+    on_error : {"raise", "record"}
+        A unit that raises always gets a failure record (with its traceback) in the results
+        folder; ``raise`` then stops, ``record`` goes on with the other units and lists the failed
+        ones in :attr:`RunResult.failed`. A failing batch is retried one unit at a time first.
+    max_attempts : int, optional
+        Skip units that already failed this many times (default: always try).
+    wait : bool
+        Units being computed by another live process (see :class:`eegbench.results.UnitClaims`)
+        are never computed twice: with ``wait`` this call waits for them (and takes them over
+        if that process dies); without, it leaves them and lists them in
+        :attr:`RunResult.elsewhere`.
+    worker : Worker, optional
+        How this process describes itself in claims and failure records (job id, log file).
     """
     started = time.perf_counter()
     overwrite = check_overwrite(overwrite)
+    check_option("on_error", on_error, ON_ERROR_MODES)
     task = task if isinstance(task, Task) else load_task(task)
     submission = load_submission(method)
     if not submission.supports(task.id):
@@ -159,26 +190,40 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
             "use --overwrite missing to keep them or --overwrite always to recompute them."
         )
     todo = units if overwrite == "always" else [u for u in units if u not in existing]
+    exhausted = []
+    if max_attempts is not None:
+        exhausted = [u for u in todo if (failure := store.failure(keys[u])) and failure.attempts >= max_attempts]
+        todo = [u for u in todo if u not in exhausted]
     logger.info("Task %s v%d | method %s | backbone %s | layer %s | %d units (%d to compute)",
                 task.id, task.version, submission.id, backbone, layer_setting, len(units), len(todo))
 
-    context = _RunContext(task, dataset, submission, instance, model, refs, layer_setting, hp_tag, device_t, store)
+    context = _RunContext(task, dataset, submission, instance, model, refs, layer_setting, hp_tag, device_t, store,
+                          keys, worker or Worker.here())
+    failed, busy = [], []
     if todo:
-        context.features = {
-            "train": get_features(model, dataset.image_root, dataset.train_images.files, refs),
-            "test": get_features(model, dataset.image_root, dataset.test_images.files, refs),
-        }
-        for batch in _batches(todo, dataset, batch_units, device_t):
-            context.fit_and_evaluate(batch, keys)
-    records = [store.read(store.path(keys[u])) for u in units]
+        with UnitClaims(store, context.worker) as claims:
+            failed, busy = context.compute(todo, claims, batch_units, recompute=overwrite == "always",
+                                           on_error=on_error)
+            while busy and wait:
+                holders = {c.worker.describe() for u in busy if (c := store.holder(keys[u])) and c.worker}
+                logger.info("Waiting for %d units computed by %s.", len(busy), ", ".join(sorted(holders)) or
+                            "another process")
+                time.sleep(min(store.heartbeat_seconds, _WAIT_POLL_SECONDS))
+                more_failed, busy = context.compute(busy, claims, batch_units, recompute=False, on_error=on_error)
+                failed += more_failed
+    records = [store.read(store.path(keys[u])) for u in units if store.exists(keys[u])]
     stale = [store.path(keys[u]) for u in existing if u not in todo
              and store.read(store.path(keys[u])).config_hash != context.config_hash()]
     if stale:
         logger.warning("%d existing result files were computed with a different configuration (code, data "
                        "or hyperparameters) and were kept; use --overwrite always to recompute them.", len(stale))
+    if exhausted:
+        logger.warning("%d units were skipped: they failed %d times already (see %s).", len(exhausted),
+                       max_attempts, store.failure_path(keys[exhausted[0]]))
     logger.info("Done in %.1f s.", time.perf_counter() - started)
     return RunResult(task, submission.id, backbone, layer_setting, hp_tag, instance.hp.model_dump(mode="json"),
-                     records, len(todo), len(units) - len(todo), Path(results_dir), stale)
+                     records, context.computed, len(records) - context.computed, Path(results_dir), stale,
+                     [keys[u] for u in [*exhausted, *failed]], [keys[u] for u in busy])
 
 
 def _batches(units: list[Unit], dataset: Dataset, batch_units: int | None,
@@ -208,7 +253,10 @@ class _RunContext:
     hp_tag: str
     device: torch.device
     store: ResultStore
+    keys: dict[Unit, UnitKey]
+    worker: Worker
     features: dict[str, FeatureSet] = field(default_factory=dict)
+    computed: int = 0
 
     @property
     def layout(self):
@@ -223,7 +271,63 @@ class _RunContext:
             "backbone": self.backbone.identity(), "layers": [r.key for r in self.refs],
         })
 
-    def fit_and_evaluate(self, units: list[Unit], keys: dict[Unit, UnitKey]) -> None:
+    def compute(self, units: list[Unit], claims: UnitClaims, batch_units: int | None, *, recompute: bool,
+                on_error: str) -> tuple[list[Unit], list[Unit]]:
+        """Fit and evaluate the units this process can claim, batch by batch.
+
+        Returns the units that failed and those held by another live process.
+        """
+        failed: list[Unit] = []
+        busy: list[Unit] = []
+        if not units:
+            return failed, busy
+        for batch in _batches(units, self.dataset, batch_units, self.device):
+            mine = []
+            for unit in batch:
+                key = self.keys[unit]
+                if not claims.acquire(key):
+                    busy.append(unit)
+                elif not recompute and self.store.exists(key):  # finished while we were busy
+                    claims.release(key)
+                else:
+                    mine.append(unit)
+            try:
+                if mine:
+                    failed += self._attempt(mine, on_error)
+            finally:
+                for unit in mine:
+                    claims.release(self.keys[unit])
+        return failed, busy
+
+    def _attempt(self, units: list[Unit], on_error: str) -> list[Unit]:
+        """Fit and evaluate; a failing batch is retried unit by unit, a failing unit is recorded."""
+        written: list[Unit] = []
+        try:
+            self.fit_and_evaluate(units, written)
+            return []
+        except Exception as error:
+            rest = [u for u in units if u not in written]
+            if len(rest) > 1:
+                logger.warning("A batch of %d units failed (%s: %s); retrying them one at a time.",
+                               len(rest), type(error).__name__, error)
+                return [unit for one in rest for unit in self._attempt([one], on_error)]
+            key = self.keys[rest[0]]
+            failure = self.store.record_failure(key, error, self.worker)
+            logger.error("%s seed %d failed (attempt %d): %s: %s. Traceback in %s", key.subject, key.seed,
+                         failure.attempts, type(error).__name__, error, self.store.failure_path(key))
+            if on_error == "raise":
+                raise
+            return rest
+
+    def fit_and_evaluate(self, units: list[Unit], written: list[Unit]) -> None:
+        """Fit units together, then evaluate and write each (appended to ``written`` once on disk)."""
+        if not self.features:
+            self.features = {
+                "train": get_features(self.backbone, self.dataset.image_root, self.dataset.train_images.files,
+                                      self.refs),
+                "test": get_features(self.backbone, self.dataset.image_root, self.dataset.test_images.files,
+                                     self.refs),
+            }
         train_features = self.features["train"].arrays
         if self.task.features.normalization == "l2":
             train_features = {k: _l2(v) for k, v in train_features.items()}
@@ -243,6 +347,8 @@ class _RunContext:
                                  "fit_seconds": round(fit_seconds / len(units), 3),
                                  "eval_seconds": round(time.perf_counter() - eval_start, 3)}
                 self.store.write(record)
+                self.computed += 1
+                written.append(unit)
                 advance(1)
 
     def _evaluate(self, unit: Unit, aligner: Aligner, normalizer) -> ResultRecord:
