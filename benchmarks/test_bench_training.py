@@ -39,7 +39,7 @@ def test_batched_trainer(benchmark, arrays, sizes, device, encoder):
     benchmark.group = f"training: {encoder}"
     problems = _problems(arrays, 1)
     benchmark.pedantic(fit_contrastive, args=(problems, _config(sizes, encoder)), kwargs={"device": device},
-                       rounds=rounds(), iterations=1)
+                       rounds=rounds(), iterations=1, warmup_rounds=1)
     record_rate(benchmark, EPOCHS * sizes.n_samples, "samples")
 
 
@@ -48,7 +48,7 @@ def test_dataloader_baseline(benchmark, arrays, sizes, device, encoder):
     benchmark.group = f"training: {encoder}"
     brain, targets, index, _ = arrays
     benchmark.pedantic(fit_with_dataloader, args=(brain, targets, index, _config(sizes, encoder)),
-                       kwargs={"seed": 0, "device": device}, rounds=rounds(), iterations=1)
+                       kwargs={"seed": 0, "device": device}, rounds=rounds(), iterations=1, warmup_rounds=1)
     record_rate(benchmark, EPOCHS * (sizes.n_samples // sizes.batch_size) * sizes.batch_size, "samples")
 
 
@@ -57,7 +57,7 @@ def test_models_of_one_run_at_once(benchmark, arrays, sizes, device):
     benchmark.group = "training: eegproject"
     problems = _problems(arrays, sizes.n_models)
     benchmark.pedantic(fit_contrastive, args=(problems, _config(sizes)), kwargs={"device": device},
-                       rounds=rounds(), iterations=1)
+                       rounds=rounds(), iterations=1, warmup_rounds=1)
     record_rate(benchmark, EPOCHS * sizes.n_samples * sizes.n_models, "samples")
 
 
@@ -67,5 +67,5 @@ def test_shallow_sweep(benchmark, arrays, sizes, device, n_layers):
     benchmark.group = "shallow sweep"
     problems = _problems(arrays, sizes.n_layers if n_layers == "sweep" else 1, layers=True)
     benchmark.pedantic(fit_contrastive, args=(problems, _config(sizes)), kwargs={"device": device},
-                       rounds=rounds(), iterations=1)
+                       rounds=rounds(), iterations=1, warmup_rounds=1)
     record_rate(benchmark, EPOCHS * sizes.n_samples * len(problems), "samples")
