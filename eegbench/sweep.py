@@ -239,9 +239,6 @@ class SweepJob:
         return sum(len(item.keys) for item in self.items)
 
     def __call__(self, advance: Callable[[int], None] | None = None) -> JobReport:
-        from eegbench._progress import setup_logging
-
-        setup_logging()
         worker = _submitit_worker() or Worker.here(log=str(self.log) if self.log else None)
         store = ResultStore(self.results_dir)
         report = JobReport(self.index)
@@ -345,6 +342,9 @@ def _submitit_worker() -> Worker | None:
         return None
     import submitit
 
+    from eegbench._progress import setup_logging
+
+    setup_logging()  # the job's process logs to its stderr file
     environment = submitit.JobEnvironment()
     return Worker.here(job=environment.job_id, log=str(environment.paths.stderr))
 

@@ -16,7 +16,7 @@ from eegbench._check import InvalidInputError
 from eegbench.cli import app
 from eegbench.results import ResultStore, UnitClaims, UnitKey, Worker
 from eegbench.runner import run
-from eegbench.sweep import SweepSpec, load_sweep, plan_sweep, run_sweep, sweep_from_options
+from eegbench.sweep import SweepSpec, load_sweep, plan_sweep, run_sweep, slurm_script, sweep_from_options
 from eegbench.tasks import task_path
 from helpers import TINY, TINY_CHANCE
 
@@ -314,6 +314,28 @@ def test_bad_sweep_files_and_options_get_clear_errors(tmp_path, tiny_task_file):
     with pytest.raises(InvalidInputError, match="has no hyperparameter 'probe_layers'"):
         plan_sweep(sweep_from_options(tasks=[tiny_task_file], methods=["final"], hp={"probe_layers": [3]},
                                       results_dir=tmp_path))
+
+
+def test_slurm_executor_submits_the_dry_run_script(tiny_task_file, control, tmp_path, monkeypatch):
+    """With stand-ins for srun and sbatch, the job array submitit submits is the script --dry-run prints."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text("#!/bin/sh\n")
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncp "$1" {tmp_path}/submitted.sh\necho "Submitted batch job 4242"\n')
+    for tool in ("srun", "sbatch"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    spec = _spec(tiny_task_file, control, tmp_path / "results", executor="slurm", units_per_job=2,
+                 slurm={"partition": "gpu", "max_concurrent": 4, "mem_gb": 16, "sbatch": {"qos": "high"},
+                        "setup": ["module load cuda"]})
+    outcome = run_sweep(spec)
+    assert [job.job_id for job in outcome.jobs] == ["4242_0", "4242_1"]
+    submitted = (tmp_path / "submitted.sh").read_text()
+    assert submitted == slurm_script(outcome.plan)
+    for line in ("#SBATCH --array=0-1%2", "#SBATCH --partition=gpu", "#SBATCH --mem=16GB", "#SBATCH --qos=high",
+                 "#SBATCH --gpus-per-node=1", "#SBATCH --time=240", "module load cuda"):
+        assert line in submitted
+    assert plan_sweep(spec).counts()["todo"] == 4  # submitted, not run
 
 
 runner = CliRunner()
