@@ -618,6 +618,109 @@ def sweep_status(
 
 # --- analyses: scaling, rsa ------------------------------------------------------------------------
 
+scaling_app = typer.Typer(help="Scaling analyses: accuracy against data amount or backbone size.",
+                          no_args_is_help=True)
+app.add_typer(scaling_app, name="scaling")
+PlotOpt = Annotated[Path | None, typer.Option(
+    "--plot", help="Where to write the PNG plot (default: beside the analysis record).")]
+
+
+def _fractions(value: str | None) -> list[float] | None:
+    """``"1/16,0.25,1"`` -> ``[0.0625, 0.25, 1.0]``."""
+    from fractions import Fraction
+
+    try:
+        return None if value is None else [float(Fraction(v)) for v in _csv(value)]
+    except (ValueError, ZeroDivisionError):
+        raise InvalidInputError(f"Expected comma-separated fractions such as 0.25 or 1/4, got {value!r}.") from None
+
+
+def _report_analysis(result, plot: Path | None, as_json: bool, tables: list[str]) -> None:
+    """Write the plot, then print the record (``--json``) or the tables."""
+    plot_path = result.plot(plot or result.path.with_suffix(".png"))
+    if as_json:
+        out(json.dumps(result.record.model_dump(mode="json"), indent=2))
+    else:
+        out("\n\n".join(tables))
+    console.print(f"Wrote {result.path} and {plot_path}.", highlight=False)
+
+
+@scaling_app.command("data")
+@handle_errors
+def scaling_data(
+    task: TaskOpt = "synthetic-intra",
+    method: MethodOpt = "shallow",
+    backbone: BackboneOpt = "efficientnet_lite0",
+    layer: Annotated[str | None, typer.Option(help="Layer for methods that take one (as for `run`).")] = None,
+    fractions: Annotated[str | None, typer.Option(
+        help="Comma-separated fractions of the training images, e.g. 1/16,1/4,1 (default 1/16,1/8,1/4,1/2,1).")] = None,
+    repetitions: Annotated[str | None, typer.Option(
+        help="Comma-separated test repetition counts (default 1,2,4,... and all).")] = None,
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects (default: the task's).")] = None,
+    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the task's).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
+    hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    results_dir: ResultsOpt = Path("leaderboard/results"),
+    overwrite: Annotated[str, typer.Option(help="missing, always or never (as for `run`).")] = "missing",
+    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    plot: PlotOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis record as JSON on stdout.")] = False,
+) -> None:
+    """Train on nested fractions of the training images; fit accuracy against log(amount)."""
+    from eegbench.analyses import data_scaling
+
+    result = data_scaling(task, method, backbone, layer, fractions=_fractions(fractions),
+                          repetitions=_csv(repetitions, int), subjects=_csv(subjects), seeds=_csv(seeds, int),
+                          hyperparameters=_hyperparameters(hp, epochs), device=device, results_dir=results_dir,
+                          overwrite=overwrite, data_root=data_root, weights=weights)
+    _report_analysis(result, plot, as_json, [result.title(), result.table(), result.repetition_table(),
+                                             result.summary()])
+
+
+@scaling_app.command("backbones")
+@handle_errors
+def scaling_backbones(
+    task: TaskOpt = "synthetic-intra",
+    version: Annotated[int | None, typer.Option(help="Task version (default: the latest with results).")] = None,
+    results_dir: ResultsOpt = Path("leaderboard/results"),
+    plot: PlotOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis record as JSON on stdout.")] = False,
+) -> None:
+    """Accuracy against backbone parameter count from existing results (final vs selected layer)."""
+    from eegbench.analyses import backbone_scaling
+
+    result = backbone_scaling(results_dir, task, version)
+    _report_analysis(result, plot, as_json, [result.table(), result.summary()])
+
+
+@app.command()
+@handle_errors
+def rsa(
+    task: TaskOpt = "synthetic-intra",
+    backbone: BackboneOpt = "efficientnet_lite0",
+    layers: Annotated[str | None, typer.Option(
+        help="Comma-separated layers (names, indices, depths, final); default every layer and final.")] = None,
+    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects (default: the task's).")] = None,
+    permutations: Annotated[int, typer.Option(help="Permutations of the image labels.")] = 1000,
+    splits: Annotated[int, typer.Option(help="Split-half partitions for the noise ceiling.")] = 10,
+    seed: Annotated[int, typer.Option(help="Seed of permutations and splits.")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    results_dir: ResultsOpt = Path("leaderboard/results"),
+    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
+    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    plot: PlotOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis record as JSON on stdout.")] = False,
+) -> None:
+    """Time-resolved representational similarity of every backbone layer with the test responses."""
+    from eegbench.analyses import rsa as rsa_api
+
+    result = rsa_api(task, backbone, layers=_csv(layers), subjects=_csv(subjects), n_permutations=permutations,
+                     n_splits=splits, seed=seed, device=device, results_dir=results_dir, data_root=data_root,
+                     weights=weights)
+    _report_analysis(result, plot, as_json, [result.table(), result.summary()])
+
 
 def main() -> None:
     """Console-script entry point."""

@@ -5,8 +5,9 @@ papers. Each task page states the metric, chance level, protocol, averaging, cha
 variant and versions, and holds the main table (mean and SD across subjects, 95 % CI from a
 hierarchical bootstrap, significance tier, paired test against ``final`` on the same backbone,
 seeds), a per-subject table, layer-sweep tables per backbone, and PNG plots of accuracy against
-relative depth and against backbone size. Output is deterministic: the same result files always
-give byte-identical markdown.
+relative depth and against backbone size. Analysis records (data scaling, backbone scaling, RSA;
+see :mod:`eegbench.analyses`) add sections to their task's page. Output is deterministic: the same
+result files always give byte-identical markdown.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import yaml
 from tabulate import tabulate
 
 from eegbench._io import atomic_write_text
-from eegbench.results import ResultRecord, ResultStore
+from eegbench.results import AnalysisRecord, ResultRecord, ResultStore
 from eegbench.stats import (
     ALPHA,
     hierarchical_bootstrap_ci,
@@ -337,8 +338,10 @@ def _published_table(key: str, protocol: str) -> str | None:
                     disable_numparse=True)
 
 
-def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None) -> str:
-    """The markdown page of one (task, version); plots are written into ``plot_dir`` if given."""
+def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
+              analyses: Sequence[AnalysisRecord] = ()) -> str:
+    """The markdown page of one (task, version); plots are written into ``plot_dir`` if given.
+    ``analyses`` (analysis records of the same task and version) add their sections."""
     first = records[0]
     task, dataset = first.task, first.dataset
     name = _page_name(task["id"], task["version"])
@@ -395,6 +398,10 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None) -> 
             lines += [f"![top-1 against backbone size]({name}-size.png)", ""]
         else:
             lines += ["Needs `final` and validation-selected results of at least two backbones.", ""]
+    if analyses:
+        from eegbench.analyses import analysis_sections
+
+        lines += analysis_sections(analyses, records, name, plot_dir)
     published = _published_table(_PUBLISHED_FOR.get(dataset["name"], ""), task["protocol"])
     if published:
         lines += ["## Reported in papers (not reproduced here)", "",
@@ -413,10 +420,25 @@ def published_page() -> str:
     return "\n".join(lines)
 
 
+def analyses_page(analyses: Sequence[AnalysisRecord], plot_dir: Path | None = None) -> str:
+    """The page of a (task, version) that has analysis records but no result records."""
+    from eegbench.analyses import analysis_sections
+
+    task = analyses[0].task
+    name = _page_name(task["id"], task["version"])
+    return "\n".join([HEADER, "", f"# {task['id']} (version {task['version']})", "",
+                      "No method has result files on this task yet; only analyses.", "",
+                      *analysis_sections(analyses, [], name, plot_dir)])
+
+
 def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str, Path]:
     """Write ``README.md``, ``published.md`` and one page (plus plots) per (task, version)."""
-    records = list(ResultStore(results_dir).records())
+    store = ResultStore(results_dir)
+    records = list(store.records())
     groups = group_by_task(records)
+    analyses: dict[tuple[str, int], list[AnalysisRecord]] = defaultdict(list)
+    for analysis in store.analyses():
+        analyses[(analysis.task["id"], analysis.task["version"])].append(analysis)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = {}
@@ -426,11 +448,14 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path) -> dict[str,
              "reported in papers, which use other protocols, are listed separately in "
              "[published.md](published.md).", "",
              "| Task | Version | Entries | Result files |", "|---|---|---|---|"]
-    if not groups:
+    if not groups and not analyses:
         index.append("| (no results yet) | | | |")
-    for (task, version), mine in groups.items():
+    for task, version in sorted(set(groups) | set(analyses)):
         name = _page_name(task, version)
-        atomic_write_text(out_dir / f"{name}.md", task_page(mine, out_dir))
+        mine = groups.get((task, version), [])
+        page = task_page(mine, out_dir, analyses.get((task, version), ())) if mine else \
+            analyses_page(analyses[(task, version)], out_dir)
+        atomic_write_text(out_dir / f"{name}.md", page)
         written[name] = out_dir / f"{name}.md"
         index.append(f"| [{task}]({name}.md) | {version} | {len({Entry.of(r) for r in mine})} | {len(mine)} |")
     atomic_write_text(out_dir / "published.md", published_page())

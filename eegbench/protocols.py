@@ -13,6 +13,7 @@ validation split is a seeded, concept-disjoint subset of the training concepts.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -71,6 +72,23 @@ def validation_mask(task: Task, dataset: Dataset) -> np.ndarray:
     return np.isin(concepts, chosen)
 
 
+def nested_training_images(task: Task, dataset: Dataset, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask over training images: a seeded ``fraction`` of them, for data-scaling analyses.
+
+    Fitting and validation images are subsampled separately (``ceil(fraction * n)`` of each, at
+    least one), so the validation split keeps its share and is never empty. The subsets are nested:
+    for the same seed, a smaller fraction keeps a subset of the images of a larger one.
+    """
+    if not 0.0 < fraction <= 1.0:
+        raise InvalidInputError(f"The training fraction must be in (0, 1], got {fraction!r}.")
+    keep = np.zeros(len(dataset.train_images), dtype=bool)
+    rng = np.random.default_rng([seed, 0x5CA1E])
+    for part in (~validation_mask(task, dataset), validation_mask(task, dataset)):
+        order = rng.permutation(np.flatnonzero(part))
+        keep[order[:max(1, math.ceil(fraction * len(order)))]] = True
+    return keep
+
+
 class ResponsePipeline:
     """The task's channel selection, time window and repetition handling for one dataset."""
 
@@ -103,6 +121,10 @@ class ResponsePipeline:
             return self._reduce(array, average=True), np.arange(n_images)
         selected = self._reduce(array, average=False)
         return selected.reshape(n_images * n_reps, *selected.shape[2:]), np.repeat(np.arange(n_images), n_reps)
+
+    def test_trials(self, array: np.ndarray) -> np.ndarray:
+        """Test responses with their repetitions kept: ``(n_test, n_repetitions, C, T)``."""
+        return self._reduce(array, average=False)
 
     def test(self, array: np.ndarray, n_repetitions: int | None = None) -> np.ndarray:
         """Test responses averaged over (the first ``n_repetitions``) repetitions: ``(n_test, C, T)``."""
@@ -150,12 +172,20 @@ def in_fit_phase() -> bool:
 
 
 def training_data(task: Task, dataset: Dataset, unit: Unit, features: dict[str, np.ndarray],
-                  layers: Sequence[LayerRef], device: torch.device) -> tuple[TrainingData, Normalizer]:
-    """Build what the method sees for ``unit`` (no test data), and the fitted normaliser."""
+                  layers: Sequence[LayerRef], device: torch.device,
+                  train_fraction: float = 1.0) -> tuple[TrainingData, Normalizer]:
+    """Build what the method sees for ``unit`` (no test data), and the fitted normaliser.
+
+    With ``train_fraction < 1`` only the responses to :func:`nested_training_images` are kept
+    (normalisation statistics included), for data-scaling analyses.
+    """
     pipeline = ResponsePipeline(task, dataset.info)
+    kept = None if train_fraction == 1.0 else nested_training_images(task, dataset, train_fraction, unit.seed)
     parts, index, subjects = [], [], []
     for subject in unit.train_subjects:
         responses, image_index = pipeline.train(dataset.load_subject(subject).train)
+        if kept is not None:
+            responses, image_index = responses[kept[image_index]], image_index[kept[image_index]]
         parts.append(responses)
         index.append(image_index)
         subjects.append(np.full(len(image_index), subject))

@@ -15,6 +15,14 @@ whose heartbeat stopped (or whose process is gone, on the same host) is stale an
 so a killed job's units are re-run while a live job's are not. A unit that raises leaves a hidden
 **failure record** (``.<subject>_seed-<seed>.failed.json``) with the traceback and the number of
 attempts; a result file supersedes it.
+
+Analyses (data and backbone scaling, representational similarity) write :class:`AnalysisRecord`
+files beside them, in a folder that no task id can take::
+
+    <results_dir>/_analyses/<task>/v<version>/<kind>/<name>.json
+
+The unit results an analysis trains for itself (on subsets of the data) live below
+``<results_dir>/_analyses/<task>/v<version>/<kind>/runs/``, so they never enter the main tables.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -45,6 +53,10 @@ from eegbench._io import atomic_write_json
 from eegbench._progress import logger
 
 SCHEMA_VERSION = 1
+ANALYSIS_SCHEMA_VERSION = 1
+#: folder of analysis records under a results root (task ids cannot start with "_")
+ANALYSES_DIR = "_analyses"
+ANALYSIS_KINDS = ("data-scaling", "backbone-scaling", "rsa")
 OVERWRITE_MODES = ("missing", "always", "never")
 #: seconds between two refreshes of a held claim
 HEARTBEAT_SECONDS = 30.0
@@ -103,6 +115,34 @@ class ResultRecord(BaseModel):
         return self.method.get("config_hash", "")
 
 
+class AnalysisRecord(BaseModel):
+    """Schema of an analysis file (version 1): what was analysed and the numbers it gave.
+
+    ``config`` identifies the analysis (method, backbone, fractions...), ``results`` holds its
+    numbers, and ``inputs`` how they were obtained (result files used, data fingerprints).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = ANALYSIS_SCHEMA_VERSION
+    kind: Literal["data-scaling", "backbone-scaling", "rsa"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    created: str
+    task: dict[str, Any]
+    config: dict[str, Any]
+    results: dict[str, Any]
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any]
+
+    def relative_path(self) -> Path:
+        return analysis_folder(self.task["id"], self.task["version"], self.kind) / f"{self.name}.json"
+
+
+def analysis_folder(task: str, version: int, kind: str) -> Path:
+    """Folder of the analysis records of one kind, relative to the results root."""
+    return Path(ANALYSES_DIR, task, f"v{version}", kind)
+
+
 class ResultStore:
     """The folder of result files of a benchmark, safe to share between concurrent processes.
 
@@ -159,9 +199,35 @@ class ResultStore:
         Hidden files and folders (claims, failure records, sweep folders) are not records.
         """
         for path in sorted(self.root.rglob("*.json")):
-            if any(part.startswith(".") for part in path.relative_to(self.root).parts):
+            parts = path.relative_to(self.root).parts
+            if any(part.startswith(".") for part in parts) or parts[0] == ANALYSES_DIR:
                 continue
             yield self.read(path)
+
+    def write_analysis(self, record: AnalysisRecord) -> Path:
+        path = self.root / record.relative_path()
+        atomic_write_json(path, record.model_dump(mode="json"))
+        return path
+
+    def read_analysis(self, path: str | Path) -> AnalysisRecord:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DataError(f"Analysis file {path} is unreadable: {err}") from err
+        if data.get("schema_version") != ANALYSIS_SCHEMA_VERSION:
+            raise DataError(f"Analysis file {path} has schema version {data.get('schema_version')}; "
+                            f"this eegbench reads version {ANALYSIS_SCHEMA_VERSION}.")
+        try:
+            return AnalysisRecord.model_validate(data)
+        except ValidationError as err:
+            raise DataError(describe_validation_error(err, f"Analysis file {path}")) from None
+
+    def analyses(self) -> Iterator[AnalysisRecord]:
+        """Every analysis record under the root, in path order (not the runs analyses trained)."""
+        for path in sorted((self.root / ANALYSES_DIR).glob("*/v*/*/*.json")):
+            if not path.name.startswith("."):
+                yield self.read_analysis(path)
 
     # --- claims ------------------------------------------------------------------------------
 

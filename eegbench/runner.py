@@ -22,7 +22,15 @@ from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features, load_backbone
 from eegbench.data import Dataset, load_dataset
 from eegbench.metrics import retrieve
-from eegbench.protocols import ResponsePipeline, Unit, fit_phase, plan_units, test_responses, training_data
+from eegbench.protocols import (
+    ResponsePipeline,
+    Unit,
+    fit_phase,
+    nested_training_images,
+    plan_units,
+    test_responses,
+    training_data,
+)
 from eegbench.results import (
     ResultRecord,
     ResultStore,
@@ -113,7 +121,8 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         device: str = "auto", results_dir: str | Path = "results", overwrite: str = "missing",
         data_root: str | Path | None = None, weights: str | Path | None = None,
         batch_units: int | None = None, on_error: str = "raise", max_attempts: int | None = None,
-        wait: bool = True, worker: Worker | None = None) -> RunResult:
+        wait: bool = True, worker: Worker | None = None,
+        train_fraction: float = 1.0, test_repetitions: Sequence[int] | None = None) -> RunResult:
     """Run a method on a task and write one result file per (subject, seed) unit.
 
     Parameters
@@ -157,6 +166,13 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         :attr:`RunResult.elsewhere`.
     worker : Worker, optional
         How this process describes itself in claims and failure records (job id, log file).
+    train_fraction : float
+        For data-scaling analyses: train on this nested fraction of each subject's training images
+        (:func:`eegbench.protocols.nested_training_images`). Write such runs to their own
+        ``results_dir``: their records are not comparable with full-data ones.
+    test_repetitions : sequence of int, optional
+        Also score each fitted model on test responses averaged over the first ``n`` repetitions,
+        for each ``n``; the scores go to ``report["test_repetitions"]`` of each record.
     """
     started = time.perf_counter()
     overwrite = check_overwrite(overwrite)
@@ -177,6 +193,8 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
                            data_root=data_root)
     task.check_chance(len(dataset.test_images))
+    nested_training_images(task, dataset, train_fraction, 0)  # validates the fraction before any work
+    repetitions = _check_repetitions(test_repetitions, dataset)
     layer_setting = instance.layer_setting(refs)
     hp_tag = _hp_tag(overrides)
     units = plan_units(task, dataset, subjects, seeds)
@@ -198,7 +216,8 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
                 task.id, task.version, submission.id, backbone, layer_setting, len(units), len(todo))
 
     context = _RunContext(task, dataset, submission, instance, model, refs, layer_setting, hp_tag, device_t, store,
-                          keys, worker or Worker.here())
+                          keys, worker or Worker.here(), train_fraction=train_fraction,
+                          test_repetitions=repetitions)
     failed, busy = [], []
     if todo:
         with UnitClaims(store, context.worker) as claims:
@@ -224,6 +243,18 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     return RunResult(task, submission.id, backbone, layer_setting, hp_tag, instance.hp.model_dump(mode="json"),
                      records, context.computed, len(records) - context.computed, Path(results_dir), stale,
                      [keys[u] for u in [*exhausted, *failed]], [keys[u] for u in busy])
+
+
+def _check_repetitions(requested: Sequence[int] | None, dataset: Dataset) -> tuple[int, ...]:
+    """Sorted, validated test repetition counts (empty when none were requested)."""
+    if not requested:
+        return ()
+    available = dataset.load_subject(dataset.subjects[0]).test.shape[1]
+    counts = sorted({int(n) for n in requested})
+    if counts[0] < 1 or counts[-1] > available:
+        raise InvalidInputError(f"Test repetition counts must be in 1..{available} (this dataset records "
+                                f"{available} test repetitions), got {list(requested)}.")
+    return tuple(counts)
 
 
 def _batches(units: list[Unit], dataset: Dataset, batch_units: int | None,
@@ -257,6 +288,8 @@ class _RunContext:
     worker: Worker
     features: dict[str, FeatureSet] = field(default_factory=dict)
     computed: int = 0
+    train_fraction: float = 1.0
+    test_repetitions: tuple[int, ...] = ()
 
     @property
     def layout(self):
@@ -265,11 +298,17 @@ class _RunContext:
 
     def config_hash(self) -> str:
         """Everything besides subject and seed that determines a unit's numbers."""
-        return hash_json({
+        config = {
             "task": self.task.content_hash, "dataset": self.dataset.fingerprint,
             "code": self.submission.code_sha256, "hp": self.method.hp.model_dump(mode="json"),
             "backbone": self.backbone.identity(), "layers": [r.key for r in self.refs],
-        })
+        }
+        # analysis options enter only when used, so ordinary runs keep their hashes
+        if self.train_fraction != 1.0:
+            config["train_fraction"] = self.train_fraction
+        if self.test_repetitions:
+            config["test_repetitions"] = list(self.test_repetitions)
+        return hash_json(config)
 
     def compute(self, units: list[Unit], claims: UnitClaims, batch_units: int | None, *, recompute: bool,
                 on_error: str) -> tuple[list[Unit], list[Unit]]:
@@ -331,7 +370,8 @@ class _RunContext:
         train_features = self.features["train"].arrays
         if self.task.features.normalization == "l2":
             train_features = {k: _l2(v) for k, v in train_features.items()}
-        prepared = [training_data(self.task, self.dataset, u, train_features, self.refs, self.device) for u in units]
+        prepared = [training_data(self.task, self.dataset, u, train_features, self.refs, self.device,
+                                  self.train_fraction) for u in units]
         start = time.perf_counter()
         with fit_phase():
             aligners = self.method.fit_many([data for data, _ in prepared])
@@ -363,12 +403,21 @@ class _RunContext:
         if alternatives:
             report["alternatives"] = {name: self._scores(self._score(alt, responses, gallery, unit.seed))
                                       for name, alt in sorted(alternatives.items())}
+        if self.test_repetitions:
+            report["test_repetitions"] = {
+                str(n): self._scores(self._score(aligner, test_responses(self.task, self.dataset, unit, normalizer, n),
+                                                 gallery, unit.seed))
+                for n in self.test_repetitions}
+        task_info = {"id": self.task.id, "version": self.task.version, "hash": self.task.content_hash,
+                     "protocol": self.task.protocol, "metrics": list(self.task.metrics), "chance": self.task.chance,
+                     "description": self.task.description, "repetitions": self.task.repetitions.model_dump(),
+                     "normalization": self.task.normalization, "time_window": list(self.task.time_window)}
+        if self.train_fraction != 1.0:
+            kept = nested_training_images(self.task, self.dataset, self.train_fraction, unit.seed)
+            task_info |= {"train_fraction": self.train_fraction, "n_train_images": int(kept.sum())}
         return ResultRecord(
             created=now(),
-            task={"id": self.task.id, "version": self.task.version, "hash": self.task.content_hash,
-                  "protocol": self.task.protocol, "metrics": list(self.task.metrics), "chance": self.task.chance,
-                  "description": self.task.description, "repetitions": self.task.repetitions.model_dump(),
-                  "normalization": self.task.normalization, "time_window": list(self.task.time_window)},
+            task=task_info,
             dataset={"name": self.dataset.name, "variant": self.dataset.variant,
                      "fingerprint": self.dataset.fingerprint, "channels": list(self.layout.ch_names),
                      "sfreq": self.layout.sfreq, "n_times": self.layout.n_times},

@@ -10,17 +10,25 @@
 * Significance tiers instead of strict ranks: tier 1 holds the best entry and every entry not
   significantly worse than it; tier 2 does the same among the rest, and so on.
 
+Analyses (:mod:`eegbench.analyses`) add: log-linear fits of accuracy against the amount of data or
+backbone size with a confidence band, Pearson correlation, and for representational similarity
+row-wise Spearman correlation, a split-half noise ceiling and a max-statistic permutation test.
+
 All resampling is seeded, so the same result files always give the same numbers.
 """
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
+from eegbench._check import InvalidInputError
 from eegbench.results import ResultRecord
 
 ALPHA = 0.05
@@ -145,3 +153,186 @@ def significance_tiers(scores: Sequence[Mapping[str, float]], alpha: float = ALP
             tiers[i] = tier
         remaining = [i for i in rest if i not in same]
     return tiers
+
+
+# --- analyses: scaling fits, correlation, representational similarity -----------------------------
+
+
+@dataclass(frozen=True)
+class LogLinearFit:
+    """Ordinary least squares of ``score = intercept + slope * log2(amount)``.
+
+    ``slope`` is the change in score per doubling of the amount. The confidence band is the
+    t-based band of the fitted mean, ``t * s * sqrt(1/n + (x - mean(x))**2 / Sxx)`` with ``n - 2``
+    degrees of freedom; it reflects the scatter of the points around the line.
+    """
+
+    slope: float
+    intercept: float
+    slope_ci: tuple[float, float]
+    r2: float
+    n: int
+    level: float
+    residual_sd: float
+    x_mean: float
+    sxx: float
+
+    def predict(self, amounts: Sequence[float] | np.ndarray) -> np.ndarray:
+        """Fitted scores at ``amounts``."""
+        return self.intercept + self.slope * np.log2(np.asarray(amounts, dtype=float))
+
+    def band(self, amounts: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Lower and upper confidence limits of the fitted mean at ``amounts``."""
+        x = np.log2(np.asarray(amounts, dtype=float))
+        t = sps.t.ppf(0.5 + self.level / 2, self.n - 2)
+        half = t * self.residual_sd * np.sqrt(1 / self.n + (x - self.x_mean) ** 2 / self.sxx)
+        centre = self.intercept + self.slope * x
+        return centre - half, centre + half
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: (list(value) if isinstance(value, tuple) else value) for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> LogLinearFit:
+        return cls(**{**data, "slope_ci": tuple(data["slope_ci"])})
+
+
+def loglinear_fit(amounts: Sequence[float], scores: Sequence[float], *, level: float = 0.95) -> LogLinearFit:
+    """Fit ``scores`` against ``log2(amounts)`` by least squares, with a confidence band.
+
+    Parameters
+    ----------
+    amounts : sequence of float
+        Positive amounts (training images, repetitions, parameters).
+    scores : sequence of float
+        One score per amount.
+    level : float
+        Confidence level of the slope interval and of :meth:`LogLinearFit.band`.
+
+    Raises
+    ------
+    InvalidInputError
+        With fewer than 3 points, fewer than 2 distinct amounts, or non-positive amounts.
+    """
+    x = np.asarray(amounts, dtype=float)
+    y = np.asarray(scores, dtype=float)
+    if x.shape != y.shape or x.ndim != 1:
+        raise InvalidInputError(f"amounts and scores must be 1-d and equally long, got {x.shape} and {y.shape}.")
+    if len(x) < 3 or len(np.unique(x)) < 2:
+        raise InvalidInputError(f"A log-linear fit with a confidence band needs at least 3 points at 2 or more "
+                                f"distinct amounts, got {len(x)} points at {len(np.unique(x))} amounts.")
+    if (x <= 0).any():
+        raise InvalidInputError(f"Amounts must be positive for a log fit, got {x.tolist()}.")
+    log_x = np.log2(x)
+    fit = sps.linregress(log_x, y)
+    n = len(x)
+    residuals = y - (fit.intercept + fit.slope * log_x)
+    residual_sd = float(np.sqrt((residuals**2).sum() / (n - 2)))
+    t = sps.t.ppf(0.5 + level / 2, n - 2)
+    return LogLinearFit(
+        slope=float(fit.slope), intercept=float(fit.intercept),
+        slope_ci=(float(fit.slope - t * fit.stderr), float(fit.slope + t * fit.stderr)),
+        r2=float(fit.rvalue**2), n=n, level=level, residual_sd=residual_sd, x_mean=float(log_x.mean()),
+        sxx=float(((log_x - log_x.mean()) ** 2).sum()),
+    )
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Pearson r and its two-sided p-value (``scipy.stats.pearsonr``); NaNs below 3 points or for a
+    constant input, where neither is defined."""
+    a, b = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if len(a) < 3 or np.ptp(a) == 0 or np.ptp(b) == 0:
+        return float("nan"), float("nan")
+    result = sps.pearsonr(a, b)
+    return float(result.statistic), float(result.pvalue)
+
+
+def _standardised_ranks(vectors: np.ndarray) -> np.ndarray:
+    """Rank each row (ties averaged), centre it and scale it to unit norm: the dot product of two
+    such rows is their Spearman correlation."""
+    ranks = sps.rankdata(vectors, axis=-1)
+    ranks -= ranks.mean(-1, keepdims=True)
+    return ranks / np.maximum(np.linalg.norm(ranks, axis=-1, keepdims=True), 1e-300)
+
+
+def paired_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Spearman correlation of each row of ``a`` with the same row of ``b`` (arrays ``(n, d)``)."""
+    return np.einsum("nd,nd->n", _standardised_ranks(np.atleast_2d(a)), _standardised_ranks(np.atleast_2d(b)))
+
+
+def split_half_noise_ceiling(half_correlation: float | np.ndarray) -> float | np.ndarray:
+    """Highest correlation a noise-free model can reach with data whose split halves correlate
+    ``half_correlation``.
+
+    The Spearman-Brown formula ``2r / (1 + r)`` gives the reliability of the full data from the
+    correlation of its halves; a perfect model correlates with the data at most ``sqrt`` of that
+    reliability. Negative half correlations give a ceiling of 0.
+    """
+    r = np.clip(np.asarray(half_correlation, dtype=float), 0.0, 1.0)
+    ceiling = np.sqrt(2 * r / (1 + r))
+    return float(ceiling) if ceiling.ndim == 0 else ceiling
+
+
+def _condensed_index(n_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column of each entry of a condensed (upper-triangle, row-major) distance vector."""
+    return np.triu_indices(n_items, k=1)
+
+
+def rsa_permutation_test(model_rdms: np.ndarray, data_rdms: np.ndarray, n_items: int, *,
+                         n_permutations: int = 1000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Permutation test of the Spearman correlation between model and data RDMs, corrected for
+    every (model, data) cell with the maximum statistic.
+
+    The statistic of a cell is the Spearman correlation of a model RDM with a data RDM, averaged
+    over subjects. Under the null hypothesis the item labels are exchangeable, so the model RDMs'
+    rows and columns are permuted together; each permutation's largest statistic over all cells
+    forms the null distribution, which controls the family-wise error over models and time points.
+    When ``n_items!`` is at most ``n_permutations`` every permutation is enumerated and the p-value
+    is exact; otherwise it is ``(1 + #{null >= observed}) / (1 + n_permutations)``.
+
+    Parameters
+    ----------
+    model_rdms : array, shape (n_models, n_pairs)
+        Condensed model RDMs (``n_pairs = n_items * (n_items - 1) / 2``).
+    data_rdms : array, shape (n_subjects, n_cells, n_pairs) or (n_cells, n_pairs)
+        Condensed data RDMs (e.g. one per time point), per subject.
+    n_items : int
+        Number of items (conditions) of the RDMs.
+
+    Returns
+    -------
+    observed : array, shape (n_models, n_cells)
+        Subject-averaged Spearman correlations.
+    pvalues : array, shape (n_models, n_cells)
+        One-sided (positive correlation), family-wise corrected p-values.
+    """
+    import itertools
+
+    n_pairs = n_items * (n_items - 1) // 2
+    model = np.atleast_2d(np.asarray(model_rdms, dtype=float))
+    data = np.asarray(data_rdms, dtype=float)
+    data = data[None] if data.ndim == 2 else data
+    if model.shape[-1] != n_pairs or data.shape[-1] != n_pairs:
+        raise InvalidInputError(f"RDMs of {n_items} items have {n_pairs} entries; got model RDMs of "
+                                f"{model.shape[-1]} and data RDMs of {data.shape[-1]}.")
+    model_z = _standardised_ranks(model)
+    data_z = _standardised_ranks(data).mean(0)  # mean over subjects of each subject's Spearman
+    observed = model_z @ data_z.T
+    rows, cols = _condensed_index(n_items)
+    position = np.zeros((n_items, n_items), dtype=np.int64)
+    position[rows, cols] = position[cols, rows] = np.arange(n_pairs)
+    if math.factorial(n_items) <= n_permutations:
+        permutations = np.array(list(itertools.permutations(range(n_items))))
+        exact = True
+    else:
+        rng = np.random.default_rng(seed)
+        permutations = np.array([rng.permutation(n_items) for _ in range(n_permutations)])
+        exact = False
+    maxima = np.empty(len(permutations))
+    for start in range(0, len(permutations), 64):
+        block = permutations[start:start + 64]
+        gathered = model_z[:, position[block[:, rows], block[:, cols]]]  # (models, block, pairs)
+        maxima[start:start + len(block)] = np.einsum("mbp,cp->bmc", gathered, data_z).reshape(len(block), -1).max(1)
+    exceed = (maxima[None, None, :] >= observed[..., None] - 1e-12).sum(-1)
+    pvalues = exceed / len(maxima) if exact else (1 + exceed) / (1 + len(maxima))
+    return observed, pvalues
