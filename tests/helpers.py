@@ -13,3 +13,12 @@ def tiny_task(base: str = "synthetic-intra", **dataset_options):
     from eegbench.tasks import load_task
 
     return load_task(base).with_overrides(dataset_options={**TINY, **dataset_options}, chance=TINY_CHANCE)
+
+
+def write_tiny_task_file(folder, base: str = "synthetic-intra", **dataset_options):
+    """Write :func:`tiny_task` as a task file (named after its id, as task files must be); return its path."""
+    import yaml
+
+    path = folder / f"{base}.yaml"
+    path.write_text(yaml.safe_dump(tiny_task(base, **dataset_options).model_dump(mode="json")))
+    return path

@@ -7,7 +7,6 @@ import shutil
 import numpy as np
 import pytest
 import torch
-import yaml
 from scipy.spatial.distance import pdist
 from typer.testing import CliRunner
 
@@ -27,8 +26,7 @@ from eegbench.stats import (
     rsa_permutation_test,
     split_half_noise_ceiling,
 )
-from eegbench.tasks import task_path
-from helpers import TINY, TINY_CHANCE, tiny_task
+from helpers import tiny_task, write_tiny_task_file
 
 cli = CliRunner()
 FRACTIONS = (1 / 8, 1 / 2, 1.0)
@@ -46,11 +44,7 @@ def one_torch_thread():
 
 @pytest.fixture(scope="module")
 def task_file(tmp_path_factory):
-    data = yaml.safe_load(task_path("synthetic-intra").read_text())
-    data["dataset"]["options"].update(TINY)
-    data["chance"] = TINY_CHANCE
-    path = tmp_path_factory.mktemp("tasks") / "synthetic-intra.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_tiny_task_file(tmp_path_factory.mktemp("tasks"))
     return path
 
 

@@ -3,23 +3,17 @@
 import json
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from eegbench.cli import app
-from eegbench.tasks import task_path
-from helpers import TINY, TINY_CHANCE
+from helpers import write_tiny_task_file
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def tiny_task_file(tmp_path_factory):
-    data = yaml.safe_load(task_path("synthetic-intra").read_text())
-    data["dataset"]["options"].update(TINY)
-    data["chance"] = TINY_CHANCE
-    path = tmp_path_factory.mktemp("tasks") / "synthetic-intra.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_tiny_task_file(tmp_path_factory.mktemp("tasks"))
     return path
 
 

@@ -7,13 +7,12 @@ import sys
 import time
 
 import pytest
-import yaml
 
 from eegbench._check import InvalidInputError
 from eegbench.leaderboard import build_leaderboard
 from eegbench.reproduce import reproduce
 from eegbench.runner import run
-from helpers import tiny_task
+from helpers import tiny_task, write_tiny_task_file
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +67,7 @@ def _cli_run(task_file, results_dir):
 
 @pytest.mark.slow
 def test_an_interrupted_run_resumes_to_the_same_table(tmp_path):
-    task = tiny_task(n_subjects=4)
-    task_file = tmp_path / "synthetic-intra.yaml"
-    task_file.write_text(yaml.safe_dump(task.model_dump(mode="json")))
+    task_file = write_tiny_task_file(tmp_path, n_subjects=4)
     interrupted = tmp_path / "interrupted"
     process = subprocess.Popen(_cli_run(task_file, interrupted), stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, env=os.environ | {"EEGBENCH_PROGRESS": "0"})

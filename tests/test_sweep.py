@@ -9,7 +9,6 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from eegbench._check import InvalidInputError
@@ -17,8 +16,7 @@ from eegbench.cli import app
 from eegbench.results import ResultStore, UnitClaims, UnitKey, Worker
 from eegbench.runner import run
 from eegbench.sweep import SweepSpec, load_sweep, plan_sweep, run_sweep, slurm_script, sweep_from_options
-from eegbench.tasks import task_path
-from helpers import TINY, TINY_CHANCE
+from helpers import write_tiny_task_file
 
 submitit = pytest.importorskip("submitit")
 REPO = Path(__file__).resolve().parent.parent
@@ -81,11 +79,7 @@ class Counting(Method):
 
 @pytest.fixture(scope="module")
 def tiny_task_file(tmp_path_factory):
-    data = yaml.safe_load(task_path("synthetic-intra").read_text())
-    data["dataset"]["options"].update(TINY)
-    data["chance"] = TINY_CHANCE
-    path = tmp_path_factory.mktemp("tasks") / "synthetic-intra.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path = write_tiny_task_file(tmp_path_factory.mktemp("tasks"))
     return str(path)
 
 
