@@ -8,6 +8,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from eegbench.cli import app
+from helpers import write_tiny_task_file
 
 runner = CliRunner()
 
@@ -71,16 +72,7 @@ def test_bad_requests_exit_with_code_2(tmp_path):
 
 
 def test_task_extraction_hits_the_entries_runs_use(tiny_dataset, tmp_path):
-    import yaml
-
-    from eegbench.tasks import task_path
-    from helpers import TINY, TINY_CHANCE
-
-    data = yaml.safe_load(task_path("synthetic-intra").read_text())
-    data["dataset"]["options"].update(TINY)
-    data["chance"] = TINY_CHANCE
-    task_file = tmp_path / "synthetic-intra.yaml"
-    task_file.write_text(yaml.safe_dump(data))
+    task_file = write_tiny_task_file(tmp_path)
     result = _invoke("features", "extract", "--task", task_file, "--layers", "sweep", "--device", "cpu", "--json")
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
