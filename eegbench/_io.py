@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
+
+from eegbench._check import InvalidInputError
 
 
 def canonical_json(obj: Any) -> str:
@@ -143,3 +146,19 @@ class FileDigests:
         if self.dirty:
             atomic_write_json(self.path, self.entries)
             self.dirty = False
+
+
+def read_yaml_mapping(path: Path, kind: str, expected: str) -> dict[str, Any]:
+    """The mapping in a user's YAML file; a missing file, bad YAML or another type is a clear error.
+
+    ``kind`` names the file in messages ("Task file"); ``expected`` says what it must hold.
+    """
+    if not path.is_file():
+        raise InvalidInputError(f"{kind} {path} does not exist.")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise InvalidInputError(f"{kind} {path} is not valid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise InvalidInputError(f"{kind} {path} must hold {expected}, got {type(raw).__name__}.")
+    return raw

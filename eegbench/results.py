@@ -180,18 +180,7 @@ class ResultStore:
         return path
 
     def read(self, path: str | Path) -> ResultRecord:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"Result file {path} is unreadable: {err}") from err
-        if data.get("schema_version") != SCHEMA_VERSION:
-            raise DataError(f"Result file {path} has schema version {data.get('schema_version')}; "
-                            f"this eegbench reads version {SCHEMA_VERSION}.")
-        try:
-            return ResultRecord.model_validate(data)
-        except ValidationError as err:
-            raise DataError(describe_validation_error(err, f"Result file {path}")) from None
+        return _read_record(Path(path), ResultRecord, SCHEMA_VERSION, "Result file")
 
     def records(self) -> Iterator[ResultRecord]:
         """Every record under the root, in path order (invalid files raise with their path).
@@ -210,18 +199,7 @@ class ResultStore:
         return path
 
     def read_analysis(self, path: str | Path) -> AnalysisRecord:
-        path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise DataError(f"Analysis file {path} is unreadable: {err}") from err
-        if data.get("schema_version") != ANALYSIS_SCHEMA_VERSION:
-            raise DataError(f"Analysis file {path} has schema version {data.get('schema_version')}; "
-                            f"this eegbench reads version {ANALYSIS_SCHEMA_VERSION}.")
-        try:
-            return AnalysisRecord.model_validate(data)
-        except ValidationError as err:
-            raise DataError(describe_validation_error(err, f"Analysis file {path}")) from None
+        return _read_record(Path(path), AnalysisRecord, ANALYSIS_SCHEMA_VERSION, "Analysis file")
 
     def analyses(self) -> Iterator[AnalysisRecord]:
         """Every analysis record under the root, in path order (not the runs analyses trained)."""
@@ -497,6 +475,21 @@ def _pid_alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     return True
 
+
+
+def _read_record(path: Path, model: type[BaseModel], schema_version: int, kind: str) -> Any:
+    """Read and validate a JSON record; unreadable, foreign-schema or invalid files raise DataError."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{kind} {path} is unreadable: {err}") from err
+    if data.get("schema_version") != schema_version:
+        raise DataError(f"{kind} {path} has schema version {data.get('schema_version')}; "
+                        f"this eegbench reads version {schema_version}.")
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise DataError(describe_validation_error(err, f"{kind} {path}")) from None
 
 def check_overwrite(mode: str) -> str:
     if mode not in OVERWRITE_MODES:

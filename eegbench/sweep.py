@@ -47,11 +47,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from eegbench._check import InvalidInputError, describe_validation_error
-from eegbench._io import hash_json
+from eegbench._io import hash_json, read_yaml_mapping
 from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE
 from eegbench.registry import Registry
@@ -154,15 +153,7 @@ def _validate(data: dict, source: str) -> SweepSpec:
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read and validate a sweep file; its ``name`` defaults to the file name."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"Sweep file {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise InvalidInputError(f"Sweep file {path} is not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise InvalidInputError(f"Sweep file {path} must hold a mapping with a `grids` list, "
-                                f"got {type(raw).__name__}.")
+    raw = read_yaml_mapping(path, "Sweep file", "a mapping with a `grids` list")
     return _validate({"name": path.stem, **raw}, f"Sweep file {path}")
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
-from eegbench._io import hash_json
+from eegbench._io import hash_json, read_yaml_mapping
 from eegbench._paths import task_dirs
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
@@ -143,14 +142,7 @@ def load_task(name_or_path: str | Path) -> Task:
     """Load and validate a task by id (``"synthetic-intra"``) or from a YAML file path."""
     text = str(name_or_path)
     path = Path(text) if text.endswith((".yaml", ".yml")) or Path(text).is_file() else task_path(text)
-    if not path.is_file():
-        raise InvalidInputError(f"Task file {path} does not exist.")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise InvalidInputError(f"Task file {path} is not valid YAML: {err}") from err
-    if not isinstance(raw, dict):
-        raise InvalidInputError(f"Task file {path} must hold a mapping of fields, got {type(raw).__name__}.")
+    raw = read_yaml_mapping(path, "Task file", "a mapping of fields")
     try:
         task = Task.model_validate(raw)
     except ValidationError as err:
