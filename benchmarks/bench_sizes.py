@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,10 +51,16 @@ def rounds() -> int:
     return 3 if mode() == "full" else 1
 
 
-def record_rate(benchmark, items: float, unit: str) -> None:
-    """Store ``items`` per second of the fastest round in the benchmark's extra info."""
+def record_rate(benchmark, items: float, unit: str, flops: Callable[[], float] | None = None) -> None:
+    """Store ``items`` per second of the fastest round in the benchmark's extra info.
+
+    With ``flops`` (returns the floating-point operations of one round; called only when the
+    benchmark was timed), also the achieved GFLOP/s.
+    """
     stats = getattr(benchmark, "stats", None)
     if stats is not None and stats.stats.min > 0:
         benchmark.extra_info[f"{unit}_per_s"] = round(items / stats.stats.min, 1)
+        if flops is not None:
+            benchmark.extra_info["gflops_per_s"] = round(flops() / stats.stats.min / 1e9, 1)
     benchmark.extra_info["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
     benchmark.extra_info["mode"] = mode()
