@@ -14,7 +14,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench_baseline import dataloader, fit_with_dataloader
-from bench_sizes import record_rate, rounds
+from bench_sizes import mode, record_rate, rounds
 from eegbench.encoders import encoders
 from eegbench.training import AlignmentStack, ContrastiveProblem, TrainingConfig, fit_contrastive
 
@@ -103,6 +103,22 @@ def test_models_of_one_run_at_once(benchmark, arrays, sizes, device):
                        rounds=rounds(), iterations=1, warmup_rounds=1)
     record_rate(benchmark, EPOCHS * sizes.n_samples * sizes.n_models, "samples",
                 lambda: _epoch_flops(sizes, _config(sizes), sizes.n_models, device))
+
+
+def test_leaderboard_row(benchmark, arrays, sizes, device):
+    """One things-eeg-intra row with EEGProject: subjects x seeds models, all epochs (GPU target: <= 60 s).
+
+    In full mode this is 50 models x 50 epochs of 16540 samples: hours on a CPU, so it runs on a GPU only.
+    """
+    if mode() == "full" and device.type != "cuda":
+        pytest.skip("a full row (50 models x 50 epochs) takes hours on a CPU; run it on a GPU")
+    benchmark.group = "leaderboard row"
+    n_models, epochs = sizes.row
+    config = _config(sizes).model_copy(update={"epochs": epochs})
+    benchmark.pedantic(fit_contrastive, args=(_problems(arrays, n_models), config), kwargs={"device": device},
+                       rounds=1, iterations=1)  # wall time of a real row, start-up included
+    record_rate(benchmark, epochs * sizes.n_samples * n_models, "samples",
+                lambda: epochs * _epoch_flops(sizes, _config(sizes), n_models, device))
 
 
 @pytest.mark.parametrize("n_layers", ["one", "sweep"])
