@@ -26,14 +26,19 @@ class PairDataset(torch.utils.data.Dataset):
                 torch.from_numpy(np.asarray(self.targets[self.image_index[i]], dtype=np.float32)))
 
 
+def dataloader(brain: np.ndarray, targets: np.ndarray, image_index: np.ndarray, batch_size: int,
+               seed: int) -> torch.utils.data.DataLoader:
+    """Shuffled batches of (response, image features), collated from one sample at a time."""
+    return torch.utils.data.DataLoader(PairDataset(brain, targets, image_index), batch_size=batch_size, shuffle=True,
+                                       drop_last=True, generator=torch.Generator().manual_seed(seed))
+
+
 def fit_with_dataloader(brain: np.ndarray, targets: np.ndarray, image_index: np.ndarray, config: TrainingConfig,
                         *, seed: int, device: torch.device) -> AlignmentStack:
     """Train one model for ``config.epochs`` epochs the way peer code does."""
     model = AlignmentStack(config, 1, brain.shape[1], brain.shape[2], [[targets.shape[1]]], [seed], device).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    loader = torch.utils.data.DataLoader(PairDataset(brain, targets, image_index), batch_size=config.batch_size,
-                                         shuffle=True, drop_last=True,
-                                         generator=torch.Generator().manual_seed(seed))
+    loader = dataloader(brain, targets, image_index, config.batch_size, seed)
     model.train()
     for _ in range(config.epochs):
         for x, y in loader:

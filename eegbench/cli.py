@@ -212,12 +212,9 @@ def list_encoders_cmd() -> None:
 
     shapes = [(17, 250), (63, 250)]  # THINGS-EEG2 at 250 Hz: posterior channels and all channels
     rows = [[name, *[f"{encoder_parameters(name, c, t, 1024) / 1e6:.2f}M" for c, t in shapes],
-             "batched" if encoders.get(name).batched else "looped", encoders.get(name).description]
-            for name in encoders.names()]
-    out(tabulate(rows, ["encoder", *[f"params {c}x{t}" for c, t in shapes], "stacking", "description"],
-                 tablefmt="simple"))
-    out("\nParameters per model for the given channels x samples, encoder output width 1024. Stacking: how K "
-        "models train together (batched matrix products, or a loop over copies).")
+             encoders.get(name).description] for name in encoders.names()]
+    out(tabulate(rows, ["encoder", *[f"params {c}x{t}" for c, t in shapes], "description"], tablefmt="simple"))
+    out("\nParameters per model for the given channels x samples, encoder output width 1024.")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,12 +1,17 @@
 """Brain encoders, built as *stacks*: K independent models that run as one batched computation.
 
-Every encoder maps responses ``(K, batch, channels, times)`` to features ``(K, batch, hidden)``.
-Encoders made of linear layers (EEGProject) are implemented with batched matrix products
-(:class:`StackedLinear`); any other ``nn.Module`` can be stacked with :class:`LoopStack`, which
-simply runs K copies. The convolutional and transformer encoders (TSConv, ATM, EEGNet) loop over
-their feature extractors and share one batched residual projection head. Each model of a stack owns a random
-generator for its initialisation and another for its dropout masks, so a model's training does not
-depend on which other models share its stack (nor on the global RNG).
+Every encoder maps responses ``(K, batch, channels, times)`` to features ``(K, batch, hidden)``,
+and every one is batched: linear layers are batched matrix products (:class:`StackedLinear`),
+convolutional feature extractors run as one grouped convolution whose groups are the K models
+(:class:`GroupedConvStack`), and ATM's transformer as batched projections and attention
+(:class:`StackedChannelTransformer`). One computation per layer, however many models, is what
+keeps a GPU busy with these small encoders (a loop over K copies launches K times the kernels).
+
+The convolutional and transformer encoders are first defined for one model (:class:`TSConvEmbedding`,
+:class:`ChannelTransformer`, :class:`EEGNet`); those definitions give each model its initial
+weights and serve as the reference the stacked forms are tested against. Each model of a stack
+owns a random generator for its initialisation and another for its dropout masks, so a model's
+training does not depend on which other models share its stack (nor on the global RNG).
 
 Deviations from the published encoders, the same for all: every dropout uses the one ``dropout``
 hyperparameter (NICE and ATM used 0.5, ATM's transformer 0.25, EEGNet 0.5 or 0.25), weights start
@@ -17,6 +22,7 @@ PyTorch's defaults (EEGNet's Keras BatchNorm used momentum 0.99, epsilon 1e-3).
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -59,6 +65,20 @@ class StackedLinear(nn.Module):
                 self.weight[k, : fan_in[k]].uniform_(-bound, bound, generator=generator)
                 self.bias[k].uniform_(-bound, bound, generator=generator)
 
+    @classmethod
+    def from_weights(cls, weights: Sequence[torch.Tensor], biases: Sequence[torch.Tensor]) -> StackedLinear:
+        """Stack K single-model layers given as ``nn.Linear``-style ``(out, in)`` weights and ``(out,)`` biases."""
+        out_features, in_features = weights[0].shape
+        stacked = cls(len(weights), in_features, out_features, generators=[])
+        with torch.no_grad():
+            stacked.weight.copy_(torch.stack([w.T for w in weights]))
+            stacked.bias.copy_(torch.stack(list(biases))[:, None])
+        return stacked
+
+    @classmethod
+    def from_modules(cls, linears: Sequence[nn.Linear]) -> StackedLinear:
+        return cls.from_weights([m.weight for m in linears], [m.bias for m in linears])
+
     def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
         weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
         return torch.baddbmm(bias, x, weight)
@@ -71,6 +91,14 @@ class StackedLayerNorm(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(n_models, 1, dim))
         self.bias = nn.Parameter(torch.zeros(n_models, 1, dim))
+
+    @classmethod
+    def from_modules(cls, norms: Sequence[nn.LayerNorm]) -> StackedLayerNorm:
+        stacked = cls(len(norms), norms[0].normalized_shape[-1])
+        with torch.no_grad():
+            stacked.weight.copy_(torch.stack([m.weight for m in norms])[:, None])
+            stacked.bias.copy_(torch.stack([m.bias for m in norms])[:, None])
+        return stacked
 
     def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
         weight, bias = (self.weight, self.bias) if members is None else (self.weight[members], self.bias[members])
@@ -118,21 +146,9 @@ def build_eegproject(n_models: int, n_channels: int, n_times: int, hidden_dim: i
                                      dropout_generators)
 
 
-class LoopStack(nn.Module):
-    """Stack K copies of any single-model encoder ``(batch, C, T) -> (batch, features)`` by looping."""
-
-    def __init__(self, encoders: Sequence[nn.Module]) -> None:
-        super().__init__()
-        self.encoders = nn.ModuleList(encoders)
-
-    def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
-        members = range(len(self.encoders)) if members is None else members
-        return torch.stack([self.encoders[m](x[i]) for i, m in enumerate(members)])
-
-
 def seeded_copies(factory: Callable[[torch.Generator], nn.Module], generators: Sequence[torch.Generator],
-                  dropout_generators: Sequence[torch.Generator]) -> LoopStack:
-    """A :class:`LoopStack` of ``factory(dropout_generators[k])``, one copy per model.
+                  dropout_generators: Sequence[torch.Generator]) -> list[nn.Module]:
+    """``factory(dropout_generators[k])`` for each model k: single-model modules to stack.
 
     Copy k is initialised by PyTorch's default initialisers under a seed drawn from
     ``generators[k]``, inside :func:`torch.random.fork_rng` so the caller's global RNG is left as
@@ -145,7 +161,134 @@ def seeded_copies(factory: Callable[[torch.Generator], nn.Module], generators: S
         with torch.random.fork_rng(devices=[]):
             torch.default_generator.manual_seed(seed)
             copies.append(factory(drop))
-    return LoopStack(copies)
+    return copies
+
+
+# --- grouped convolution: K models as the groups of one convolution --------------------------------
+# Activations are laid out (batch, K * channels, H, W), model k owning channels [k*C, (k+1)*C) and
+# row b holding model k's own b-th sample. Convolutions get groups multiplied by K, BatchNorm
+# statistics are per channel and so per model, and pointwise or per-channel layers (ELU, pooling,
+# padding) apply unchanged. Parameters keep a leading model axis, like every stacked parameter.
+
+class _PerFilter(nn.Module):
+    """Applies a single-model weight parametrisation (which sees ``(out, ...)``) to a ``(K, out, ...)`` stack."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        return self.inner(weight.flatten(0, 1)).view_as(weight)
+
+
+class GroupedConv2d(nn.Module):
+    """K ``nn.Conv2d`` of the same shape as one convolution with K times the groups."""
+
+    def __init__(self, convs: Sequence[nn.Conv2d]) -> None:
+        super().__init__()
+        first = convs[0]
+        if first.padding_mode != "zeros" or isinstance(first.padding, str):
+            raise ValueError("GroupedConv2d stacks convolutions with explicit zero padding only.")
+        parametrized = nn.utils.parametrize.is_parametrized(first, "weight")
+        raw = [c.parametrizations.weight.original if parametrized else c.weight for c in convs]
+        self.weight = nn.Parameter(torch.stack([w.detach() for w in raw]))
+        self.bias = nn.Parameter(torch.stack([c.bias.detach() for c in convs])) if first.bias is not None else None
+        self.stride, self.padding, self.dilation, self.groups = first.stride, first.padding, first.dilation, first.groups
+        if parametrized:
+            for parametrization in first.parametrizations.weight:
+                nn.utils.parametrize.register_parametrization(self, "weight", _PerFilter(copy.deepcopy(parametrization)))
+
+    def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
+        weight, bias = self.weight, self.bias
+        if members is not None:
+            weight, bias = weight[members], (None if bias is None else bias[members])
+        return F.conv2d(x, weight.flatten(0, 1), None if bias is None else bias.flatten(), self.stride,
+                        self.padding, self.dilation, self.groups * len(weight))
+
+
+class GroupedBatchNorm2d(nn.Module):
+    """K ``nn.BatchNorm2d`` over the fused channels (running statistics update when all K run)."""
+
+    def __init__(self, norms: Sequence[nn.BatchNorm2d]) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.stack([m.weight.detach() for m in norms]))
+        self.bias = nn.Parameter(torch.stack([m.bias.detach() for m in norms]))
+        self.register_buffer("running_mean", torch.stack([m.running_mean for m in norms]))
+        self.register_buffer("running_var", torch.stack([m.running_var for m in norms]))
+        self.momentum, self.eps = norms[0].momentum, norms[0].eps
+
+    def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
+        tensors = (self.running_mean, self.running_var, self.weight, self.bias)
+        if members is not None:
+            tensors = tuple(t[members] for t in tensors)  # running statistics of a subset are not updated
+        mean, var, weight, bias = (t.flatten() for t in tensors)
+        return F.batch_norm(x, mean, var, weight, bias, self.training, self.momentum, self.eps)
+
+
+class GroupedDropout(nn.Module):
+    """Dropout on the fused channels, each model's mask drawn from its own generator."""
+
+    def __init__(self, p: float, generators: Sequence[torch.Generator]) -> None:
+        super().__init__()
+        self.p = p
+        self.generators = list(generators)
+
+    def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
+        batch, channels, *rest = x.shape
+        n = len(self.generators) if members is None else len(members)
+        per_model = x.view(batch, n, channels // n, *rest).transpose(0, 1)
+        dropped = stacked_dropout(per_model, self.p, self.generators, self.training, members)
+        return dropped.transpose(0, 1).reshape(x.shape)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+class _PerChannel(nn.Module):
+    """A pointwise or per-channel layer, which applies to the fused channels as it is."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
+        return self.layer(x)
+
+
+def _grouped_layer(layers: Sequence[nn.Module]) -> nn.Module:
+    """The grouped form of the same layer of K single-model ``nn.Sequential`` extractors."""
+    first = layers[0]
+    if isinstance(first, nn.Conv2d):
+        return GroupedConv2d(layers)
+    if isinstance(first, nn.BatchNorm2d):
+        return GroupedBatchNorm2d(layers)
+    if isinstance(first, SeededDropout):
+        return GroupedDropout(first.p, [layer.generator for layer in layers])
+    if isinstance(first, (nn.ELU, nn.AvgPool2d, nn.ZeroPad2d)):
+        return _PerChannel(first)
+    raise TypeError(f"No grouped form of {type(first).__name__}; add one to eegbench.encoders._grouped_layer.")
+
+
+class GroupedConvStack(nn.Module):
+    """K single-model convolutional extractors ``(batch, 1, C, T) -> ... -> Flatten`` as one grouped network.
+
+    Maps ``(K, batch, C, T)`` to ``(K, batch, features)``, as each model's own ``nn.Sequential``
+    would map its ``(batch, 1, C, T)`` input, flattening ``(filters, H, W)`` in the same order.
+    """
+
+    def __init__(self, extractors: Sequence[nn.Sequential]) -> None:
+        super().__init__()
+        *body, last = zip(*extractors, strict=True)
+        if not isinstance(last[0], nn.Flatten):
+            raise TypeError("GroupedConvStack expects extractors that end with nn.Flatten.")
+        self.layers = nn.ModuleList(_grouped_layer(layers) for layers in body)
+
+    def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
+        n, batch = x.shape[:2]
+        h = x.transpose(0, 1)  # (batch, K, C, T): model k's input is channel k
+        for layer in self.layers:
+            h = layer(h, members)
+        return h.reshape(batch, n, -1).transpose(0, 1)
 
 
 class StackedChain(nn.Module):
@@ -219,6 +362,10 @@ class TSConvEmbedding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x.unsqueeze(1))
 
+    @staticmethod
+    def stack(copies: Sequence[TSConvEmbedding]) -> GroupedConvStack:
+        return GroupedConvStack([c.layers for c in copies])
+
 
 class ChannelTransformer(nn.Module):
     """ATM-S's channel-token transformer followed by the TSConv patch embedding, for one model.
@@ -261,6 +408,58 @@ class ChannelTransformer(nn.Module):
         tokens = self.norm1(tokens + self.attention_dropout(attended))
         tokens = self.norm2(tokens + self.feedforward(tokens))
         return self.patches(self.norm_out(tokens))
+
+    @staticmethod
+    def stack(copies: Sequence[ChannelTransformer]) -> StackedChannelTransformer:
+        return StackedChannelTransformer(copies)
+
+
+class StackedAttention(nn.Module):
+    """K ``nn.MultiheadAttention`` (self-attention, no attention dropout) as batched products.
+
+    Takes ``(K, batch * tokens, d)``; attention runs within each sample's ``tokens`` rows.
+    """
+
+    def __init__(self, attentions: Sequence[nn.MultiheadAttention]) -> None:
+        super().__init__()
+        self.n_heads = attentions[0].num_heads
+        self.in_proj = StackedLinear.from_weights([a.in_proj_weight for a in attentions],
+                                                  [a.in_proj_bias for a in attentions])
+        self.out_proj = StackedLinear.from_modules([a.out_proj for a in attentions])
+
+    def forward(self, tokens: torch.Tensor, n_tokens: int, members: Members = None) -> torch.Tensor:
+        k, rows, d = tokens.shape
+        qkv = self.in_proj(tokens, members).view(k, rows // n_tokens, n_tokens, 3, self.n_heads, d // self.n_heads)
+        query, key, value = qkv.permute(3, 0, 1, 4, 2, 5)  # each (K, batch, heads, tokens, d / heads)
+        attended = F.scaled_dot_product_attention(query, key, value)
+        return self.out_proj(attended.transpose(2, 3).reshape(k, rows, d), members)
+
+
+class StackedChannelTransformer(nn.Module):
+    """K :class:`ChannelTransformer` models as one batched computation (same weights, same masks)."""
+
+    def __init__(self, copies: Sequence[ChannelTransformer]) -> None:
+        super().__init__()
+        self.embed = StackedLinear.from_modules([c.embed[0] for c in copies])
+        self.attention = StackedAttention([c.attention for c in copies])
+        self.norm1, self.norm2, self.norm_out = (StackedLayerNorm.from_modules([getattr(c, name) for c in copies])
+                                                 for name in ("norm1", "norm2", "norm_out"))
+        self.feedforward_in = StackedLinear.from_modules([c.feedforward[0] for c in copies])
+        self.feedforward_out = StackedLinear.from_modules([c.feedforward[3] for c in copies])
+        self.patches = TSConvEmbedding.stack([c.patches for c in copies])
+        self.dropout = copies[0].embed[1].p
+        self.dropout_generators = [c.embed[1].generator for c in copies]
+
+    def forward(self, x: torch.Tensor, members: Members = None) -> torch.Tensor:
+        def drop(h: torch.Tensor) -> torch.Tensor:  # the single model's dropouts, in the same order
+            return stacked_dropout(h, self.dropout, self.dropout_generators, self.training, members)
+
+        k, batch, n_channels, n_times = x.shape
+        tokens = drop(self.embed(x.reshape(k, batch * n_channels, n_times), members))
+        tokens = self.norm1(tokens + drop(self.attention(tokens, n_channels, members)), members)
+        hidden = drop(F.gelu(self.feedforward_in(tokens, members)))
+        tokens = self.norm2(tokens + drop(self.feedforward_out(hidden, members)), members)
+        return self.patches(self.norm_out(tokens, members).view(k, batch, n_channels, -1), members)
 
 
 class _MaxNorm(nn.Module):
@@ -319,14 +518,18 @@ class EEGNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x.unsqueeze(1))
 
+    @staticmethod
+    def stack(copies: Sequence[EEGNet]) -> GroupedConvStack:
+        return GroupedConvStack([c.layers for c in copies])
+
 
 def _same_padding(kernel: int) -> nn.ZeroPad2d:
     """Keras "same" padding along time for an even or odd kernel (the extra sample goes right)."""
     return nn.ZeroPad2d(((kernel - 1) // 2, kernel // 2, 0, 0))
 
 
-def looped_encoder(extractor: Callable[[int, int, float, torch.Generator], nn.Module]) -> Callable[..., StackedChain]:
-    """An :attr:`EncoderSpec.build`: a single-model feature extractor, looped, then a batched head.
+def stacked_encoder(extractor: Callable[[int, int, float, torch.Generator], nn.Module]) -> Callable[..., StackedChain]:
+    """An :attr:`EncoderSpec.build`: a single-model feature extractor, stacked, then the residual head.
 
     The head is the residual projection (:class:`StackedResidualProjection`) from the flattened
     features to ``hidden_dim``: NICE's ``Proj_eeg``, which ATM reuses and UBP puts after each of
@@ -334,19 +537,19 @@ def looped_encoder(extractor: Callable[[int, int, float, torch.Generator], nn.Mo
 
     Parameters
     ----------
-    extractor : callable
-        ``extractor(n_channels, n_times, dropout, dropout_generator)`` returns a module mapping
-        ``(batch, C, T)`` to ``(batch, out_features)`` and exposing ``out_features``; it is stacked
-        with :func:`seeded_copies`.
+    extractor : type
+        ``extractor(n_channels, n_times, dropout, dropout_generator)`` builds one model's module
+        mapping ``(batch, C, T)`` to ``(batch, out_features)``; ``extractor.stack(copies)`` turns
+        K of them (from :func:`seeded_copies`) into one batched module.
     """
 
     def build(n_models: int, n_channels: int, n_times: int, hidden_dim: int, dropout: float,
               generators: Sequence[torch.Generator], dropout_generators: Sequence[torch.Generator]) -> StackedChain:
-        features = seeded_copies(lambda drop: extractor(n_channels, n_times, dropout, drop), generators,
-                                 dropout_generators)
-        width = features.encoders[0].out_features
-        return StackedChain(features, StackedResidualProjection(n_models, width, hidden_dim, dropout, generators,
-                                                                dropout_generators))
+        copies = seeded_copies(lambda drop: extractor(n_channels, n_times, dropout, drop), generators,
+                               dropout_generators)
+        return StackedChain(extractor.stack(copies),
+                            StackedResidualProjection(n_models, copies[0].out_features, hidden_dim, dropout,
+                                                      generators, dropout_generators))
 
     return build
 
@@ -362,7 +565,6 @@ class EncoderSpec:
     name: str
     description: str
     build: Callable[..., nn.Module]
-    batched: bool
     citation: str = ""
 
 
@@ -372,15 +574,13 @@ encoders.register("eegproject", EncoderSpec(
     name="eegproject",
     description="flatten -> Linear -> residual GELU block -> LayerNorm (UBP / Shallow Alignment default)",
     build=build_eegproject,
-    batched=True,
     citation="Wu et al., CVPR 2025 (UBP); Du et al., arXiv 2601.21948",
 ))
 
 encoders.register("tsconv", EncoderSpec(
     name="tsconv",
     description="NICE's temporal-spatial conv (1x25, pool 1x51/5, Cx1) -> Proj_eeg residual head; >= 75 samples",
-    build=looped_encoder(TSConvEmbedding),
-    batched=False,
+    build=stacked_encoder(TSConvEmbedding),
     citation="Song et al., ICLR 2024 (NICE)",
 ))
 
@@ -388,8 +588,7 @@ encoders.register("atm", EncoderSpec(
     name="atm",
     description="ATM-S style channel-token transformer (1 layer, 4 heads) -> TSConv -> Proj_eeg; no subject "
                 "token; >= 73 samples",
-    build=looped_encoder(ChannelTransformer),
-    batched=False,
+    build=stacked_encoder(ChannelTransformer),
     citation="Li et al., NeurIPS 2024 (ATM)",
 ))
 
@@ -397,8 +596,7 @@ encoders.register("eegnet", EncoderSpec(
     name="eegnet",
     description="EEGNet-8,2 (temporal 1x64, depthwise Cx1, separable 1x16, pools 4 and 8) -> residual head; "
                 ">= 32 samples",
-    build=looped_encoder(EEGNet),
-    batched=False,
+    build=stacked_encoder(EEGNet),
     citation="Lawhern et al., J. Neural Eng. 2018 (EEGNet)",
 ))
 

@@ -31,7 +31,7 @@ from torch import nn
 from eegbench._check import InvalidInputError
 from eegbench._progress import logger, progress
 from eegbench.backbones.base import LayerRef
-from eegbench.encoders import LoopStack, StackedLinear, count_parameters, encoders
+from eegbench.encoders import StackedLinear, count_parameters, encoders
 from eegbench.metrics import retrieve
 from eegbench.submissions import Aligner, TrainingData
 
@@ -265,20 +265,10 @@ def _resident(arrays: Sequence[np.ndarray], device: torch.device, width: int | N
     return torch.stack(tensors).to(device), torch.tensor(index, device=device)[:, None]
 
 
-def _copy_member(model: AlignmentStack, source: dict[str, torch.Tensor], target: dict[str, torch.Tensor],
-                 k: int) -> None:
-    """Copy model ``k``'s tensors of a stack state dict into another.
-
-    Stacked tensors lead with the model axis; the copies of a :class:`LoopStack` are whole
-    modules of their own, named ``<loop>.encoders.<k>.*``.
-    """
-    loops = tuple(f"{name}.encoders." for name, module in model.named_modules() if isinstance(module, LoopStack))
+def _copy_member(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor], k: int) -> None:
+    """Copy model ``k``'s tensors of a stack state dict into another (stacked tensors lead with the model axis)."""
     for name, value in source.items():
-        loop = next((prefix for prefix in loops if name.startswith(prefix)), None)
-        if loop is not None:
-            if name[len(loop):].split(".", 1)[0] == str(k):
-                target[name].copy_(value)
-        elif value.ndim:
+        if value.ndim:
             target[name][k].copy_(value[k])
 
 
@@ -379,7 +369,7 @@ def _track_best(model: AlignmentStack, problems: Sequence[ContrastiveProblem], v
         score = -result.mean_rank if val.metric == "mean_rank" else result.top_k(int(val.metric[3:]))
         val_history[epoch, k] = score
         if score > val_history[:epoch, k].max(initial=-np.inf):
-            _copy_member(model, current, best_state, k)
+            _copy_member(current, best_state, k)
             best_epoch[k] = epoch
 
 

@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 
 from eegbench._check import InvalidInputError
 from eegbench.cli import app
-from eegbench.encoders import LoopStack, count_parameters, encoder_parameters, encoders
+from eegbench.encoders import (EEGNet, ChannelTransformer, TSConvEmbedding, count_parameters, encoder_parameters,
+                               encoders, seeded_copies)
 from eegbench.metrics import retrieve
 from eegbench.results import ResultStore
 from eegbench.runner import run
@@ -79,16 +80,53 @@ def test_training_reduces_the_loss_and_keeps_the_selected_epoch(name, caplog):
     assert stack.member(0).embed_brain(problems[0].brain[:5]).shape == (5, 8)
 
 
+def _embed_with_batch_statistics(stack, k, x):
+    """Model ``k``'s brain embeddings computed in training mode (BatchNorm on batch statistics)."""
+    with torch.no_grad():
+        return stack.model.train().embed_brain(torch.as_tensor(x)[None], [k])[0].numpy()
+
+
 @pytest.mark.parametrize("name", encoders.names())
 def test_stacked_model_equals_model_trained_alone(name):
-    """Initialisation, batch order and dropout masks all come from the model's own seed."""
+    """Initialisation, batch order and dropout masks all come from the model's own seed.
+
+    Compared where training acts: training losses, and embeddings with BatchNorm on batch
+    statistics. Parameters that get no true gradient (a bias right before BatchNorm, attention's
+    key bias) are moved by AdamW on rounding noise alone, so in evaluation mode (running
+    statistics) a stack and a lone model agree only to about 1e-2; the grouped convolutions round
+    differently for different K.
+    """
     config = CONFIG.model_copy(update={"encoder": name, "epochs": 2})
     shared = _problem(seed=5)
     stack = fit_contrastive([_problem(seed=9, data_seed=1), shared], config)
     alone = fit_contrastive([shared], config)
-    x = shared.brain[:10]
-    np.testing.assert_allclose(stack.member(1).embed_brain(x), alone.member(0).embed_brain(x), atol=1e-5)
     np.testing.assert_allclose(stack.loss_history[:, 1], alone.loss_history[:, 0], rtol=1e-5)
+    x = shared.brain[:10]
+    np.testing.assert_allclose(_embed_with_batch_statistics(stack, 1, x), _embed_with_batch_statistics(alone, 0, x),
+                               atol=1e-5)
+
+
+SINGLE_MODEL = {"tsconv": TSConvEmbedding, "atm": ChannelTransformer, "eegnet": EEGNet}
+
+
+@pytest.mark.parametrize("name", sorted(SINGLE_MODEL))
+def test_stacked_extractor_computes_what_each_single_model_computes(name):
+    """The grouped / batched form equals each model's own definition: training pass with its dropout
+    masks and batch statistics, then an evaluation pass with the running statistics it updated."""
+    extractor = SINGLE_MODEL[name]
+
+    def copies():
+        return seeded_copies(lambda drop: extractor(*SHAPE, 0.3, drop),
+                             [torch.Generator().manual_seed(s) for s in (0, 1, 2)],
+                             [torch.Generator().manual_seed(s + 10) for s in (0, 1, 2)])
+
+    alone, stacked = copies(), extractor.stack(copies())
+    x = torch.randn(3, 5, *SHAPE)
+    for training in (True, False):
+        with torch.no_grad():
+            out = stacked.train(training)(x)
+            for k, model in enumerate(alone):
+                torch.testing.assert_close(out[k], model.train(training)(x[k]), atol=1e-5, rtol=1e-4)
 
 
 @pytest.mark.parametrize("name", encoders.names())
@@ -112,9 +150,6 @@ def test_initial_weights_depend_only_on_the_models_own_seed(name):
         out = stacked(x.expand(3, *x.shape))
         torch.testing.assert_close(out[1], alone(x[None])[0])
         assert not torch.allclose(out[0], out[1])
-    for loop in (m for m in stacked.modules() if isinstance(m, LoopStack)):  # looped parts differ by seed too
-        first, second = (torch.cat([p.flatten() for p in copy.parameters()]) for copy in loop.encoders[:2])
-        assert not torch.allclose(first, second)
 
 
 @pytest.mark.parametrize("name", encoders.names())
