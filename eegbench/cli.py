@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -426,11 +425,13 @@ def check(
     subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects (default: the task's).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE.")] = None,
+    encoder: EncoderOpt = None,
 ) -> None:
     """Validate a submission and run it on the synthetic task on CPU, next to `final`."""
     from eegbench.runner import check_submission
 
-    report = check_submission(submission, task, subjects=_csv(subjects), hyperparameters=_hyperparameters(hp, epochs))
+    report = check_submission(submission, task, subjects=_csv(subjects),
+                              hyperparameters=_hyperparameters(hp, epochs, encoder))
     out(f"Submission {report.submission.id!r} ({report.submission.folder}) on {report.result.task.id}: "
         f"metadata, import and interface OK; ran in {report.seconds:.0f} s.\n")
     out(report.table())

@@ -13,7 +13,6 @@ result files always give byte-identical markdown.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ import yaml
 from tabulate import tabulate
 
 from eegbench._io import atomic_write_text
+from eegbench._plots import finish_axes, save_png, subplots
 from eegbench.results import AnalysisRecord, ResultRecord, ResultStore
 from eegbench.stats import (
     ALPHA,
@@ -253,11 +253,6 @@ def sweep_table(records: Sequence[ResultRecord], backbone: str) -> str | None:
 
 def _plot_depth(records: Sequence[ResultRecord], path: Path) -> bool:
     """Test top-1 against relative depth, one line per (backbone, method); False if nothing to plot."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     series = []
     for backbone, methods in sweep_points(records).items():
         depth_of = {layer["name"]: layer["relative_depth"] for layer in _backbone_layers(records, backbone)}
@@ -269,27 +264,19 @@ def _plot_depth(records: Sequence[ResultRecord], path: Path) -> bool:
                 series.append((f"{method} / {backbone}: final", None, layers["final"]))
     if not any(xs for _, xs, _ in series):
         return False
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = subplots(figsize=(6, 4), dpi=100)
     for label, xs, final in series:
         if xs:
             ax.plot([x for x, _ in xs], [100 * y for _, y in xs], marker="o", label=label)
         else:
             ax.axhline(100 * final, linestyle="--", linewidth=1, label=label, color="grey")
-    ax.set_xlabel("relative depth (l - 1) / (L - 1)")
-    ax.set_ylabel("test top-1 (%)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    finish_axes(ax, "relative depth (l - 1) / (L - 1)")
+    save_png(fig, path)
     return True
 
 
 def _plot_size(rows: Sequence[Row], path: Path) -> bool:
     """Top-1 against backbone parameter count (log scale): final vs validation-selected layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     points: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for row in rows:
         params = row.records[0].backbone.get("params_millions")
@@ -299,28 +286,14 @@ def _plot_size(rows: Sequence[Row], path: Path) -> bool:
             points[f"{row.entry.method}: {kind}"].append((params, row.summary["top1"][0], row.entry.backbone))
     if len({b for series in points.values() for _, _, b in series}) < 2:
         return False
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+    fig, ax = subplots(figsize=(6, 4), dpi=100)
     for label, series in sorted(points.items()):
         series.sort()
         ax.plot([p for p, _, _ in series], [100 * v for _, v, _ in series], marker="o", label=label)
     ax.set_xscale("log")
-    ax.set_xlabel("vision backbone parameters (millions, log scale)")
-    ax.set_ylabel("test top-1 (%)")
-    ax.legend(fontsize=7)
-    ax.grid(alpha=0.3)
-    _save(fig, path)
+    finish_axes(ax, "vision backbone parameters (millions, log scale)")
+    save_png(fig, path)
     return True
-
-
-def _save(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.tight_layout()
-    fig.savefig(tmp, format="png", metadata={"Software": None})
-    plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _page_name(task: str, version: int) -> str:

@@ -111,7 +111,8 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def _hp_tag(overrides: Mapping[str, Any]) -> str:
+def hyperparameter_tag(overrides: Mapping[str, Any]) -> str:
+    """The results-folder tag of a set of hyperparameter overrides: ``default``, or ``hp-`` and their hash."""
     return "default" if not overrides else "hp-" + hash_json(dict(overrides))[:10]
 
 
@@ -196,7 +197,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     nested_training_images(task, dataset, train_fraction, 0)  # validates the fraction before any work
     repetitions = _check_repetitions(test_repetitions, dataset)
     layer_setting = instance.layer_setting(refs)
-    hp_tag = _hp_tag(overrides)
+    hp_tag = hyperparameter_tag(overrides)
     units = plan_units(task, dataset, subjects, seeds)
     store = ResultStore(results_dir)
     keys = {u: UnitKey(task.id, task.version, submission.id, backbone, layer_setting, hp_tag, u.subject, u.seed)

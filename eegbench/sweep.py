@@ -437,7 +437,7 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
     layers are resolved on a backbone built without weights on PyTorch's ``meta`` device.
     """
     from eegbench.protocols import plan_units
-    from eegbench.runner import _hp_tag
+    from eegbench.runner import hyperparameter_tag
     from eegbench.submissions import load_submission
     from eegbench.tasks import load_task
 
@@ -463,7 +463,7 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
                 layer_setting = method.layer_setting(method.feature_layers(model))
                 dataset = cache.dataset(task)
                 units = plan_units(task, dataset, grid.subjects, grid.seeds)
-                keys = [UnitKey(task.id, task.version, submission.id, backbone, layer_setting, _hp_tag(hp),
+                keys = [UnitKey(task.id, task.version, submission.id, backbone, layer_setting, hyperparameter_tag(hp),
                                 unit.subject, unit.seed) for unit in units]
                 keys = [key for key in keys if key not in seen]  # the same unit from another grid
                 if not keys:

@@ -88,3 +88,9 @@ def test_check_refuses_a_broken_submission(tmp_path):
     result = CliRunner().invoke(app, ["check", str(folder)])
     assert result.exit_code == 2
     assert "submission.yaml is invalid" in " ".join(result.output.split())
+
+
+def test_check_takes_the_encoder_option():
+    result = CliRunner().invoke(app, ["check", "final", "--encoder", "tsconf"])
+    assert result.exit_code == 2
+    assert "Unknown encoder 'tsconf'. Did you mean 'tsconv'?" in " ".join(result.output.split())

@@ -30,6 +30,7 @@ import numpy as np
 from tabulate import tabulate
 
 from eegbench._check import InvalidInputError
+from eegbench._plots import finish_axes, save_png, subplots
 from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE, LayerRef, get_features, load_backbone
 from eegbench.data import load_dataset
@@ -122,16 +123,9 @@ class RSAResult:
 
     def plot(self, path: str | Path) -> Path:
         """Time-by-layer heatmap of the similarity, and the peak layer's time course with the ceiling."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from eegbench.leaderboard import _save
-
         times_ms = 1000 * self.times
         similarity = self.similarity
-        fig, (heat, course) = plt.subplots(2, 1, figsize=(7, 6), dpi=100, sharex=True,
+        fig, (heat, course) = subplots(2, 1, figsize=(7, 6), dpi=100, sharex=True,
                                            gridspec_kw={"height_ratios": [3, 2]})
         step = (times_ms[1] - times_ms[0]) / 2 if len(times_ms) > 1 else 1.0
         image = heat.imshow(similarity, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
@@ -146,13 +140,8 @@ class RSAResult:
         for name in dict.fromkeys([self.peak["layer"], self.layers[-1]]):
             course.plot(times_ms, similarity[self.layers.index(name)], label=name)
         course.axhline(0, color="black", linewidth=0.8)
-        course.set_xlabel("time after image onset (ms)")
-        course.set_ylabel("Spearman ρ")
-        course.legend(fontsize=7)
-        course.grid(alpha=0.3)
-        path = Path(path)
-        _save(fig, path)
-        return path
+        finish_axes(course, "time after image onset (ms)", "Spearman ρ")
+        return save_png(fig, path)
 
 
 def rsa(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, layers: Sequence[str] | None = None,
@@ -168,7 +157,8 @@ def rsa(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, layers: Sequence[
     backbone : str
         Registered backbone name.
     layers : sequence of str, optional
-        Layers to compare (names, indices, depths or ``"final"``); default every layer and final.
+        Layers to compare (names, indices, depths, ``"final"``, or the shorthands ``"all"`` and
+        ``"sweep"`` of :meth:`Backbone.resolve_layers`); default ``"all"``: every layer and final.
     subjects : sequence, optional
         Restrict the task's subjects.
     n_permutations : int
@@ -192,8 +182,7 @@ def rsa(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, layers: Sequence[
     task = task if isinstance(task, Task) else load_task(task)
     device_t = resolve_device(device)
     model = load_backbone(backbone, weights=weights, device=str(device_t)).at_size(task.features.image_size)
-    refs: list[LayerRef] = ([model.resolve(i) for i in range(1, model.n_layers + 1)] + [model.resolve("final")]
-                            if layers is None else [model.resolve(layer) for layer in layers])
+    refs: list[LayerRef] = model.resolve_layers(["all"] if layers is None else list(layers))
     dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
                            data_root=data_root)
     pool = task_subjects(task, dataset)

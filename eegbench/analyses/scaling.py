@@ -25,6 +25,7 @@ from tabulate import tabulate
 
 from eegbench._check import InvalidInputError, MissingDataError, UnknownNameError
 from eegbench._io import hash_json
+from eegbench._plots import finish_axes, save_png, subplots
 from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE, get_backbone_spec
 from eegbench.data import load_dataset
@@ -137,15 +138,8 @@ class DataScaling:
 
     def plot(self, path: str | Path) -> Path:
         """Top-1 against training images and against test repetitions (log2 axes), with fits."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from eegbench.leaderboard import _save
-
         chance = self.record.task["chance"]["top1"]
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3.6), dpi=100, sharey=True)
+        fig, axes = subplots(1, 2, figsize=(9, 3.6), dpi=100, sharey=True)
         panels = ((axes[0], self.points, "n_train_images", self.record.results["fit"].get("top1"),
                    "training images per subject"),
                   (axes[1], self.record.results["repetitions"], "n", self.record.results["repetition_fit"].get("top1"),
@@ -170,9 +164,7 @@ class DataScaling:
         axes[0].set_ylabel("test top-1 (%)")
         axes[0].legend(fontsize=7)
         fig.suptitle(self.title(), fontsize=9)
-        path = Path(path)
-        _save(fig, path)
-        return path
+        return save_png(fig, path)
 
 
 def data_scaling(task: str | Task, method: str, backbone: str = DEFAULT_BACKBONE, layer: str | None = None, *,
@@ -321,14 +313,7 @@ class BackboneScaling:
 
     def plot(self, path: str | Path) -> Path:
         """Top-1 against parameters (log axis), one line per (method, layer kind), with fits."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        from eegbench.leaderboard import _save
-
-        fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
+        fig, ax = subplots(figsize=(6, 4), dpi=100)
         for i, series in enumerate(self.series):
             params = np.array([p["params_millions"] for p in series["points"]])
             color = f"C{i % 10}"
@@ -342,13 +327,8 @@ class BackboneScaling:
                 ax.fill_between(grid, 100 * low, 100 * high, color=color, alpha=0.15)
         _accuracy_limits(ax, [p["mean"] for series in self.series for p in series["points"]])
         ax.set_xscale("log")
-        ax.set_xlabel("vision backbone parameters (millions, log scale)")
-        ax.set_ylabel("test top-1 (%)")
-        ax.legend(fontsize=7)
-        ax.grid(alpha=0.3)
-        path = Path(path)
-        _save(fig, path)
-        return path
+        finish_axes(ax, "vision backbone parameters (millions, log scale)")
+        return save_png(fig, path)
 
 
 def records_digest(records: Sequence[ResultRecord]) -> str:
