@@ -23,6 +23,7 @@ from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backb
 from eegbench.data import Dataset, load_dataset
 from eegbench.metrics import retrieve
 from eegbench.protocols import (
+    ResponseCache,
     ResponsePipeline,
     Unit,
     fit_phase,
@@ -288,6 +289,7 @@ class _RunContext:
     keys: dict[Unit, UnitKey]
     worker: Worker
     features: dict[str, FeatureSet] = field(default_factory=dict)
+    responses: ResponseCache = field(default_factory=ResponseCache)  # the seeds of a subject share them
     computed: int = 0
     train_fraction: float = 1.0
     test_repetitions: tuple[int, ...] = ()
@@ -371,8 +373,9 @@ class _RunContext:
         train_features = self.features["train"].arrays
         if self.task.features.normalization == "l2":
             train_features = {k: _l2(v) for k, v in train_features.items()}
+        self.responses.retain(units, self.train_fraction)
         prepared = [training_data(self.task, self.dataset, u, train_features, self.refs, self.device,
-                                  self.train_fraction) for u in units]
+                                  self.train_fraction, cache=self.responses) for u in units]
         start = time.perf_counter()
         with fit_phase():
             aligners = self.method.fit_many([data for data, _ in prepared])

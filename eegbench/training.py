@@ -33,7 +33,7 @@ from eegbench._progress import logger, progress
 from eegbench.backbones.base import LayerRef
 from eegbench.encoders import StackedLinear, count_parameters, encoders
 from eegbench.metrics import retrieve
-from eegbench.submissions import Aligner, TrainingData
+from eegbench.submissions import Aligner, Split, TrainingData
 
 
 class TrainingConfig(BaseModel):
@@ -435,8 +435,14 @@ def fit_alignments(units: Sequence[TrainingData], layers: Sequence[Sequence[Sequ
         (to score on validation).
     """
     problems, owners = [], []
+    combined: dict[tuple[int, int], Split] = {}  # units sharing their responses share the concatenation too
     for u, (unit, targets) in enumerate(zip(units, layers)):
-        part = unit.all() if use_validation and not config.select_epoch else unit.train
+        part = unit.train
+        if use_validation and not config.select_epoch:
+            key = (id(unit.train), id(unit.val))
+            if key not in combined:
+                combined[key] = unit.all()
+            part = combined[key]
         for j, refs in enumerate(targets):
             val = _validation_set(unit, refs) if config.select_epoch else None
             problems.append(ContrastiveProblem(part.responses, [unit.features[r.key] for r in refs],

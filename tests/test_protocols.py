@@ -74,3 +74,13 @@ def test_training_data_holds_no_test_data_and_uses_training_statistics(tiny_data
 def test_normalizer_disabled_is_identity():
     x = np.random.default_rng(0).normal(size=(10, 2, 3)).astype(np.float32)
     np.testing.assert_array_equal(Normalizer.fit(x, enabled=False)(x), x)
+
+
+def test_normalizer_statistics_equal_numpys_bit_for_bit():
+    """The block-wise statistics are exactly numpy's whole-array ones (results stay reproducible)."""
+    rng = np.random.default_rng(3)
+    responses = (rng.standard_normal((301, 7, 130)) * 3e-6 + 1e-6).astype(np.float32)
+    normalizer = Normalizer.fit(responses, enabled=True)
+    np.testing.assert_array_equal(normalizer.mean, responses.mean(0, dtype=np.float64).astype(np.float32))
+    np.testing.assert_array_equal(normalizer.std, responses.std(0, dtype=np.float64).astype(np.float32))
+    np.testing.assert_array_equal(normalizer(responses), ((responses - normalizer.mean) / normalizer.std))

@@ -7,6 +7,7 @@ import pytest
 
 from eegbench._check import InvalidInputError
 from eegbench.data.base import Dataset, SubjectData
+from eegbench import protocols
 from eegbench.protocols import in_fit_phase
 from eegbench.results import ResultStore
 from eegbench.runner import run
@@ -125,6 +126,19 @@ def test_inter_subject_training_never_sees_the_held_out_subject(access_log, tmp_
     touched = {tag for tag, _ in access_log}
     assert ("sub-01", "train") not in touched and ("sub-02", "test") not in touched
     assert ("sub-01", "test") in touched and ("sub-02", "train") in touched
+
+
+def test_the_seeds_of_a_subject_share_one_preprocessing(monkeypatch, tmp_path):
+    """Units training on the same responses are preprocessed once, and score exactly as run alone."""
+    prepared = []
+    original = protocols.prepare_responses
+    monkeypatch.setattr(protocols, "prepare_responses", lambda *args: prepared.append(args[2]) or original(*args))
+    options = {"subjects": [1], "hyperparameters": {"epochs": 2}}
+    together = run(tiny_task(), "final", results_dir=tmp_path / "together", seeds=[0, 1, 2], batch_units=3, **options)
+    assert [unit.seed for unit in prepared] == [0]
+    alone = run(tiny_task(), "final", results_dir=tmp_path / "alone", seeds=[1], **options)
+    assert together.records[1].seed == alone.records[0].seed == 1
+    assert together.records[1].per_trial == alone.records[0].per_trial
 
 
 def test_a_cheating_method_cannot_use_positions(tmp_path):
