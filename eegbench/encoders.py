@@ -429,10 +429,10 @@ class StackedAttention(nn.Module):
 
     def forward(self, tokens: torch.Tensor, n_tokens: int, members: Members = None) -> torch.Tensor:
         k, rows, d = tokens.shape
-        qkv = self.in_proj(tokens, members).view(k, rows // n_tokens, n_tokens, 3, self.n_heads, d // self.n_heads)
-        query, key, value = qkv.permute(3, 0, 1, 4, 2, 5)  # each (K, batch, heads, tokens, d / heads)
-        attended = F.scaled_dot_product_attention(query, key, value)
-        return self.out_proj(attended.transpose(2, 3).reshape(k, rows, d), members)
+        qkv = self.in_proj(tokens, members).view(k * rows // n_tokens, n_tokens, 3, self.n_heads, d // self.n_heads)
+        query, key, value = qkv.permute(2, 0, 3, 1, 4)  # each (K * batch, heads, tokens, d / heads)
+        attended = F.scaled_dot_product_attention(query, key, value)  # 4-d, as the fused GPU kernels want
+        return self.out_proj(attended.transpose(1, 2).reshape(k, rows, d), members)
 
 
 class StackedChannelTransformer(nn.Module):
