@@ -257,9 +257,15 @@ def prepare_responses(task: Task, dataset: Dataset, unit: Unit, train_fraction: 
     normalizer = Normalizer.fit(responses, task.normalization == "zscore")
     responses = normalizer(responses)
     is_val = validation_mask(task, dataset)[image_index]
-    return PreparedResponses(train=Split(responses[~is_val], image_index[~is_val], subject_labels[~is_val]),
-                             val=Split(responses[is_val], image_index[is_val], subject_labels[is_val]),
-                             normalizer=normalizer, info=pipeline.info)
+    train, val = (Split(*(_read_only(a[rows]) for a in (responses, image_index, subject_labels)))
+                  for rows in (~is_val, is_val))
+    return PreparedResponses(train=train, val=val, normalizer=normalizer, info=pipeline.info)
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """Units (and their methods) share these arrays: an in-place change by one would reach the others."""
+    array.flags.writeable = False
+    return array
 
 
 def training_data(task: Task, dataset: Dataset, unit: Unit, features: dict[str, np.ndarray],

@@ -39,7 +39,8 @@ from eegbench.data.base import RecordingInfo
 
 @dataclass(frozen=True)
 class Split:
-    """Responses of one part of the training data.
+    """Responses of one part of the training data. The arrays are read-only: the units of a run
+    share them (copy before changing anything in place).
 
     Attributes
     ----------

@@ -19,7 +19,8 @@ import copy
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,8 +145,9 @@ class TrainedModel:
         model = self.stack.model.eval()
         out = []
         for start in range(0, len(responses), batch_size):
-            x = torch.as_tensor(np.asarray(responses[start:start + batch_size], dtype=np.float32),
-                                device=self.stack.device)
+            with _read_only_arrays_ok():  # only read
+                x = torch.as_tensor(np.asarray(responses[start:start + batch_size], dtype=np.float32),
+                                    device=self.stack.device)
             out.append(model.embed_brain(x[None], [self.index])[0].float().cpu())
         return torch.cat(out).numpy()
 
@@ -243,6 +245,15 @@ class AlignmentStack(nn.Module):
         return (rows + cols) / 2
 
 
+@contextlib.contextmanager
+def _read_only_arrays_ok() -> Iterator[None]:
+    """Silences PyTorch's warning on tensors made from read-only arrays (the shared training
+    responses), where the tensor is only read."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        yield
+
+
 def _unique(arrays: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[int]]:
     """Distinct arrays (by identity) and, per input, the index of its distinct array."""
     seen: dict[int, int] = {}
@@ -259,7 +270,8 @@ def _resident(arrays: Sequence[np.ndarray], device: torch.device, width: int | N
               dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """Distinct arrays stacked on the device (zero-padded to ``width``) and each input's row in it."""
     distinct, index = _unique(arrays)
-    tensors = [torch.as_tensor(np.asarray(a), dtype=dtype) for a in distinct]
+    with _read_only_arrays_ok():  # stacked into a new tensor below, so never written through
+        tensors = [torch.as_tensor(np.asarray(a), dtype=dtype) for a in distinct]
     if width is not None:
         tensors = [F.pad(t, (0, width - t.shape[1])) for t in tensors]
     return torch.stack(tensors).to(device), torch.tensor(index, device=device)[:, None]

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from eegbench._check import InvalidInputError
-from eegbench.protocols import Normalizer, ResponsePipeline, plan_units, training_data, validation_mask
+from eegbench.protocols import (Normalizer, ResponseCache, ResponsePipeline, plan_units, training_data,
+                                validation_mask)
 from helpers import tiny_task
 
 
@@ -69,6 +70,17 @@ def test_training_data_holds_no_test_data_and_uses_training_statistics(tiny_data
     raw = ResponsePipeline(task, tiny_dataset.info).train(tiny_dataset.load_subject(2).train)[0]
     np.testing.assert_allclose(normalizer.mean, raw.mean(0), rtol=1e-4, atol=1e-12)
     assert not hasattr(data, "test")
+
+
+def test_the_seeds_of_a_subject_share_read_only_responses(tiny_dataset):
+    task = tiny_task()
+    cache = ResponseCache()
+    features = {"final": np.zeros((400, 4), np.float32)}
+    first, second = (training_data(task, tiny_dataset, unit, features, [], torch.device("cpu"), cache=cache)[0]
+                     for unit in plan_units(task, tiny_dataset, subjects=[1], seeds=[0, 1]))
+    assert (first.seed, second.seed) == (0, 1) and first.train.responses is second.train.responses
+    with pytest.raises(ValueError, match="read-only"):
+        first.train.responses[0] = 0.0  # a method changing them in place would change its neighbours' data
 
 
 def test_normalizer_disabled_is_identity():
