@@ -234,6 +234,16 @@ def list_submissions() -> list[str]:
     return sorted(_submission_folders())
 
 
+def registered_code_hash(submission_id: str) -> str | None:
+    """The code hash of the registered submission ``submission_id`` (``None`` if none is registered).
+
+    Results are keyed by id *and* code: a record whose ``method.code_sha256`` differs from this
+    was computed by other code than the registered submission's.
+    """
+    folder = _submission_folders().get(submission_id)
+    return code_hash(folder) if folder is not None else None
+
+
 def read_meta(folder: Path) -> SubmissionMeta:
     """Parse and validate ``folder/submission.yaml``."""
     path = folder / "submission.yaml"
