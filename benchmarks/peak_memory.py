@@ -18,7 +18,7 @@ import torch
 from eegbench.backbones import load_backbone
 from eegbench.data import load_dataset
 from eegbench.protocols import plan_units, training_data
-from eegbench.submissions import load_submission
+from eegbench.submissions import import_method, load_submission
 from eegbench.tasks import load_task
 
 
@@ -47,7 +47,10 @@ def main(options: dict, hyperparameters: dict) -> dict:
     features = {ref.key: rng.standard_normal((len(dataset.train_images), 1280), dtype=np.float32)}
     unit = plan_units(task, dataset, seeds=[0])[0]
     data, _ = training_data(task, dataset, unit, features, [ref], torch.device("cpu"))
-    method = load_submission("final").make(task.training, hyperparameters)
+    final = import_method(load_submission("final"))  # measured in this process, as a worker runs it
+    fields = final.Hyperparameters.model_fields
+    method = final(final.Hyperparameters.model_validate(
+        {k: v for k, v in task.training.items() if k in fields} | hyperparameters))
     method.fit_many([data])
     return {"peak_rss_mb": peak_rss_mb(),
             "seconds": round(time.perf_counter() - start, 2),

@@ -38,5 +38,9 @@ def task_dirs() -> list[Path]:
 
 
 def submission_dirs() -> list[Path]:
-    """Folders searched for submissions: ``$EEGBENCH_SUBMISSIONS_PATH``, then shipped ones."""
-    return _search_path("EEGBENCH_SUBMISSIONS_PATH", "submissions")
+    """Folders searched for submissions: the shipped ones, then ``$EEGBENCH_SUBMISSIONS_PATH``.
+
+    Shipped first, so that no extra folder can shadow a reference method's id.
+    """
+    shipped, *extra = reversed(_search_path("EEGBENCH_SUBMISSIONS_PATH", "submissions"))
+    return [shipped, *reversed(extra)]

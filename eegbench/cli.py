@@ -100,6 +100,12 @@ def run(
     weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
     batch_units: Annotated[int | None, typer.Option(
         help="Units fitted together (default: 1 on CPU, memory-bounded on GPU); results are identical.")] = None,
+    isolation: Annotated[str, typer.Option(
+        help="process: the method runs in worker processes that see training data only; sandbox: also no "
+             "network and no files but its own (Linux, needs bubblewrap). See CONTRIBUTING.md.")] = "process",
+    timeout: Annotated[float | None, typer.Option(
+        help="Seconds one unit may take to fit before the method is stopped and the unit recorded as failed "
+             "(default: the task's limits.unit_seconds, 6 h).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.")] = False,
 ) -> None:
     """Run a method on a task: features, training, harness-owned retrieval, one result file per unit."""
@@ -107,7 +113,8 @@ def run(
 
     result = run_api(task, method, backbone, layer, subjects=_csv(subjects), seeds=_csv(seeds, int),
                      hyperparameters=_hyperparameters(hp, epochs, encoder), device=device, results_dir=results_dir,
-                     overwrite=overwrite, data_root=data_root, weights=weights, batch_units=batch_units)
+                     overwrite=overwrite, data_root=data_root, weights=weights, batch_units=batch_units,
+                     isolation=isolation, timeout=timeout)
     summary = result.summary()
     if as_json:
         out(json.dumps(summary, indent=2))
@@ -426,14 +433,16 @@ def check(
     epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE.")] = None,
     encoder: EncoderOpt = None,
+    isolation: Annotated[str, typer.Option(
+        help="strongest (sandbox where bubblewrap works, else process), process or sandbox.")] = "strongest",
 ) -> None:
     """Validate a submission and run it on the synthetic task on CPU, next to `final`."""
     from eegbench.runner import check_submission
 
     report = check_submission(submission, task, subjects=_csv(subjects),
-                              hyperparameters=_hyperparameters(hp, epochs, encoder))
+                              hyperparameters=_hyperparameters(hp, epochs, encoder), isolation=isolation)
     out(f"Submission {report.submission.id!r} ({report.submission.folder}) on {report.result.task.id}: "
-        f"metadata, import and interface OK; ran in {report.seconds:.0f} s.\n")
+        f"metadata, import and interface OK; ran in {report.seconds:.0f} s with isolation {report.isolation!r}.\n")
     out(report.table())
     for warning in report.warnings:
         console.print(f"[yellow]Warning:[/yellow] {warning}", markup=True, highlight=False)

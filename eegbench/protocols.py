@@ -12,9 +12,8 @@ validation split is a seeded, concept-disjoint subset of the training concepts.
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,24 +175,6 @@ def _column_mean_std(flat: np.ndarray, block: int = 512) -> tuple[np.ndarray, np
         mean[start:start + block] = columns.mean(0, dtype=np.float64)
         std[start:start + block] = columns.std(0, dtype=np.float64)
     return mean, std
-
-
-_FIT_PHASE = False
-
-
-@contextlib.contextmanager
-def fit_phase() -> Iterator[None]:
-    """Marks the time a submission is fitting: test data must not be read (see tests)."""
-    global _FIT_PHASE
-    _FIT_PHASE = True
-    try:
-        yield
-    finally:
-        _FIT_PHASE = False
-
-
-def in_fit_phase() -> bool:
-    return _FIT_PHASE
 
 
 @dataclass

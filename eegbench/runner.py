@@ -14,24 +14,23 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel
 
 from eegbench._check import InvalidInputError, check_option
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features, load_backbone
 from eegbench.data import Dataset, load_dataset
-from eegbench.metrics import retrieve
+from eegbench.isolation import FittedAligner, MethodPlan, SubmissionSession, resolve_isolation
 from eegbench.protocols import (
     ResponseCache,
     ResponsePipeline,
     Unit,
-    fit_phase,
     nested_training_images,
     plan_units,
     test_responses,
     training_data,
 )
+from eegbench.scoring import HiddenScorer, metric_scores
 from eegbench.results import (
     ResultRecord,
     ResultStore,
@@ -43,7 +42,7 @@ from eegbench.results import (
     now,
 )
 from eegbench.stats import mean_sd, seed_averaged
-from eegbench.submissions import Aligner, Method, Submission, load_submission
+from eegbench.submissions import Submission, load_submission
 from eegbench.tasks import Task, load_task
 
 DEFAULT_TASK = "synthetic-intra"
@@ -124,7 +123,8 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         data_root: str | Path | None = None, weights: str | Path | None = None,
         batch_units: int | None = None, on_error: str = "raise", max_attempts: int | None = None,
         wait: bool = True, worker: Worker | None = None,
-        train_fraction: float = 1.0, test_repetitions: Sequence[int] | None = None) -> RunResult:
+        train_fraction: float = 1.0, test_repetitions: Sequence[int] | None = None,
+        isolation: str = "process", timeout: float | None = None) -> RunResult:
     """Run a method on a task and write one result file per (subject, seed) unit.
 
     Parameters
@@ -175,6 +175,13 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     test_repetitions : sequence of int, optional
         Also score each fitted model on test responses averaged over the first ``n`` repetitions,
         for each ``n``; the scores go to ``report["test_repetitions"]`` of each record.
+    isolation : {"process", "sandbox"}
+        How the method's code is kept apart from the harness (see :mod:`eegbench.isolation`):
+        ``process`` runs it in worker processes that see training data only; ``sandbox`` also
+        takes away their network and every file they do not need (Linux with bubblewrap).
+    timeout : float, optional
+        Seconds one unit may take to fit (and one embedding call to run) before the method is
+        stopped and the unit recorded as failed. Default: the task's ``limits.unit_seconds``.
     """
     started = time.perf_counter()
     overwrite = check_overwrite(overwrite)
@@ -185,53 +192,53 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         raise InvalidInputError(f"Method {submission.id!r} does not support task {task.id!r} "
                                 f"(it supports {submission.meta.tasks}).")
     overrides = dict(hyperparameters or {})
-    instance = submission.make(task.training, overrides, layer)
     device_t = resolve_device(device)
-
-    model = load_backbone(backbone, weights=weights, device=str(device_t)).at_size(task.features.image_size)
-    refs = instance.feature_layers(model)
-    if not refs:
-        raise InvalidInputError(f"Method {submission.id!r} requested no backbone layers.")
-    dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
-                           data_root=data_root)
-    task.check_chance(len(dataset.test_images))
-    nested_training_images(task, dataset, train_fraction, 0)  # validates the fraction before any work
-    repetitions = _check_repetitions(test_repetitions, dataset)
-    layer_setting = instance.layer_setting(refs)
-    hp_tag = hyperparameter_tag(overrides)
-    units = plan_units(task, dataset, subjects, seeds)
     store = ResultStore(results_dir)
-    keys = {u: UnitKey(task.id, task.version, submission.id, backbone, layer_setting, hp_tag, u.subject, u.seed)
-            for u in units}
-    existing = [u for u in units if store.exists(keys[u])]
-    if overwrite == "never" and existing:
-        raise InvalidInputError(
-            f"{len(existing)} requested units already have result files (e.g. {store.path(keys[existing[0]])}); "
-            "use --overwrite missing to keep them or --overwrite always to recompute them."
-        )
-    todo = units if overwrite == "always" else [u for u in units if u not in existing]
-    exhausted = []
-    if max_attempts is not None:
-        exhausted = [u for u in todo if (failure := store.failure(keys[u])) and failure.attempts >= max_attempts]
-        todo = [u for u in todo if u not in exhausted]
-    logger.info("Task %s v%d | method %s | backbone %s | layer %s | %d units (%d to compute)",
-                task.id, task.version, submission.id, backbone, layer_setting, len(units), len(todo))
+    with SubmissionSession(submission, isolation=isolation, device=str(device_t),
+                           timeout=timeout if timeout is not None else task.limits.unit_seconds) as session:
+        layout = load_backbone(backbone, pretrained=False, device="meta").layout()
+        plan = session.describe(task.training, overrides, layer, layout)  # before any heavy work
+        model = load_backbone(backbone, weights=weights, device=str(device_t)).at_size(task.features.image_size)
+        dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
+                               data_root=data_root)
+        task.check_chance(len(dataset.test_images))
+        nested_training_images(task, dataset, train_fraction, 0)  # validates the fraction before any work
+        repetitions = _check_repetitions(test_repetitions, dataset)
+        hp_tag = hyperparameter_tag(overrides)
+        units = plan_units(task, dataset, subjects, seeds)
+        keys = {u: UnitKey(task.id, task.version, submission.id, backbone, plan.layer_setting, hp_tag, u.subject,
+                           u.seed) for u in units}
+        existing = [u for u in units if store.exists(keys[u])]
+        if overwrite == "never" and existing:
+            raise InvalidInputError(
+                f"{len(existing)} requested units already have result files (e.g. {store.path(keys[existing[0]])}); "
+                "use --overwrite missing to keep them or --overwrite always to recompute them."
+            )
+        todo = units if overwrite == "always" else [u for u in units if u not in existing]
+        exhausted = []
+        if max_attempts is not None:
+            exhausted = [u for u in todo if (failure := store.failure(keys[u])) and failure.attempts >= max_attempts]
+            todo = [u for u in todo if u not in exhausted]
+        logger.info("Task %s v%d | method %s | backbone %s | layer %s | %d units (%d to compute) | isolation %s",
+                    task.id, task.version, submission.id, backbone, plan.layer_setting, len(units), len(todo),
+                    session.isolation)
 
-    context = _RunContext(task, dataset, submission, instance, model, refs, layer_setting, hp_tag, device_t, store,
-                          keys, worker or Worker.here(), train_fraction=train_fraction,
-                          test_repetitions=repetitions)
-    failed, busy = [], []
-    if todo:
-        with UnitClaims(store, context.worker) as claims:
-            failed, busy = context.compute(todo, claims, batch_units, recompute=overwrite == "always",
-                                           on_error=on_error)
-            while busy and wait:
-                holders = {c.worker.describe() for u in busy if (c := store.holder(keys[u])) and c.worker}
-                logger.info("Waiting for %d units computed by %s.", len(busy), ", ".join(sorted(holders)) or
-                            "another process")
-                time.sleep(min(store.heartbeat_seconds, _WAIT_POLL_SECONDS))
-                more_failed, busy = context.compute(busy, claims, batch_units, recompute=False, on_error=on_error)
-                failed += more_failed
+        context = _RunContext(task, dataset, submission, session, plan, layer, model, hp_tag, device_t, store,
+                              keys, worker or Worker.here(), train_fraction=train_fraction,
+                              test_repetitions=repetitions, overrides=overrides)
+        failed, busy = [], []
+        if todo:
+            with UnitClaims(store, context.worker) as claims:
+                failed, busy = context.compute(todo, claims, batch_units, recompute=overwrite == "always",
+                                               on_error=on_error)
+                while busy and wait:
+                    holders = {c.worker.describe() for u in busy if (c := store.holder(keys[u])) and c.worker}
+                    logger.info("Waiting for %d units computed by %s.", len(busy), ", ".join(sorted(holders)) or
+                                "another process")
+                    time.sleep(min(store.heartbeat_seconds, _WAIT_POLL_SECONDS))
+                    more_failed, busy = context.compute(busy, claims, batch_units, recompute=False,
+                                                        on_error=on_error)
+                    failed += more_failed
     records = [store.read(store.path(keys[u])) for u in units if store.exists(keys[u])]
     stale = [store.path(keys[u]) for u in existing if u not in todo
              and store.read(store.path(keys[u])).config_hash != context.config_hash()]
@@ -242,7 +249,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         logger.warning("%d units were skipped: they failed %d times already (see %s).", len(exhausted),
                        max_attempts, store.failure_path(keys[exhausted[0]]))
     logger.info("Done in %.1f s.", time.perf_counter() - started)
-    return RunResult(task, submission.id, backbone, layer_setting, hp_tag, instance.hp.model_dump(mode="json"),
+    return RunResult(task, submission.id, backbone, plan.layer_setting, hp_tag, plan.hyperparameters,
                      records, context.computed, len(records) - context.computed, Path(results_dir), stale,
                      [keys[u] for u in [*exhausted, *failed]], [keys[u] for u in busy])
 
@@ -279,10 +286,10 @@ class _RunContext:
     task: Task
     dataset: Dataset
     submission: Submission
-    method: Method
+    session: SubmissionSession
+    plan: MethodPlan
+    layer_request: str | None
     backbone: Any
-    refs: list[LayerRef]
-    layer_setting: str
     hp_tag: str
     device: torch.device
     store: ResultStore
@@ -293,6 +300,11 @@ class _RunContext:
     computed: int = 0
     train_fraction: float = 1.0
     test_repetitions: tuple[int, ...] = ()
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def refs(self) -> list[LayerRef]:
+        return self.plan.layers
 
     @property
     def layout(self):
@@ -303,7 +315,7 @@ class _RunContext:
         """Everything besides subject and seed that determines a unit's numbers."""
         config = {
             "task": self.task.content_hash, "dataset": self.dataset.fingerprint,
-            "code": self.submission.code_sha256, "hp": self.method.hp.model_dump(mode="json"),
+            "code": self.submission.code_sha256, "hp": self.plan.hyperparameters,
             "backbone": self.backbone.identity(), "layers": [r.key for r in self.refs],
         }
         # analysis options enter only when used, so ordinary runs keep their hashes
@@ -377,12 +389,9 @@ class _RunContext:
         prepared = [training_data(self.task, self.dataset, u, train_features, self.refs, self.device,
                                   self.train_fraction, cache=self.responses) for u in units]
         start = time.perf_counter()
-        with fit_phase():
-            aligners = self.method.fit_many([data for data, _ in prepared])
+        aligners = self.session.fit(self.task.training, self.overrides, self.layer_request,
+                                    [data for data, _ in prepared])
         fit_seconds = time.perf_counter() - start
-        if len(aligners) != len(units):
-            raise InvalidInputError(f"Method {self.submission.id!r} returned {len(aligners)} aligners for "
-                                    f"{len(units)} units.")
         with progress("Evaluating", total=len(units)) as advance:
             for unit, (data, normalizer), aligner in zip(units, prepared, aligners):
                 eval_start = time.perf_counter()
@@ -394,23 +403,30 @@ class _RunContext:
                 self.computed += 1
                 written.append(unit)
                 advance(1)
+        self.session.discard(aligners)
 
-    def _evaluate(self, unit: Unit, aligner: Aligner, normalizer) -> ResultRecord:
-        responses = test_responses(self.task, self.dataset, unit, normalizer)
+    def _gallery(self) -> dict[str, np.ndarray]:
         gallery = self.features["test"].arrays
         if self.task.features.normalization == "l2":
             gallery = {k: _l2(v) for k, v in gallery.items()}
-        result = self._score(aligner, responses, gallery, unit.seed)
-        scores = self._scores(result)
-        report = aligner.report()
-        alternatives = aligner.alternatives()
-        if alternatives:
-            report["alternatives"] = {name: self._scores(self._score(alt, responses, gallery, unit.seed))
-                                      for name, alt in sorted(alternatives.items())}
+        return gallery
+
+    def _evaluate(self, unit: Unit, aligner: FittedAligner, normalizer) -> ResultRecord:
+        responses = test_responses(self.task, self.dataset, unit, normalizer)
+        gallery = self._gallery()
+        scorer = HiddenScorer(self.session)
+        result, images = scorer.score(aligner, None, responses, gallery)
+        scores = metric_scores(result, self.task.metrics)
+        report = dict(aligner.report)
+        if aligner.alternatives:
+            report["alternatives"] = {
+                name: metric_scores(scorer.score(aligner, name, responses, gallery)[0], self.task.metrics)
+                for name in aligner.alternatives}
         if self.test_repetitions:
             report["test_repetitions"] = {
-                str(n): self._scores(self._score(aligner, test_responses(self.task, self.dataset, unit, normalizer, n),
-                                                 gallery, unit.seed))
+                str(n): metric_scores(scorer.score(aligner, None, test_responses(self.task, self.dataset, unit,
+                                                                                  normalizer, n),
+                                                   gallery, images)[0], self.task.metrics)
                 for n in self.test_repetitions}
         task_info = {"id": self.task.id, "version": self.task.version, "hash": self.task.content_hash,
                      "protocol": self.task.protocol, "metrics": list(self.task.metrics), "chance": self.task.chance,
@@ -427,9 +443,9 @@ class _RunContext:
                      "sfreq": self.layout.sfreq, "n_times": self.layout.n_times},
             method={"id": self.submission.id, "version": self.submission.meta.version,
                     "code_sha256": self.submission.code_sha256, "hp_tag": self.hp_tag,
-                    "hyperparameters": self.method.hp.model_dump(mode="json"), "config_hash": self.config_hash()},
-            backbone={"name": self.backbone.name, "layer_setting": self.layer_setting,
-                      "layer_request": self.method.layer,
+                    "hyperparameters": self.plan.hyperparameters, "config_hash": self.config_hash()},
+            backbone={"name": self.backbone.name, "layer_setting": self.plan.layer_setting,
+                      "layer_request": self.layer_request,
                       "identity": self.backbone.identity(), "layers": [r.to_dict() for r in self.refs],
                       "n_layers": self.backbone.n_layers,
                       "params_millions": get_backbone_spec(self.backbone.name).params_millions,
@@ -437,47 +453,12 @@ class _RunContext:
             subject=unit.subject, train_subjects=list(unit.train_subjects), seed=unit.seed,
             report=report, scores=scores, n_test_trials=len(responses), n_gallery=result.n_gallery,
             per_trial={"n_better": result.n_better.tolist(), "n_tied": result.n_tied.tolist()},
-            timing={}, environment=environment(self.device),
+            timing={}, environment=environment(self.device) | {"isolation": self.session.isolation},
         )
-
-
-    def _score(self, aligner: Aligner, responses: np.ndarray, gallery: Mapping[str, np.ndarray], seed: int):
-        brain, images = embed_shuffled(aligner, responses, gallery, seed=seed, method=self.submission.id)
-        return retrieve(brain, images)
-
-    def _scores(self, result) -> dict[str, float]:
-        scores = {m: round(result.top_k(int(m[3:])), 6) for m in self.task.metrics}
-        scores["mean_rank"] = round(result.mean_rank, 4)
-        return scores
 
 
 def _l2(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-
-
-def embed_shuffled(aligner: Aligner, responses: np.ndarray, gallery: Mapping[str, np.ndarray], *, seed: int,
-                   method: str) -> tuple[np.ndarray, np.ndarray]:
-    """Embed test responses and gallery features, each in its own random order.
-
-    The method never sees which response goes with which image: the two orders are independent,
-    and the harness restores the true order only after embedding.
-    """
-    rng = np.random.default_rng([seed, 0xE7A1])
-    n = len(responses)
-    brain_order, image_order = rng.permutation(n), rng.permutation(len(next(iter(gallery.values()))))
-    brain_out = np.asarray(aligner.embed_brain(responses[brain_order]))
-    image_out = np.asarray(aligner.embed_images({k: v[image_order] for k, v in gallery.items()}))
-    for name, out, expected in (("embed_brain", brain_out, n), ("embed_images", image_out, len(image_order))):
-        if out.ndim != 2 or out.shape[0] != expected or not np.isfinite(out).all():
-            raise InvalidInputError(f"Method {method!r}: {name} must return a finite ({expected}, dim) array, "
-                                    f"got shape {out.shape}.")
-    if brain_out.shape[1] != image_out.shape[1]:
-        raise InvalidInputError(f"Method {method!r}: brain and image embeddings differ in width "
-                                f"({brain_out.shape[1]} vs {image_out.shape[1]}).")
-    brain, images = np.empty_like(brain_out), np.empty_like(image_out)
-    brain[brain_order] = brain_out
-    images[image_order] = image_out
-    return brain, images
 
 
 @dataclass
@@ -489,6 +470,7 @@ class CheckReport:
     reference: RunResult | None
     seconds: float
     warnings: list[str]
+    isolation: str = "process"
 
     def table(self) -> str:
         from tabulate import tabulate
@@ -509,32 +491,25 @@ class CheckReport:
 def check_submission(submission: str | Path, task: str | Task = DEFAULT_TASK, *,
                      subjects: Sequence[str | int] | None = None,
                      hyperparameters: Mapping[str, Any] | None = None,
-                     results_dir: str | Path | None = None) -> CheckReport:
+                     results_dir: str | Path | None = None, isolation: str = "strongest") -> CheckReport:
     """Validate a submission folder and run it on a synthetic task on CPU, beside ``final``.
 
-    Checks the metadata, imports the method, checks its interface (hyperparameter model, requested
-    layers, returned aligners), runs it with fresh results, runs (or reuses) the ``final`` reference
-    on the same units, and returns both. Raises a clear error at the first problem.
+    Checks the metadata, then (in the method's worker, never in this process) its interface,
+    hyperparameters and requested layers, runs it with fresh results at the strongest isolation
+    level available here, runs (or reuses) the ``final`` reference on the same units, and returns
+    both. Raises a clear error at the first problem, including any failure of the method's code.
     """
     from eegbench._paths import cache_home
 
     start = time.perf_counter()
     loaded = load_submission(submission)
-    cls = loaded.method_class
-    problems = []
-    if not (isinstance(cls.Hyperparameters, type) and issubclass(cls.Hyperparameters, BaseModel)):
-        problems.append("Hyperparameters must be a pydantic BaseModel subclass")
-    for name in ("feature_layers", "fit"):
-        if getattr(getattr(cls, name, None), "__isabstractmethod__", False):
-            problems.append(f"{cls.__name__} does not implement {name}()")
-    if problems:
-        raise InvalidInputError(f"Submission {loaded.id!r} ({loaded.folder}): " + "; ".join(problems) + ".")
     task = task if isinstance(task, Task) else load_task(task)
     if task.dataset.name != "synthetic":
         raise InvalidInputError("eegbench check runs on a synthetic task (it needs no download); "
                                 f"{task.id!r} uses {task.dataset.name!r}.")
     root = Path(results_dir) if results_dir else cache_home() / "check-results"
-    common = {"subjects": subjects, "device": "cpu", "hyperparameters": hyperparameters}
+    common = {"subjects": subjects, "device": "cpu", "hyperparameters": hyperparameters,
+              "isolation": resolve_isolation(isolation)}
     result = run(task, str(loaded.folder), results_dir=root / "submission", overwrite="always", **common)
     reference = None if loaded.id == "final" else run(task, "final", results_dir=root / "reference", **common)
     warnings = []
@@ -544,4 +519,4 @@ def check_submission(submission: str | Path, task: str | Task = DEFAULT_TASK, *,
     seconds = time.perf_counter() - start
     if seconds > 120:
         warnings.append(f"the check took {seconds:.0f} s; CI expects under 2 minutes on 2 CPU cores.")
-    return CheckReport(loaded, result, reference, seconds, warnings)
+    return CheckReport(loaded, result, reference, seconds, warnings, common["isolation"])

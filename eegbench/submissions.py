@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
 from eegbench._io import hash_json, sha256_file
 from eegbench._paths import submission_dirs
-from eegbench.backbones.base import Backbone, LayerRef
+from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.data.base import RecordingInfo
 
 
@@ -150,8 +150,12 @@ class Method(ABC):
         self.layer = layer
 
     @abstractmethod
-    def feature_layers(self, backbone: Backbone) -> list[LayerRef]:
-        """The layers whose image features the method needs (resolved with ``backbone.resolve``)."""
+    def feature_layers(self, backbone: BackboneLayers) -> list[LayerRef]:
+        """The layers whose image features the method needs (resolved with ``backbone.resolve``).
+
+        ``backbone`` holds the layer list only (no weights): ``backbone.layers``,
+        ``backbone.resolve(request)`` and ``backbone.resolve_layers(requests)``.
+        """
 
     @abstractmethod
     def fit(self, data: TrainingData) -> Aligner:
@@ -184,13 +188,16 @@ class SubmissionMeta(BaseModel):
     entrypoint: str = Field(pattern=r"^[A-Za-z_][\w]*:[A-Za-z_]\w*$")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Submission:
-    """A discovered submission: metadata, folder, code hash and the loaded method class."""
+    """A discovered submission as the harness knows it: metadata, folder and code hash.
+
+    The harness never imports a submission's code: the method class is imported only inside the
+    worker processes of :mod:`eegbench.isolation` (see :func:`import_method`).
+    """
 
     meta: SubmissionMeta
     folder: Path
-    method_class: type[Method]
     code_sha256: str
 
     @property
@@ -200,25 +207,12 @@ class Submission:
     def supports(self, task_id: str) -> bool:
         return any(fnmatch.fnmatch(task_id, pattern) for pattern in self.meta.tasks)
 
-    def make(self, task_training: Mapping[str, Any], overrides: Mapping[str, Any] | None = None,
-             layer: str | None = None) -> Method:
-        """Instantiate the method with hyperparameters: defaults < task file < ``overrides``."""
-        cls = self.method_class
-        fields = cls.Hyperparameters.model_fields
-        unknown = sorted(set(overrides or {}) - set(fields))
-        if unknown:
-            raise InvalidInputError(
-                f"Method {self.id!r} has no hyperparameter {', '.join(map(repr, unknown))}. "
-                f"Its hyperparameters: {', '.join(fields) or '(none)'}."
-            )
-        if layer is not None and not cls.accepts_layer:
-            raise InvalidInputError(f"Method {self.id!r} chooses its own layers and takes no --layer.")
-        values = {k: v for k, v in task_training.items() if k in fields} | dict(overrides or {})
-        try:
-            hp = cls.Hyperparameters.model_validate(values)
-        except ValidationError as err:
-            raise InvalidInputError(describe_validation_error(err, f"Hyperparameters of {self.id!r}")) from None
-        return cls(hp, layer)
+    def to_dict(self) -> dict[str, Any]:
+        return {"meta": self.meta.model_dump(mode="json"), "folder": str(self.folder), "code_sha256": self.code_sha256}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Submission:
+        return cls(SubmissionMeta.model_validate(data["meta"]), Path(data["folder"]), str(data["code_sha256"]))
 
 
 def _submission_folders() -> dict[str, Path]:
@@ -269,21 +263,42 @@ def code_hash(folder: Path) -> str:
 
 
 def load_submission(id_or_folder: str | Path) -> Submission:
-    """Load a submission by id, or from a folder path; import its method class."""
+    """Find a submission by id, or from a folder path, and read its metadata (its code is not run).
+
+    A folder whose id is a registered submission's (see :func:`list_submissions`) must hold the
+    same code: results are filed by id, so another folder's code may not write them.
+    """
     text = str(id_or_folder)
     folder = Path(text) if ("/" in text or Path(text).is_dir()) else None
+    registered = _submission_folders()
     if folder is None:
-        folders = _submission_folders()
-        if text not in folders:
-            raise unknown_name("method", text, folders, "Add one as submissions/<id>/ (see CONTRIBUTING.md).")
-        folder = folders[text]
+        if text not in registered:
+            raise unknown_name("method", text, registered, "Add one as submissions/<id>/ (see CONTRIBUTING.md).")
+        folder = registered[text]
     folder = folder.resolve()
     meta = read_meta(folder)
-    module_name, class_name = meta.entrypoint.split(":")
-    module_file = folder / f"{module_name}.py"
+    module_file = folder / f"{meta.entrypoint.split(':')[0]}.py"
     if not module_file.is_file():
         raise InvalidInputError(f"Entrypoint {meta.entrypoint!r}: {module_file} does not exist.")
-    qualified = f"eegbench_submissions.{meta.id.replace('-', '_')}.{module_name}"
+    submission = Submission(meta, folder, code_hash(folder))
+    owner = registered.get(meta.id)
+    if owner is not None and owner.resolve() != folder and code_hash(owner) != submission.code_sha256:
+        raise InvalidInputError(
+            f"{folder} declares id {meta.id!r}, which is the registered submission in {owner} with other code; "
+            "results are filed by id, so choose a new id (folder name and submission.yaml) for your method.")
+    return submission
+
+
+def import_method(submission: Submission) -> type[Method]:
+    """Import a submission's method class **in this process**.
+
+    Only worker processes (:mod:`eegbench._worker`) and tests call this: the harness itself never
+    runs submission code.
+    """
+    module_name, class_name = submission.meta.entrypoint.split(":")
+    module_file = submission.folder / f"{module_name}.py"
+    # a flat module name: pickle re-imports a fitted aligner's class by it in the embedding workers
+    qualified = f"eegbench_submission__{submission.id.replace('-', '_')}__{module_name}"
     spec = importlib.util.spec_from_file_location(qualified, module_file)
     module = importlib.util.module_from_spec(spec)
     sys.modules[qualified] = module
@@ -294,8 +309,9 @@ def load_submission(id_or_folder: str | Path) -> Submission:
         raise InvalidInputError(f"Importing {module_file} failed: {type(err).__name__}: {err}") from err
     method_class = getattr(module, class_name, None)
     if not (isinstance(method_class, type) and issubclass(method_class, Method)):
-        raise InvalidInputError(f"Entrypoint {meta.entrypoint!r} must name a subclass of eegbench.Method.")
-    return Submission(meta, folder, method_class, code_hash(folder))
+        raise InvalidInputError(f"Entrypoint {submission.meta.entrypoint!r} must name a subclass of "
+                                "eegbench.submissions.Method.")
+    return method_class
 
 
 def score_on_validation(aligner: Aligner, data: TrainingData, metric: str | None = None) -> float:

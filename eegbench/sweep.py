@@ -253,6 +253,7 @@ class SweepJob:
         """Features of every layer the job's configurations need, in one pass, into the cache."""
         from eegbench.backbones import get_features, load_backbone
         from eegbench.data import load_dataset
+        from eegbench.isolation import MethodPlanner
         from eegbench.runner import resolve_device
         from eegbench.submissions import load_submission
         from eegbench.tasks import load_task
@@ -263,11 +264,12 @@ class SweepJob:
             model = load_backbone(first.backbone, device=str(resolve_device(self.device)))
             model = model.at_size(task.features.image_size)
             refs = {}
-            for item in self.items:
-                config = item.config
-                method = load_submission(config.method).make(load_task(config.task).training,
-                                                             config.hyperparameters, config.layer)
-                refs.update({ref.key: ref for ref in method.feature_layers(model)})
+            with MethodPlanner() as planner:
+                for item in self.items:
+                    config = item.config
+                    plan = planner.describe(load_submission(config.method), load_task(config.task).training,
+                                            config.hyperparameters, config.layer, model.layout())
+                    refs.update({ref.key: ref for ref in plan.layers})
             dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
                                    data_root=self.data_root)
             for images in (dataset.train_images, dataset.test_images):
@@ -436,6 +438,7 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
     ``retry_failed``) are left out of the jobs. Nothing is trained and no weights are loaded:
     layers are resolved on a backbone built without weights on PyTorch's ``meta`` device.
     """
+    from eegbench.isolation import MethodPlanner
     from eegbench.protocols import plan_units
     from eegbench.runner import hyperparameter_tag
     from eegbench.submissions import load_submission
@@ -445,7 +448,8 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
     cache = _PlanningCache(spec.data_root)
     configs: dict[UnitKey, PlannedConfig] = {}
     seen: set[UnitKey] = set()
-    with progress("Planning", total=sum(_grid_size(grid) for grid in spec.grids)) as advance:
+    with progress("Planning", total=sum(_grid_size(grid) for grid in spec.grids)) as advance, \
+            MethodPlanner() as planner:
         for number, grid in enumerate(spec.grids, 1):
             for task_name, method_name, backbone, layer, hp in itertools.product(
                     grid.tasks, grid.methods, grid.backbones, grid.layers, _hp_product(grid.hp)):
@@ -456,11 +460,9 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
                     raise InvalidInputError(
                         f"Grid {number}: method {submission.id!r} does not support task {task.id!r} (it supports "
                         f"{submission.meta.tasks}); put them in separate grids.")
-                if not submission.method_class.accepts_layer:
-                    layer = None  # swept layers apply to methods that take one
-                method = submission.make(task.training, hp, layer)
-                model = cache.layout_backbone(backbone).at_size(task.features.image_size)
-                layer_setting = method.layer_setting(method.feature_layers(model))
+                plan = planner.describe(submission, task.training, hp, layer, cache.layout_backbone(backbone).layout())
+                layer = layer if plan.accepts_layer else None  # swept layers apply to methods that take one
+                layer_setting = plan.layer_setting
                 dataset = cache.dataset(task)
                 units = plan_units(task, dataset, grid.subjects, grid.seeds)
                 keys = [UnitKey(task.id, task.version, submission.id, backbone, layer_setting, hyperparameter_tag(hp),

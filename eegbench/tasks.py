@@ -55,6 +55,15 @@ class FeatureOptions(BaseModel):
     normalization: Literal["l2", "none"] = "l2"
 
 
+class Limits(BaseModel):
+    """Execution limits of a task's runs. They never change a score, so they are not part of
+    :attr:`Task.content_hash` (nor of task dumps)."""
+
+    model_config = _STRICT
+    unit_seconds: float = Field(6 * 3600.0, gt=0, description="Time one unit may take to fit (and one "
+                                "embedding call to run) before the method is stopped and the unit recorded as failed.")
+
+
 METRICS = ("top1", "top5")
 
 
@@ -81,6 +90,7 @@ class Task(BaseModel):
     seeds: list[int] = Field(min_length=1)
     training: dict = Field(default_factory=dict)
     superseded_by: str | None = None
+    limits: Limits = Field(default_factory=Limits, exclude=True)
 
     @field_validator("time_window")
     @classmethod

@@ -156,8 +156,9 @@ class TrainedModel:
         """Image features (one ``(n, dim)`` array per aligned layer) -> ``(n, proj_dim)`` embeddings."""
         model = self.stack.model.eval()
         layers = (features,) if isinstance(features, np.ndarray) else tuple(features)
-        ys = [F.pad(torch.as_tensor(np.asarray(y, dtype=np.float32), device=self.stack.device),
-                    (0, width - y.shape[1]))[None] for y, width in zip(layers, model.image_widths)]
+        with _read_only_arrays_ok():  # only read (padded into a new tensor)
+            ys = [F.pad(torch.as_tensor(np.asarray(y, dtype=np.float32), device=self.stack.device),
+                        (0, width - y.shape[1]))[None] for y, width in zip(layers, model.image_widths)]
         return model.embed_images(ys, [self.index])[0].float().cpu().numpy()
 
     @property

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from eegbench.cli import app
 from eegbench.runner import check_submission, run
-from eegbench.submissions import list_submissions, load_submission
+from eegbench.submissions import import_method, list_submissions, load_submission
 from helpers import tiny_task
 
 
@@ -49,9 +49,9 @@ def test_ridge_is_deterministic(runs, tmp_path):
     for first, second in zip(runs["ridge"].records, again.records):
         assert first.scores == second.scores and first.per_trial == second.per_trial
     report = runs["ridge"].records[0].report
-    assert report["alpha"] in load_submission("ridge").method_class.Hyperparameters().alphas
+    assert report["alpha"] in import_method(load_submission("ridge")).Hyperparameters().alphas
     assert {point["alpha"] for point in report["validation_curve"]} == set(
-        load_submission("ridge").method_class.Hyperparameters().alphas)
+        import_method(load_submission("ridge")).Hyperparameters().alphas)
 
 
 def test_ridge_auto_selects_a_layer_on_validation(tmp_path):
@@ -74,8 +74,9 @@ def test_epoch_selection_uses_validation_and_reports_the_last_epoch(tmp_path):
 def test_check_every_submission(name, tmp_path):
     """What CI runs for each folder in submissions/ (here on the tiny task to stay fast)."""
     submission = load_submission(name)
-    fast = {"epochs": 3} if "epochs" in submission.method_class.Hyperparameters.model_fields else None
-    report = check_submission(submission.folder, tiny_task(), hyperparameters=fast, results_dir=tmp_path)
+    fast = {"epochs": 3} if "epochs" in import_method(submission).Hyperparameters.model_fields else None
+    report = check_submission(submission.folder, tiny_task(), hyperparameters=fast, results_dir=tmp_path,
+                              isolation="process")  # the sandbox has its own tests (test_integrity)
     assert report.result.records and report.result.computed == len(report.result.records)
     assert (report.reference is None) == (name == "final")
     assert "chance" in report.table()

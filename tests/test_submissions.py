@@ -18,18 +18,28 @@ def test_unknown_method_suggests():
         load_submission("shalow")
 
 
+def describe(name, training=None, overrides=None, layer=None):
+    """What the method's worker answers for a configuration (its code never runs in this process)."""
+    from eegbench.backbones import load_backbone
+    from eegbench.isolation import SubmissionSession
+
+    layout = load_backbone("efficientnet_lite0", pretrained=False, device="meta").layout()
+    with SubmissionSession(load_submission(name), timeout=120) as session:
+        return session.describe(training or {}, overrides or {}, layer, layout)
+
+
 def test_hyperparameters_merge_task_then_overrides():
-    shallow = load_submission("shallow")
-    method = shallow.make({"epochs": 20, "lr": 1e-3, "not_mine": 1}, {"epochs": 3}, layer="blocks.3")
-    assert (method.hp.epochs, method.hp.lr, method.hp.batch_size) == (3, 1e-3, 1024)
-    assert method.layer == "blocks.3"
+    plan = describe("shallow", {"epochs": 20, "lr": 1e-3, "not_mine": 1}, {"epochs": 3}, layer="blocks.3")
+    assert (plan.hyperparameters["epochs"], plan.hyperparameters["lr"], plan.hyperparameters["batch_size"]) == \
+        (3, 1e-3, 1024)
+    assert [ref.name for ref in plan.layers] == ["blocks.3"] and plan.layer_setting == "blocks.3"
     with pytest.raises(InvalidInputError, match=r"Method 'shallow' has no hyperparameter 'epochz'\. Its "
                                                 r"hyperparameters: epochs, batch_size"):
-        shallow.make({}, {"epochz": 3})
+        describe("shallow", overrides={"epochz": 3})
     with pytest.raises(InvalidInputError, match=r"epochs: Input should be greater than or equal to 1"):
-        shallow.make({}, {"epochs": 0})
+        describe("shallow", overrides={"epochs": 0})
     with pytest.raises(InvalidInputError, match="Method 'final' chooses its own layers and takes no --layer"):
-        load_submission("final").make({}, {}, layer="3")
+        describe("final", layer="3")
 
 
 def _copy_final(tmp_path, name="mine"):
@@ -54,14 +64,35 @@ def test_a_folder_can_be_loaded_by_path_and_changes_its_code_hash(tmp_path):
     (lambda f: (f / "submission.yaml").write_text((f / "submission.yaml").read_text().replace("id: mine", "id: other")),
      "declares id 'other'; it must match the folder name 'mine'"),
     (lambda f: (f / "submission.yaml").write_text((f / "submission.yaml").read_text().replace(
-        "method:FinalAlignment", "method:Nope")), "must name a subclass of eegbench.Method"),
-    (lambda f: (f / "method.py").write_text("raise RuntimeError('boom')\n"), "RuntimeError: boom"),
+        "method:FinalAlignment", "nomodule:FinalAlignment")), "nomodule.py does not exist"),
     (lambda f: (f / "submission.yaml").unlink(), "has no submission.yaml"),
 ])
 def test_broken_submissions_get_clear_errors(tmp_path, edit, message):
     folder = _copy_final(tmp_path)
     edit(folder)
     with pytest.raises(InvalidInputError, match=message):
+        load_submission(folder)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda f: (f / "submission.yaml").write_text((f / "submission.yaml").read_text().replace(
+        "method:FinalAlignment", "method:Nope")), "must name a subclass of eegbench.submissions.Method"),
+    (lambda f: (f / "method.py").write_text("raise RuntimeError('boom')\n"), "RuntimeError: boom"),
+])
+def test_broken_code_is_reported_by_its_worker(tmp_path, edit, message):
+    """Loading reads metadata only; the code is imported in the method's worker, which reports errors."""
+    folder = _copy_final(tmp_path)
+    edit(folder)
+    with pytest.raises(InvalidInputError, match=message):
+        describe(str(load_submission(folder).folder))
+
+
+def test_a_folder_may_not_shadow_a_registered_id_with_other_code(tmp_path):
+    folder = tmp_path / "final"
+    shutil.copytree(load_submission("final").folder, folder)
+    assert load_submission(folder).id == "final"  # the same code: the same method
+    (folder / "method.py").write_text((folder / "method.py").read_text() + "\n# changed\n")
+    with pytest.raises(InvalidInputError, match="registered submission .* with other code"):
         load_submission(folder)
 
 

@@ -233,7 +233,72 @@ def state_dict_digest(model: nn.Module) -> str:
     return digest.hexdigest()
 
 
-class Backbone:
+class LayerAddressing:
+    """Layer addressing shared by a loaded :class:`Backbone` and its weightless :class:`BackboneLayers`.
+
+    Needs ``name``, ``layers`` and ``has_class_token`` attributes.
+    """
+
+    name: str
+    layers: tuple[LayerInfo, ...]
+    has_class_token: bool
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layers)
+
+    def resolve(self, request: str | int | float, pooling: str | None = None) -> LayerRef:
+        """Resolve a layer request against this backbone (see :func:`resolve_layer`)."""
+        if pooling == "cls" and not self.has_class_token:
+            raise InvalidInputError(f"Backbone {self.name!r} has no class token; use pooling 'mean'.")
+        return resolve_layer(request, self.layers, backbone=self.name, pooling=pooling)
+
+    def resolve_layers(self, requests: Sequence[str | int | float], pooling: str | None = None) -> list[LayerRef]:
+        """Resolve several requests, with two shorthands for layer sweeps.
+
+        ``"all"`` is every layer and the final embedding; ``"sweep"`` is about ten evenly spaced
+        layers (:func:`even_layers`, as the Shallow Alignment paper probes) and the final embedding.
+        ``pooling`` applies to the intermediate layers; the final embedding is never pooled.
+        Duplicates are dropped, keeping the first occurrence.
+        """
+        shorthands = {"all": [*range(1, self.n_layers + 1), FINAL], "sweep": [*even_layers(self.layers), FINAL]}
+        expanded: list[str | int | float] = []
+        for request in requests:
+            expanded += shorthands.get(request, [request]) if isinstance(request, str) else [request]
+        refs = []
+        for request in expanded:
+            ref = self.resolve(request)
+            refs.append(ref if ref.is_final or pooling is None else self.resolve(request, pooling))
+        return list({ref.key: ref for ref in refs}.values())
+
+    def layout(self) -> BackboneLayers:
+        """The layers alone, without the model: what a submission sees to choose its layers."""
+        return BackboneLayers(self.name, tuple(self.layers), self.has_class_token)
+
+
+@dataclass(frozen=True)
+class BackboneLayers(LayerAddressing):
+    """A backbone's addressable layers without its model or weights.
+
+    This is the ``backbone`` a submission's :meth:`~eegbench.submissions.Method.feature_layers`
+    receives: it resolves layer requests exactly as the loaded :class:`Backbone` does.
+    """
+
+    name: str
+    layers: tuple[LayerInfo, ...]
+    has_class_token: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "layers": [asdict(layer) for layer in self.layers],
+                "has_class_token": self.has_class_token}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> BackboneLayers:
+        return cls(str(data["name"]), tuple(LayerInfo(**layer) for layer in data["layers"]),
+                   bool(data["has_class_token"]))
+
+
+class Backbone(LayerAddressing):
     """A loaded vision model with addressable layers.
 
     Subclasses implement :meth:`_forward_final` (the final embedding) and may override
@@ -295,10 +360,6 @@ class Backbone:
         return resized
 
     @property
-    def n_layers(self) -> int:
-        return len(self.layers)
-
-    @property
     def n_params(self) -> int:
         """Number of parameters of the model (the vision tower for CLIP models)."""
         return sum(p.numel() for p in self.model.parameters())
@@ -306,30 +367,6 @@ class Backbone:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
-
-    def resolve(self, request: str | int | float, pooling: str | None = None) -> LayerRef:
-        """Resolve a layer request against this backbone (see :func:`resolve_layer`)."""
-        if pooling == "cls" and not self.has_class_token:
-            raise InvalidInputError(f"Backbone {self.name!r} has no class token; use pooling 'mean'.")
-        return resolve_layer(request, self.layers, backbone=self.name, pooling=pooling)
-
-    def resolve_layers(self, requests: Sequence[str | int | float], pooling: str | None = None) -> list[LayerRef]:
-        """Resolve several requests, with two shorthands for layer sweeps.
-
-        ``"all"`` is every layer and the final embedding; ``"sweep"`` is about ten evenly spaced
-        layers (:func:`even_layers`, as the Shallow Alignment paper probes) and the final embedding.
-        ``pooling`` applies to the intermediate layers; the final embedding is never pooled.
-        Duplicates are dropped, keeping the first occurrence.
-        """
-        shorthands = {"all": [*range(1, self.n_layers + 1), FINAL], "sweep": [*even_layers(self.layers), FINAL]}
-        expanded: list[str | int | float] = []
-        for request in requests:
-            expanded += shorthands.get(request, [request]) if isinstance(request, str) else [request]
-        refs = []
-        for request in expanded:
-            ref = self.resolve(request)
-            refs.append(ref if ref.is_final or pooling is None else self.resolve(request, pooling))
-        return list({ref.key: ref for ref in refs}.values())
 
     def identity(self) -> dict[str, Any]:
         """What determines this backbone's numbers: name, class, weights and preprocessing."""

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eegbench._check import InvalidInputError, UnknownNameError, suggest
+from eegbench._guard import refuse_in_submission_worker
 from eegbench.registry import Registry
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ def load_backbone(name: str, *, weights: str | Path | None = None, pretrained: b
         Torch device. ``"meta"`` builds the structure only (shapes, parameter counts, FLOPs),
         in a fraction of a second even for billion-parameter models; it takes no weights.
     """
+    refuse_in_submission_worker("load backbones")
     spec = get_backbone_spec(name)
     device = str(device)
     if device == "meta" and (pretrained or weights):

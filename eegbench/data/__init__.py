@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eegbench._check import InvalidInputError
+from eegbench._guard import refuse_in_submission_worker
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo, SubjectData
 from eegbench.data.canonical import CanonicalWriter, open_canonical
 from eegbench.data.synthetic import POSTERIOR_17, SyntheticConfig, synthetic_dataset
@@ -49,6 +50,7 @@ def _load_things_meg(options: dict, variant: str | None, data_root: Path | None)
 def load_dataset(name: str, *, options: dict | None = None, variant: str | None = None,
                  data_root: str | Path | None = None) -> Dataset:
     """Load dataset ``name`` (``"synthetic"``, ``"things-eeg2"``...) in canonical form."""
+    refuse_in_submission_worker("load datasets")
     loader = dataset_loaders.get(name)
     return loader(dict(options or {}), variant, Path(data_root).expanduser() if data_root else None)
 

@@ -1,0 +1,131 @@
+"""The harness's scoring: embedding in secret orders, the inductive check, retrieval and metrics.
+
+A fitted aligner lives in worker processes (:mod:`eegbench.isolation`). The harness hands the
+brain worker the test responses and the images worker the gallery, each in its own order drawn
+from the operating system's randomness (:mod:`secrets`): nothing a method sees determines it.
+Only the harness, in its own process, restores the true order, computes similarities and ranks.
+
+Embeddings must be **inductive**: a row's embedding may depend only on that row. The harness
+embeds the rows again in a fresh worker, split into random parts, and refuses a method whose
+embeddings change (transductive inference belongs to its own track).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from eegbench.isolation import FittedAligner, SubmissionSession, TransductiveMethodError
+from eegbench.metrics import RetrievalResult, retrieve
+from eegbench._check import InvalidInputError
+
+#: largest accepted distance between the unit-normalised embeddings of a row embedded in two
+#: different batches (retrieval compares directions; float32 batched arithmetic differs by ~1e-6)
+INDUCTIVE_TOLERANCE = 1e-3
+
+Rows = np.ndarray | Mapping[str, np.ndarray]
+
+
+def secret_permutation(n: int) -> np.ndarray:
+    """A permutation of ``range(n)`` from the operating system's randomness, never from a seed."""
+    return np.random.default_rng(secrets.randbits(128)).permutation(n)
+
+
+def _take(rows: Rows, index: np.ndarray) -> Rows:
+    if isinstance(rows, Mapping):
+        return {key: np.ascontiguousarray(array[index]) for key, array in rows.items()}
+    return np.ascontiguousarray(rows[index])
+
+
+def _count(rows: Rows) -> int:
+    return len(next(iter(rows.values()))) if isinstance(rows, Mapping) else len(rows)
+
+
+def _checked(embedded: np.ndarray, n: int, method: str, side: str) -> np.ndarray:
+    if embedded.ndim != 2 or embedded.shape[0] != n or not np.isfinite(embedded).all():
+        raise InvalidInputError(f"Method {method!r}: embed_{side} must return a finite ({n}, dim) array, "
+                                f"got shape {embedded.shape}.")
+    return embedded
+
+
+@dataclass
+class HiddenScorer:
+    """Scores fitted aligners of one session on test responses and a gallery it keeps to itself.
+
+    Parameters
+    ----------
+    session : SubmissionSession
+        The workers of the submission.
+    check_inductive : bool
+        Embed every set of rows a second time, in random parts in a fresh worker, and refuse
+        transductive methods.
+    """
+
+    session: SubmissionSession
+    check_inductive: bool = True
+
+    @property
+    def method(self) -> str:
+        return self.session.submission.id
+
+    def embed(self, side: str, aligner: FittedAligner, variant: str | None, rows: Rows) -> np.ndarray:
+        """Embeddings of ``rows`` in their true order, computed in a secret order."""
+        n = _count(rows)
+        order = secret_permutation(n)
+        (embedded,) = self.session.embed(side, aligner, variant, [_take(rows, order)])
+        embedded = _checked(embedded, n, self.method, side)
+        restored = np.empty_like(embedded)
+        restored[order] = embedded
+        if self.check_inductive and variant is None:
+            self._check_inductive(side, aligner, rows, restored)
+        return restored
+
+    def _check_inductive(self, side: str, aligner: FittedAligner, rows: Rows, full: np.ndarray) -> None:
+        """Embed the rows again in two random parts, in another worker, and compare directions."""
+        n = _count(rows)
+        if n < 2:
+            return
+        order = secret_permutation(n)
+        cut = 1 + secrets.randbelow(n - 1)
+        parts = [order[:cut], order[cut:]]
+        outputs = self.session.embed(f"{side}-check", aligner, None, [_take(rows, part) for part in parts])
+        again = np.empty_like(full)
+        for part, embedded in zip(parts, outputs):
+            embedded = _checked(embedded, len(part), self.method, side)
+            if embedded.shape[1] != full.shape[1]:
+                raise TransductiveMethodError(self._refusal(side, "their width changes with the batch"))
+            again[part] = embedded
+        distance = np.linalg.norm(_directions(full) - _directions(again), axis=1).max()
+        if distance > INDUCTIVE_TOLERANCE:
+            raise TransductiveMethodError(self._refusal(
+                side, f"a row's embedding moved by {distance:.3g} (tolerance {INDUCTIVE_TOLERANCE:g}) when embedded "
+                      "with other rows"))
+
+    def _refusal(self, side: str, why: str) -> str:
+        return (f"Method {self.method!r} is transductive: embed_{side} must embed each row on its own, but {why}. "
+                "The main board scores inductive methods only; transductive inference belongs to its own track.")
+
+    def score(self, aligner: FittedAligner, variant: str | None, responses: np.ndarray,
+              gallery: Mapping[str, np.ndarray], images: np.ndarray | None = None) -> tuple[RetrievalResult, np.ndarray]:
+        """Retrieval of the gallery from the responses (the gallery embedding can be passed in to reuse it)."""
+        if images is None:
+            images = self.embed("images", aligner, variant, gallery)
+        brain = self.embed("brain", aligner, variant, responses)
+        if brain.shape[1] != images.shape[1]:
+            raise InvalidInputError(f"Method {self.method!r}: brain and image embeddings differ in width "
+                                    f"({brain.shape[1]} vs {images.shape[1]}).")
+        return retrieve(brain, images), images
+
+
+def _directions(embedded: np.ndarray) -> np.ndarray:
+    return embedded / np.maximum(np.linalg.norm(embedded, axis=1, keepdims=True), 1e-12)
+
+
+def metric_scores(result: RetrievalResult, metrics: Sequence[str]) -> dict[str, float]:
+    """The task's metrics (``top1``, ``top5``...) and the mean rank of one retrieval."""
+    scores = {m: round(result.top_k(int(m[3:])), 6) for m in metrics}
+    scores["mean_rank"] = round(result.mean_rank, 4)
+    return scores
