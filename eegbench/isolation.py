@@ -33,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -57,6 +58,11 @@ from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.submissions import Split, Submission, TrainingData
 
 ISOLATION_LEVELS = ("process", "sandbox")
+#: what a method's layer setting (part of result paths) and its alternatives' names may look like
+LAYER_SETTING = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: largest ``report()`` of one aligner (it is stored in every result record)
+MAX_REPORT_BYTES = 1_000_000
 #: how long a worker may take to start and import the submission
 _START_TIMEOUT = 300.0
 _ENVIRONMENT_PASSED = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
@@ -436,6 +442,10 @@ class SubmissionSession:
             refs = [LayerRef(**ref) for ref in reply["layers"]]
             plan = MethodPlan(dict(reply["hyperparameters"]), refs, str(reply["layer_setting"]),
                               bool(reply["accepts_layer"]))
+        if not LAYER_SETTING.fullmatch(plan.layer_setting):
+            raise InvalidInputError(f"Method {self.submission.id!r}: layer_setting() returned "
+                                    f"{plan.layer_setting[:80]!r}; it must match {LAYER_SETTING.pattern} (it names "
+                                    "a results folder).")
         for ref in refs:  # the worker's answer is checked against the harness's own resolution
             expected = layout.resolve(ref.name, None if ref.default_pooling or ref.is_final else ref.pooling)
             if expected != ref:
@@ -469,6 +479,12 @@ class SubmissionSession:
         with self._malformed("fitting"):
             aligners = [FittedAligner(state, i, dict(a["report"]), tuple(map(str, a["alternatives"])))
                         for i, a in enumerate(reply["aligners"])]
+        for aligner in aligners:
+            if len(json.dumps(aligner.report)) > MAX_REPORT_BYTES or not all(
+                    NAME.fullmatch(name) for name in aligner.alternatives):
+                raise InvalidInputError(f"Method {self.submission.id!r}: report() must stay under "
+                                        f"{MAX_REPORT_BYTES // 1000} kB and alternatives() names must match "
+                                        f"{NAME.pattern}.")
         if len(aligners) != len(units) or not state.is_file():
             raise SubmissionError(f"Method {self.submission.id!r}: the fit worker did not return one aligner per unit.")
         return aligners

@@ -198,6 +198,7 @@ class AlignmentStack(nn.Module):
     def __init__(self, config: TrainingConfig, n_models: int, n_channels: int, n_times: int,
                  target_dims: Sequence[Sequence[int]], seeds: Sequence[int], device: torch.device) -> None:
         super().__init__()
+        self._arguments = (config, n_models, n_channels, n_times, [list(dims) for dims in target_dims], list(seeds))
         init_gens = [torch.Generator().manual_seed(s) for s in seeds]
         dropout_gens = [torch.Generator(device=device).manual_seed(s + 1) for s in seeds]
         spec = encoders.get(config.encoder)
@@ -219,6 +220,13 @@ class AlignmentStack(nn.Module):
         self.hidden_dim = config.hidden_dim
         self.normalize_brain = config.normalize_brain
         self.normalize_image = config.normalize_image
+
+    def __reduce__(self):
+        """Pickled as its constructor's arguments and its state dict: fitted models travel from the fit
+        worker to the embedding workers this way (parametrized encoders cannot be pickled whole)."""
+        device = str(next(self.parameters()).device)
+        state = {name: value.detach().cpu() for name, value in self.state_dict().items()}
+        return _rebuild_stack, (self._arguments, state, device)
 
     def embed_brain(self, x: torch.Tensor, members=None) -> torch.Tensor:
         z = self.brain_proj(self.encoder(x, members), members)
@@ -244,6 +252,15 @@ class AlignmentStack(nn.Module):
         rows = F.cross_entropy(logits.reshape(k * b, b), labels, reduction="none").view(k, b).mean(1)
         cols = F.cross_entropy(logits.transpose(1, 2).reshape(k * b, b), labels, reduction="none").view(k, b).mean(1)
         return (rows + cols) / 2
+
+
+def _rebuild_stack(arguments: tuple, state: dict[str, torch.Tensor], device: str) -> AlignmentStack:
+    """Unpickle an :class:`AlignmentStack` (see its ``__reduce__``), on its device where there is one."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        device = "cpu"
+    model = AlignmentStack(*arguments, torch.device("cpu"))
+    model.load_state_dict(state)
+    return model.to(device).eval()
 
 
 @contextlib.contextmanager
