@@ -92,26 +92,34 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
 
 
 @contextlib.contextmanager
-def atomic_directory(final: str | Path) -> Iterator[Path]:
+def atomic_directory(final: str | Path, *, replace: bool = False) -> Iterator[Path]:
     """Yield a temporary folder beside ``final`` that is renamed to ``final`` on success.
 
     A crash leaves no half-built ``final`` behind (the temporary folder is removed), so a cache
     entry either exists completely or not at all. If another process finished ``final`` first,
-    its copy wins and ours is discarded.
+    its copy wins and ours is discarded. With ``replace=True`` (rebuilding a damaged entry), an
+    existing ``final`` is moved aside and deleted once ours is in place instead.
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp"))
+    aside: Path | None = None
     try:
         yield tmp
+        if replace and final.exists():
+            # A folder cannot be renamed over a non-empty one: move the old one aside first, so
+            # that ``final`` is missing only between two renames and is never seen half-deleted.
+            aside = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.", suffix=".old"))
+            os.replace(final, aside / final.name)
         try:
             os.replace(tmp, final)
         except OSError:
             if not final.is_dir():
                 raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (tmp, aside):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
 
 
 class FileDigests:

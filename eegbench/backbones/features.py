@@ -4,8 +4,9 @@ A cache entry is keyed by a hash of everything that can change the numbers: the 
 weights tag and file hash, preprocessing), the image set (relative file names and the sha256 of
 every file), the layer and its pooling, the compute precision, the stored dtype and the feature
 format version. A changed input therefore never hits a stale entry. Entries are float16 ``.npy``
-arrays with a JSON sidecar (which also records the layer's module and output shape), written
-atomically.
+arrays with a JSON sidecar (which also records the layer's module and output shape and the
+array's sha256), written atomically. An entry whose bytes no longer match that sha256, or whose
+sidecar is unreadable, is re-extracted, so the recorded cache key always names the served values.
 
 On CUDA, images are decoded by PIL in background worker processes that prefetch batches into
 pinned memory, the forward pass runs under bf16 autocast (fp16 where bf16 is unsupported), CNNs
@@ -118,45 +119,103 @@ class FeatureCache:
 
     def sidecar(self, backbone: Backbone, key: str) -> dict[str, Any]:
         """The JSON sidecar of entry ``key`` (call after :meth:`load` succeeded)."""
-        return json.loads(self._paths(backbone, key)[1].read_text())
+        meta_path = self._paths(backbone, key)[1]
+        meta = _read_sidecar(meta_path)
+        if meta is None:
+            raise MissingDataError(f"Feature cache sidecar {meta_path} is missing or unreadable.")
+        return meta
 
-    def load(self, backbone: Backbone, key: str, n_images: int) -> np.ndarray | None:
-        """The cached array for ``key``, or None when absent or unreadable (then it is rebuilt)."""
+    def load(self, backbone: Backbone, key: str, n_images: int) -> tuple[np.ndarray, dict[str, Any]] | None:
+        """The cached array for ``key`` and its sidecar, or None when absent or damaged (then it is rebuilt).
+
+        An entry is damaged when its sidecar is unreadable, when the array's sha256 differs from
+        the one its sidecar recorded (digests are memoised by size and modification time, so an
+        unchanged file is hashed once), or when the array does not parse or has the wrong shape.
+        Damage is reported as one warning.
+        """
         array_path, meta_path = self._paths(backbone, key)
         if not (array_path.is_file() and meta_path.is_file()):
             return None
         try:
-            array = np.load(array_path, allow_pickle=False)
-        except (OSError, ValueError) as err:
-            logger.warning("Feature cache entry %s is unreadable (%s); re-extracting.", array_path, err)
+            return _read_entry(array_path, meta_path, n_images)
+        except _DamagedEntry as damage:
+            logger.warning("Feature cache entry %s %s; re-extracting.", array_path, damage)
             return None
-        if array.ndim != 2 or array.shape[0] != n_images or array.dtype != np.dtype(STORED_DTYPE):
-            logger.warning("Feature cache entry %s has shape %s; re-extracting.", array_path, array.shape)
-            return None
-        return array
 
     def save(self, backbone: Backbone, key: str, array: np.ndarray, sidecar: dict) -> None:
+        """Store ``array`` (as float16) with ``sidecar``, which also records the file's sha256."""
         array_path, meta_path = self._paths(backbone, key)
         atomic_save_npy(array_path, array.astype(STORED_DTYPE))
-        atomic_write_json(meta_path, {**sidecar, "key": key, "shape": list(array.shape), "dtype": STORED_DTYPE})
+        digests = FileDigests()  # also remembers the digest, so the next load only stats the file
+        digest = digests.digest(array_path)
+        digests.save()
+        atomic_write_json(meta_path, {**sidecar, "key": key, "shape": list(array.shape), "dtype": STORED_DTYPE,
+                                      "sha256": digest})
 
     def entries(self) -> list[dict]:
         """Sidecars of every cached entry, each with its size in ``bytes`` and whether it is ``current``.
 
         Entries written by an older feature format are never read again (their keys differ);
-        they are listed so that their space can be reclaimed.
+        they are listed so that their space can be reclaimed. Unreadable sidecars are skipped
+        with a warning (their entries are re-extracted when next needed).
         """
         out = []
         for meta_path in sorted(self.root.glob("*/*.json")):
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (OSError, json.JSONDecodeError):
+            meta = _read_sidecar(meta_path)
+            if meta is None:
+                logger.warning("Feature cache sidecar %s is unreadable; skipped.", meta_path)
                 continue
             array_path = meta_path.with_suffix(".npy")
             meta["bytes"] = array_path.stat().st_size if array_path.exists() else 0
             meta["current"] = meta.get("format") == FEATURE_FORMAT_VERSION
             out.append(meta)
         return out
+
+
+#: What a sidecar of any format holds, and what one of the current format holds (``features ls``
+#: shows these fields). Current entries also record the array's ``sha256``, checked on load (entries
+#: written before it was recorded are re-extracted once).
+_SIDECAR_FIELDS = {"key": str, "format": int, "backbone": dict}
+_CURRENT_FIELDS = {**_SIDECAR_FIELDS, "layer": dict, "images": str, "n_images": int, "precision": str,
+                   "created": str}
+
+
+class _DamagedEntry(Exception):
+    """A feature cache entry that must not be served; the message says why."""
+
+
+def _read_sidecar(path: Path) -> dict[str, Any] | None:
+    """The sidecar at ``path``, or None when it is not a JSON object with the fields of a sidecar."""
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):  # ValueError: bad JSON or bytes that are not UTF-8
+        return None
+    if not isinstance(meta, dict):
+        return None
+    fields = _CURRENT_FIELDS if meta.get("format") == FEATURE_FORMAT_VERSION else _SIDECAR_FIELDS
+    return meta if all(isinstance(meta.get(f), t) for f, t in fields.items()) else None
+
+
+def _read_entry(array_path: Path, meta_path: Path, n_images: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """A cache entry's array and sidecar, the array checked against the sidecar's sha256 and ``n_images``."""
+    meta = _read_sidecar(meta_path)
+    if meta is None:
+        raise _DamagedEntry(f"has an unreadable sidecar ({meta_path.name})")
+    if not isinstance(meta.get("sha256"), str):
+        raise _DamagedEntry("has no sha256 in its sidecar (written before eegbench recorded one)")
+    digests = FileDigests()
+    try:
+        if digests.digest(array_path) != meta["sha256"]:
+            raise _DamagedEntry("does not match the sha256 in its sidecar: its bytes changed after it was written")
+    finally:
+        digests.save()
+    try:
+        array = np.load(array_path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise _DamagedEntry(f"is unreadable ({err})") from None
+    if array.ndim != 2 or array.shape[0] != n_images or array.dtype != np.dtype(STORED_DTYPE):
+        raise _DamagedEntry(f"holds {array.dtype} {array.shape}, expected {STORED_DTYPE} ({n_images}, dim)")
+    return array, meta
 
 
 class _ImageFiles(torch.utils.data.Dataset):
@@ -282,12 +341,12 @@ def get_features(backbone: Backbone, image_root: Path, files: Sequence[str], ref
     layers: dict[str, dict[str, Any]] = {}
     missing = []
     for ref in unique:
-        array = cache.load(backbone, keys[ref.key], len(files))
-        if array is None:
+        entry = cache.load(backbone, keys[ref.key], len(files))
+        if entry is None:
             missing.append(ref)
         else:
-            out[ref.key] = array
-            layers[ref.key] = {**cache.sidecar(backbone, keys[ref.key])["layer"], "cached": True}
+            out[ref.key] = entry[0]
+            layers[ref.key] = {**entry[1]["layer"], "cached": True}
     if missing:
         fresh = extract_features(backbone, [image_root / f for f in files], missing, batch_size=batch_size,
                                  num_workers=num_workers, precision=used)

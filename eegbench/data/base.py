@@ -13,7 +13,7 @@ where row ``i`` is the response to image ``i`` of :attr:`Dataset.train_images` /
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,6 +172,11 @@ class Dataset:
         Content hash of the data and its metadata; changes whenever any of them changes.
     root : pathlib.Path
         Folder holding the canonical arrays.
+    metadata : dict
+        The content of the folder's ``dataset.json``.
+    rebuild : callable or None
+        Rewrites :attr:`root` from the dataset's source when its arrays fail their check on load;
+        None for a folder opened without its source.
     """
 
     name: str
@@ -184,6 +189,7 @@ class Dataset:
     fingerprint: str
     root: Path
     metadata: dict = field(default_factory=dict)
+    rebuild: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def resolve_subject(self, subject: str | int) -> str:
         """Map ``3``, ``"3"`` or ``"sub-03"`` to this dataset's label ``"sub-03"``."""

@@ -5,7 +5,8 @@ A loader hashes its source files (sha256, remembered by size and modification ti
 :class:`eegbench._io.FileDigests`), derives a cache key from those digests, the variant, its options
 and its converter version, and converts the sources into the canonical form
 (:mod:`eegbench.data.canonical`) only when no folder with that key exists. A changed source file
-therefore gets a new key and a fresh conversion; an interrupted conversion leaves nothing behind.
+therefore gets a new key and a fresh conversion; an interrupted conversion leaves nothing behind;
+a converted folder whose files no longer match their recorded sha256 is converted again.
 
 The canonical ``dataset.json`` holds no path of the user's machine: image files are recorded
 relative to the data root's image folder, the data root is written as the placeholder
@@ -24,11 +25,11 @@ from typing import Any
 import numpy as np
 
 from eegbench._check import DataError, MissingDataError
-from eegbench._io import FileDigests, atomic_directory, hash_json
+from eegbench._io import FileDigests, hash_json
 from eegbench._paths import cache_home
-from eegbench._progress import logger, progress
+from eegbench._progress import progress
 from eegbench.data.base import Dataset
-from eegbench.data.canonical import open_canonical
+from eegbench.data.canonical import cached_canonical
 
 #: Written as ``image_root`` into canonical folders of real datasets; replaced on load.
 DATA_ROOT_PLACEHOLDER = "<data-root>"
@@ -129,7 +130,7 @@ def source_digests(root: Path, files: Sequence[Path]) -> dict[str, str]:
 
 def cached_conversion(name: str, variant: str, key_material: dict, image_root: Path,
                       build: Callable[[Path], None]) -> Dataset:
-    """Open the canonical folder for ``key_material``, converting with ``build(folder)`` if absent.
+    """Open the canonical folder for ``key_material``, converting with ``build(folder)`` if absent or damaged.
 
     Parameters
     ----------
@@ -145,9 +146,5 @@ def cached_conversion(name: str, variant: str, key_material: dict, image_root: P
     """
     key = hash_json(key_material)
     folder = cache_home() / "datasets" / name / f"{variant}-{key[:16]}"
-    if not (folder / "dataset.json").is_file():
-        logger.info("Converting %s (%s) once into the canonical form in %s.", name, variant, folder)
-        with atomic_directory(folder) as tmp:
-            build(tmp)
-    dataset = open_canonical(folder)
+    dataset = cached_canonical(folder, build, f"Converting {name} ({variant})")
     return dataclasses.replace(dataset, image_root=image_root)

@@ -28,11 +28,11 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from eegbench._io import atomic_directory, hash_json
+from eegbench._io import hash_json
 from eegbench._paths import cache_home
-from eegbench._progress import logger, progress
+from eegbench._progress import progress
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo
-from eegbench.data.canonical import CanonicalWriter, open_canonical
+from eegbench.data.canonical import CanonicalWriter, cached_canonical
 from eegbench.data.synthetic_images import concept_style, draw_image, family_priors
 
 # Bump whenever the generator's output changes, so cached datasets are rebuilt.
@@ -88,12 +88,7 @@ def synthetic_dataset(config: SyntheticConfig | None = None, **overrides) -> Dat
     backbone = load_backbone(config.backbone)
     key = hash_json({"version": GENERATOR_VERSION, "config": config.model_dump(), "backbone": backbone.identity()})
     root = cache_home() / "datasets" / "synthetic" / key[:20]
-    if (root / "dataset.json").is_file():
-        return open_canonical(root)
-    logger.info("Generating the synthetic dataset (once; cached in %s).", root)
-    with atomic_directory(root) as tmp:
-        _build(config, backbone, Path(tmp))
-    return open_canonical(root)
+    return cached_canonical(root, lambda folder: _build(config, backbone, folder), "Generating the synthetic dataset")
 
 
 def _image_tables(config: SyntheticConfig) -> tuple[ImageTable, ImageTable]:
