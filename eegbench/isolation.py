@@ -45,7 +45,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -53,7 +53,6 @@ from typing import Any
 import numpy as np
 
 from eegbench._check import EegbenchError, InvalidInputError, check_option
-from eegbench._progress import logger
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.submissions import Split, Submission, TrainingData
 

@@ -9,9 +9,13 @@ A submission is a folder ``submissions/<id>/`` with
 The harness calls :meth:`Method.fit_many` with one :class:`TrainingData` per run unit. That data
 holds only training responses, training image features of the layers the method asked for, and a
 concept-disjoint validation split carved from the training concepts. The method returns one
-:class:`Aligner` per unit; the harness alone embeds the test responses and the gallery (in two
-independent random orders, so the pairing cannot be inferred from positions), computes the
-similarities and scores them.
+:class:`Aligner` per unit.
+
+A submission's code never runs in the harness's process (:mod:`eegbench.isolation`): it is
+imported and fitted in a worker process; its fitted aligners are pickled and loaded by two other
+workers, one that embeds the test responses and one that embeds the gallery, each receiving its
+rows in an order only the harness knows. The harness alone restores the orders, checks that the
+embeddings are inductive, computes the similarities and scores them.
 """
 
 from __future__ import annotations
@@ -269,12 +273,13 @@ def load_submission(id_or_folder: str | Path) -> Submission:
     same code: results are filed by id, so another folder's code may not write them.
     """
     text = str(id_or_folder)
-    folder = Path(text) if ("/" in text or Path(text).is_dir()) else None
     registered = _submission_folders()
-    if folder is None:
-        if text not in registered:
-            raise unknown_name("method", text, registered, "Add one as submissions/<id>/ (see CONTRIBUTING.md).")
+    if isinstance(id_or_folder, str) and text in registered:  # a registered id wins over a folder of that name
         folder = registered[text]
+    elif "/" in text or Path(text).is_dir():
+        folder = Path(text)
+    else:
+        raise unknown_name("method", text, registered, "Add one as submissions/<id>/ (see CONTRIBUTING.md).")
     folder = folder.resolve()
     meta = read_meta(folder)
     module_file = folder / f"{meta.entrypoint.split(':')[0]}.py"

@@ -12,7 +12,6 @@ import os
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from eegbench._check import InvalidInputError
