@@ -145,17 +145,21 @@ def leaderboard(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the markdown pages.")] = Path("leaderboard"),
 ) -> None:
     """Regenerate the leaderboard markdown from result files, and print the main tables."""
-    from eegbench.leaderboard import build_leaderboard, group_by_task, main_table
+    from eegbench.leaderboard import build_leaderboard, build_rows, code_notes, group_by_task, main_table
     from eegbench.results import ResultStore
 
     if not results_dir.is_dir():
         raise InvalidInputError(f"Results folder {results_dir} does not exist; run `eegbench run` first or "
                                 "pass --results-dir.")
-    written = build_leaderboard(results_dir, out_dir)
-    for (task, version), records in group_by_task(ResultStore(results_dir).records()).items():
+    every = list(ResultStore(results_dir).records())  # read once: a skipped file is reported once
+    written = build_leaderboard(results_dir, out_dir, every)
+    for (task, version), records in group_by_task(every).items():
         chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task["chance"].items())
         out(f"\n{task} (v{version}) | chance: {chance}\n")
-        out(main_table(records))
+        rows = build_rows(records)
+        out(main_table(records, rows))
+        for note in code_notes(rows):
+            out(note)
     console.print(f"Wrote {len(written)} pages to {out_dir}/ (index: {written['index']}).")
 
 

@@ -3,6 +3,9 @@
 Everything needed is in the record: task id, version and content hash, method and its full
 hyperparameters, backbone and layer request, subject and seed. The re-run writes into a private
 folder, so the original file and the results store are never touched.
+
+A result file is untrusted: it only *names* the method, and only a registered submission (see
+:func:`eegbench.submissions.list_submissions`) is run; no code is ever loaded from a path it gives.
 """
 
 from __future__ import annotations
@@ -13,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from eegbench._check import InvalidInputError
+from eegbench._check import InvalidInputError, unknown_name
 from eegbench._progress import logger
 from eegbench.results import ResultRecord, ResultStore
 from eegbench.runner import run
-from eegbench.submissions import load_submission
+from eegbench.submissions import list_submissions, load_submission
 from eegbench.tasks import Task, load_task
 
 
@@ -71,6 +74,16 @@ def _task_of(record: ResultRecord, task: str | Task | None) -> Task:
     return loaded
 
 
+def _registered_method(record: ResultRecord, path: Path) -> str:
+    """The record's method id, which must be that of a registered submission (else InvalidInputError)."""
+    method = record.method["id"]
+    registered = list_submissions()
+    if method not in registered:
+        raise unknown_name("method", method, registered, f"{path} names it, but reproduce runs registered "
+                           "submissions only (submissions/<id>/ or $EEGBENCH_SUBMISSIONS_PATH).")
+    return method
+
+
 def reproduce(result: str | Path, *, task: str | Task | None = None, device: str = "auto",
               data_root: str | Path | None = None, weights: str | Path | None = None,
               work_dir: str | Path | None = None) -> Reproduction:
@@ -93,19 +106,25 @@ def reproduce(result: str | Path, *, task: str | Task | None = None, device: str
     Reproduction
         The recorded and re-run records, their differences and any provenance warnings (changed
         submission code, dataset fingerprint or backbone weights).
+
+    Raises
+    ------
+    InvalidInputError
+        If the record names no registered submission, or was computed on another task version.
     """
     path = Path(result)
     original = ResultStore(path.parent).read(path)
+    method = _registered_method(original, path)
     loaded_task = _task_of(original, task)
     warnings = []
-    submission = load_submission(original.method["id"])
+    submission = load_submission(method)
     if submission.code_sha256 != original.method["code_sha256"]:
         warnings.append(f"the code of submission {submission.id!r} changed since the result was written "
                         f"({original.method['code_sha256'][:12]} -> {submission.code_sha256[:12]}).")
     if original.environment.get("git", {}).get("dirty"):
         warnings.append("the result was written from a git checkout with uncommitted changes.")
     with tempfile.TemporaryDirectory(prefix="eegbench-reproduce-") as tmp:
-        rerun = run(loaded_task, original.method["id"], original.backbone["name"],
+        rerun = run(loaded_task, method, original.backbone["name"],
                     original.backbone["layer_request"], subjects=[original.subject], seeds=[original.seed],
                     hyperparameters=original.method["hyperparameters"], device=device,
                     results_dir=work_dir or tmp, overwrite="always", data_root=data_root, weights=weights,

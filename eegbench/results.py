@@ -23,6 +23,12 @@ files beside them, in a folder that no task id can take::
 
 The unit results an analysis trains for itself (on subsets of the data) live below
 ``<results_dir>/_analyses/<task>/v<version>/<kind>/runs/``, so they never enter the main tables.
+
+Result files are untrusted input (anyone can drop one into a results folder, or hand one to
+``eegbench reproduce``): every identifier a record carries must match a strict pattern, so none can
+put a path separator, ``..`` or a control character into a path or a table; the store reads only
+files that sit where their own key says; and a file that is no valid record of its unit does not
+count as done.
 """
 
 from __future__ import annotations
@@ -43,9 +49,10 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict
 
 from eegbench import __version__
 from eegbench._check import DataError, InvalidInputError, describe_validation_error
@@ -62,6 +69,52 @@ OVERWRITE_MODES = ("missing", "always", "never")
 HEARTBEAT_SECONDS = 30.0
 #: a claim not refreshed for this long belongs to a dead process (10 missed heartbeats)
 STALE_SECONDS = 300.0
+
+# --- identifiers ---------------------------------------------------------------------------------
+# Each becomes a folder or file name of the store and a leaderboard cell. A word starting with a
+# letter or digit can be neither "." nor "..", and none of these patterns admits a control character.
+
+#: method ids: the ``id`` of a ``submission.yaml`` (as :class:`eegbench.submissions.SubmissionMeta` requires)
+ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
+#: task ids (as :class:`eegbench.tasks.Task` requires)
+TASK_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
+#: subject labels, BIDS style (``sub-01``)
+SUBJECT_PATTERN = r"^sub-[A-Za-z0-9]+$"
+#: ``default``, or ``hp-`` and 10 hex digits of the overrides' hash (:func:`eegbench.runner.hyperparameter_tag`)
+HP_TAG_PATTERN = r"^(default|hp-[0-9a-f]{10})$"
+#: a sha256 hex digest
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+_WORD = r"[A-Za-z0-9][A-Za-z0-9._-]*"
+#: a registered name (``vit_b``), ``timm:<model>[.<tag>]`` or ``open_clip:<arch>[/<tag>]``; the one "/"
+#: of an open_clip tag makes a sub-folder of the store, as it always has, and never a way out of it
+BACKBONE_PATTERN = rf"^{_WORD}(:{_WORD}(/{_WORD})?)?$"
+_LAYER_KEY = rf"{_WORD}(:[a-z]+)?"  # a layer name (a module path), with a non-default pooling
+#: ``auto``, ``final``, a layer key (``blocks.3``, ``blocks.11:mean``) or ``multi:`` and keys joined by "+"
+LAYER_SETTING_PATTERN = rf"^(multi:)?{_LAYER_KEY}(\+{_LAYER_KEY})*$"
+
+Subject = Annotated[str, Field(pattern=SUBJECT_PATTERN)]
+
+
+# The record's sections stay plain dictionaries (every key of the file is kept); these declare the
+# identifying keys each must have. ``__pydantic_config__`` rather than ``pydantic.with_config``,
+# which needs pydantic 2.6+.
+class TaskIdentity(TypedDict):
+    id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+    version: Annotated[int, Field(strict=True, ge=0)]
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+
+class MethodIdentity(TypedDict):
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    hp_tag: Annotated[str, Field(pattern=HP_TAG_PATTERN)]
+    code_sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]  # what ran, checked against the registered code
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+
+class BackboneIdentity(TypedDict):
+    name: Annotated[str, Field(pattern=BACKBONE_PATTERN)]
+    layer_setting: Annotated[str, Field(pattern=LAYER_SETTING_PATTERN)]
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
 
 
 @dataclass(frozen=True)
@@ -84,18 +137,19 @@ class UnitKey:
 
 
 class ResultRecord(BaseModel):
-    """Schema of a result file (version 1)."""
+    """Schema of a result file (version 1). Its identifiers (task, method, backbone, layer setting,
+    hyperparameter tag, subjects) must match the patterns above."""
 
     model_config = ConfigDict(extra="forbid")
 
     schema_version: int = SCHEMA_VERSION
     created: str
-    task: dict[str, Any]
+    task: TaskIdentity
     dataset: dict[str, Any]
-    method: dict[str, Any]
-    backbone: dict[str, Any]
-    subject: str
-    train_subjects: list[str]
+    method: MethodIdentity
+    backbone: BackboneIdentity
+    subject: Subject
+    train_subjects: list[Subject]
     seed: int
     report: dict[str, Any] = Field(default_factory=dict)
     scores: dict[str, float]
@@ -128,7 +182,7 @@ class AnalysisRecord(BaseModel):
     kind: Literal["data-scaling", "backbone-scaling", "rsa"]
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
     created: str
-    task: dict[str, Any]
+    task: TaskIdentity  # its id and version name the record's folder
     config: dict[str, Any]
     results: dict[str, Any]
     inputs: dict[str, Any] = Field(default_factory=dict)
@@ -170,7 +224,37 @@ class ResultStore:
         return self.root / key.relative_path()
 
     def exists(self, key: UnitKey) -> bool:
-        return self.path(key).is_file()
+        """Whether the unit is done: its file holds a valid record of this very key.
+
+        Anything else at the unit's path (a truncated or unreadable file, an invalid record, the
+        record of another unit) is moved aside as ``<name>.corrupt``, replacing an older one, with
+        a warning; the unit then counts as not done, so runs and sweeps compute it again.
+        """
+        path = self.path(key)
+        if not path.is_file():
+            return False
+        try:
+            if self._placed_record(path).key == key:
+                return True
+            problem = f"Result file {path} holds the record of another unit"
+        except DataError as err:
+            problem = str(err)
+        self._set_aside(key, problem)
+        return False
+
+    def corrupt_path(self, key: UnitKey) -> Path:
+        """Where :meth:`exists` moved the unit's last corrupt result file."""
+        path = self.path(key)
+        return path.with_name(path.name + ".corrupt")
+
+    def _set_aside(self, key: UnitKey, problem: str) -> None:
+        corrupt = self.corrupt_path(key)
+        try:
+            os.replace(self.path(key), corrupt)
+        except FileNotFoundError:  # another process set it aside first
+            return
+        logger.warning("%s; moved it aside to %s, and the unit will be computed again.", _one_line(problem),
+                       corrupt)
 
     def write(self, record: ResultRecord) -> Path:
         """Write a record atomically; it supersedes the unit's failure record, if any."""
@@ -183,15 +267,35 @@ class ResultStore:
         return _read_record(Path(path), ResultRecord, SCHEMA_VERSION, "Result file")
 
     def records(self) -> Iterator[ResultRecord]:
-        """Every record under the root, in path order (invalid files raise with their path).
+        """Every record of the store, in path order: each file that holds a valid record and sits
+        at the store path of that record's key.
 
-        Hidden files and folders (claims, failure records, sweep folders) are not records.
+        Any other JSON file (a record copied or moved elsewhere, an invalid or unreadable file) is
+        skipped, and one warning names them all once every file was read. As a key has a single
+        path, no key is read twice. Hidden files and folders (claims, failure records, sweep
+        folders) and analysis records are not looked at.
         """
+        skipped = []
         for path in sorted(self.root.rglob("*.json")):
             parts = path.relative_to(self.root).parts
             if any(part.startswith(".") for part in parts) or parts[0] == ANALYSES_DIR:
                 continue
-            yield self.read(path)
+            try:
+                record = self._placed_record(path)
+            except DataError as err:
+                skipped.append(_one_line(str(err)))
+                continue
+            yield record
+        if skipped:
+            logger.warning("Skipped %d files of %s that are no records of this store:\n%s", len(skipped), self.root,
+                           "\n".join(f"- {problem}" for problem in skipped))
+
+    def _placed_record(self, path: Path) -> ResultRecord:
+        """The record in ``path``, which must be the store path of the record's key (else DataError)."""
+        record = self.read(path)
+        if self.path(record.key) != path:
+            raise DataError(f"Result file {path} is not where its unit is filed ({self.path(record.key)})")
+        return record
 
     def write_analysis(self, record: AnalysisRecord) -> Path:
         path = self.root / record.relative_path()
@@ -311,11 +415,12 @@ class ResultStore:
         """Whether a unit is done, being computed, failed, or still to do."""
         if self.exists(key):
             return UnitStatus("done")
+        corrupt = self.corrupt_path(key) if self.corrupt_path(key).is_file() else None
         claim = self.holder(key)
         if claim is not None and self.is_live(claim):
-            return UnitStatus("running", claim=claim)
+            return UnitStatus("running", claim=claim, corrupt=corrupt)
         failure = self.failure(key)
-        return UnitStatus("failed", failure=failure) if failure else UnitStatus("todo")
+        return UnitStatus("failed" if failure else "todo", failure=failure, corrupt=corrupt)
 
 
 _KEPT_ERRORS = 5
@@ -379,11 +484,13 @@ class FailureRecord(BaseModel):
 
 @dataclass(frozen=True)
 class UnitStatus:
-    """``state`` is ``"done"``, ``"running"`` (live claim), ``"failed"`` or ``"todo"``."""
+    """``state`` is ``"done"``, ``"running"`` (live claim), ``"failed"`` or ``"todo"``; ``corrupt``
+    is the corrupt result file set aside of a unit not done (to be computed again)."""
 
     state: str
     claim: Claim | None = None
     failure: FailureRecord | None = None
+    corrupt: Path | None = None
 
 
 class UnitClaims:
@@ -476,13 +583,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _one_line(message: str) -> str:
+    """A (multi-line) error message on one line."""
+    return " ".join(message.split())
+
 
 def _read_record(path: Path, model: type[BaseModel], schema_version: int, kind: str) -> Any:
     """Read and validate a JSON record; unreadable, foreign-schema or invalid files raise DataError."""
     try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8 (e.g. cut in a character)
         raise DataError(f"{kind} {path} is unreadable: {err}") from err
+    if not isinstance(data, dict):
+        raise DataError(f"{kind} {path} holds a JSON {type(data).__name__}, not a record.")
     if data.get("schema_version") != schema_version:
         raise DataError(f"{kind} {path} has schema version {data.get('schema_version')}; "
                         f"this eegbench reads version {schema_version}.")
@@ -490,6 +603,7 @@ def _read_record(path: Path, model: type[BaseModel], schema_version: int, kind: 
         return model.model_validate(data)
     except ValidationError as err:
         raise DataError(describe_validation_error(err, f"{kind} {path}")) from None
+
 
 def check_overwrite(mode: str) -> str:
     if mode not in OVERWRITE_MODES:

@@ -361,9 +361,12 @@ class SweepPlan:
 
     def summary_line(self) -> str:
         counts = self.counts()
+        corrupt = len(self.corrupt())
+        note = f" ({corrupt} of the units not done had a corrupt result file)" if corrupt else ""
         return (f"Sweep {self.spec.name!r}: {len(self.configs)} configurations, {self.n_units} units: "
                 f"{counts['done']} done, {counts['running']} running, {counts['failed']} failed, "
-                f"{counts['todo']} to do; {sum(job.n_units for job in self.jobs)} units in {len(self.jobs)} jobs.")
+                f"{counts['todo']} to do{note}; {sum(job.n_units for job in self.jobs)} units in "
+                f"{len(self.jobs)} jobs.")
 
     def table(self) -> str:
         """One row per configuration: its job(s), and its units per state."""
@@ -411,6 +414,11 @@ class SweepPlan:
                      (status.claim.worker.log if status.claim.worker else None) or "-"] for key, status in running]
             blocks.append("Running units:\n" + tabulate(rows, ["unit", "worker", "claimed", "heartbeat", "log"],
                                                           tablefmt="github"))
+        corrupt = self.corrupt()
+        if corrupt:
+            rows = [[_unit_label(key), status.state, status.corrupt] for key, status in corrupt]
+            blocks.append("Units whose result file was corrupt (moved aside; they are computed again):\n" +
+                          tabulate(rows, ["unit", "state", "corrupt file"], tablefmt="github"))
         return "\n\n".join(blocks)
 
     def failures(self) -> list[tuple[UnitKey, UnitStatus]]:
@@ -420,6 +428,11 @@ class SweepPlan:
     def running(self) -> list[tuple[UnitKey, UnitStatus]]:
         return [(key, status) for config in self.configs for key, status in config.status.items()
                 if status.state == "running"]
+
+    def corrupt(self) -> list[tuple[UnitKey, UnitStatus]]:
+        """Units not done whose result file was corrupt (see :meth:`ResultStore.exists`)."""
+        return [(key, status) for config in self.configs for key, status in config.status.items()
+                if status.corrupt is not None]
 
 
 def _unit_label(key: UnitKey) -> str:
