@@ -54,12 +54,13 @@ import numpy as np
 
 from eegbench._check import EegbenchError, InvalidInputError, check_option
 from eegbench.backbones.base import BackboneLayers, LayerRef
+from eegbench.identifiers import LAYER_SETTING_PATTERN
 from eegbench.submissions import Split, Submission, TrainingData
 
 ISOLATION_LEVELS = ("process", "sandbox")
 #: what a method's layer setting (part of result paths) and its alternatives' names may look like
-LAYER_SETTING = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:+-]{0,199}")
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+LAYER_SETTING = re.compile(LAYER_SETTING_PATTERN)
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 #: largest ``report()`` of one aligner (it is stored in every result record)
 MAX_REPORT_BYTES = 1_000_000
 #: how long a worker may take to start and import the submission
@@ -73,8 +74,9 @@ _ENVIRONMENT_PASSED = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "
 class SubmissionError(EegbenchError):
     """A submission's code failed: it raised, exited, died or ran out of time.
 
-    The message is the method's own (first line) and says where it failed; ``details`` holds the
-    worker's traceback when there is one.
+    The message starts with the method's own error and ends with which method failed doing what
+    (``RuntimeError: boom [method 'x', fitting 2 unit(s)]``); ``details`` holds the worker's
+    traceback when there is one.
     """
 
     def __init__(self, message: str, details: str = "") -> None:
@@ -200,8 +202,8 @@ class _WorkerProcess:
                 ready = remaining > 0 and self.connection.poll(remaining)
                 if not ready:
                     self.kill()
-                    raise SubmissionError(f"Method {self.submission.id!r} exceeded the time limit of {timeout:g} s "
-                                          f"while {doing}; raise it with --timeout if the method needs longer.")
+                    raise self._error(f"time limit of {timeout:g} s exceeded (raise it with --timeout if the "
+                                      "method needs longer)", doing)
                 raw = self.connection.recv_bytes()
             except (EOFError, OSError):
                 raise self._died(doing) from None
@@ -216,16 +218,20 @@ class _WorkerProcess:
             message = str(reply.get("error", "unknown error")).strip()
             if reply.get("input_error"):
                 raise InvalidInputError(message)
-            raise SubmissionError(f"Method {self.submission.id!r} failed while {doing}: {message}",
-                                  str(reply.get("traceback", "")))
+            raise self._error(message, doing, str(reply.get("traceback", "")))
+
+    def _error(self, what: str, doing: str, details: str = "") -> SubmissionError:
+        """The method's own message first (it is what a failure table shows), then where it happened."""
+        return SubmissionError(f"{what} [method {self.submission.id!r}, {doing}]", details)
 
     def _died(self, doing: str) -> SubmissionError:
         code = self.wait()
-        how = f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0 else \
-            f"exit code {code}"
-        if code is not None and code < 0 and -code == signal.SIGKILL:
-            how += " (out of memory?)"
-        return SubmissionError(f"Method {self.submission.id!r}: its process ended while {doing} ({how}).")
+        if code is not None and code < 0:
+            how = f"was killed by signal {signal.Signals(-code).name}"
+            how += " (out of memory?)" if -code == signal.SIGKILL else ""
+        else:
+            how = f"ended with exit code {code}"
+        return self._error(f"the method's process {how}", doing)
 
     def wait(self, timeout: float = 10.0) -> int | None:
         try:
@@ -441,7 +447,7 @@ class SubmissionSession:
             refs = [LayerRef(**ref) for ref in reply["layers"]]
             plan = MethodPlan(dict(reply["hyperparameters"]), refs, str(reply["layer_setting"]),
                               bool(reply["accepts_layer"]))
-        if not LAYER_SETTING.fullmatch(plan.layer_setting):
+        if len(plan.layer_setting) > 200 or not LAYER_SETTING.fullmatch(plan.layer_setting):
             raise InvalidInputError(f"Method {self.submission.id!r}: layer_setting() returned "
                                     f"{plan.layer_setting[:80]!r}; it must match {LAYER_SETTING.pattern} (it names "
                                     "a results folder).")

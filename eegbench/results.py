@@ -55,6 +55,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
 from eegbench import __version__
+from eegbench.identifiers import (
+    BACKBONE_PATTERN,
+    HP_TAG_PATTERN,
+    ID_PATTERN,
+    LAYER_SETTING_PATTERN,
+    SHA256_PATTERN,
+    SUBJECT_PATTERN,
+    TASK_ID_PATTERN,
+)
 from eegbench._check import DataError, InvalidInputError, describe_validation_error
 from eegbench._io import atomic_write_json
 from eegbench._progress import logger
@@ -69,28 +78,6 @@ OVERWRITE_MODES = ("missing", "always", "never")
 HEARTBEAT_SECONDS = 30.0
 #: a claim not refreshed for this long belongs to a dead process (10 missed heartbeats)
 STALE_SECONDS = 300.0
-
-# --- identifiers ---------------------------------------------------------------------------------
-# Each becomes a folder or file name of the store and a leaderboard cell. A word starting with a
-# letter or digit can be neither "." nor "..", and none of these patterns admits a control character.
-
-#: method ids: the ``id`` of a ``submission.yaml`` (as :class:`eegbench.submissions.SubmissionMeta` requires)
-ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
-#: task ids (as :class:`eegbench.tasks.Task` requires)
-TASK_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
-#: subject labels, BIDS style (``sub-01``)
-SUBJECT_PATTERN = r"^sub-[A-Za-z0-9]+$"
-#: ``default``, or ``hp-`` and 10 hex digits of the overrides' hash (:func:`eegbench.runner.hyperparameter_tag`)
-HP_TAG_PATTERN = r"^(default|hp-[0-9a-f]{10})$"
-#: a sha256 hex digest
-SHA256_PATTERN = r"^[0-9a-f]{64}$"
-_WORD = r"[A-Za-z0-9][A-Za-z0-9._-]*"
-#: a registered name (``vit_b``), ``timm:<model>[.<tag>]`` or ``open_clip:<arch>[/<tag>]``; the one "/"
-#: of an open_clip tag makes a sub-folder of the store, as it always has, and never a way out of it
-BACKBONE_PATTERN = rf"^{_WORD}(:{_WORD}(/{_WORD})?)?$"
-_LAYER_KEY = rf"{_WORD}(:[a-z]+)?"  # a layer name (a module path), with a non-default pooling
-#: ``auto``, ``final``, a layer key (``blocks.3``, ``blocks.11:mean``) or ``multi:`` and keys joined by "+"
-LAYER_SETTING_PATTERN = rf"^(multi:)?{_LAYER_KEY}(\+{_LAYER_KEY})*$"
 
 Subject = Annotated[str, Field(pattern=SUBJECT_PATTERN)]
 
@@ -400,8 +387,9 @@ class ResultStore:
     def record_failure(self, key: UnitKey, error: BaseException, worker: Worker) -> FailureRecord:
         """Add an attempt that raised ``error`` to the unit's failure record (kept atomically)."""
         previous = self.failure(key)
+        details = getattr(error, "details", "")  # the worker's traceback of a method that failed
         entry = {"time": now(), "error": f"{type(error).__name__}: {error}",
-                 "traceback": "".join(traceback.format_exception(error)), **asdict(worker)}
+                 "traceback": details or "".join(traceback.format_exception(error)), **asdict(worker)}
         record = FailureRecord(key=asdict(key), attempts=(previous.attempts if previous else 0) + 1,
                                errors=[*(previous.errors[-(_KEPT_ERRORS - 1):] if previous else []), entry])
         atomic_write_json(self.failure_path(key), record.model_dump(mode="json"))

@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
 from eegbench._io import hash_json, sha256_file
 from eegbench._paths import submission_dirs
+from eegbench.identifiers import ID_PATTERN
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.data.base import RecordingInfo
 
@@ -180,7 +181,7 @@ class SubmissionMeta(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    id: str = Field(pattern=ID_PATTERN)
     name: str
     version: str = "1"
     authors: list[str] = Field(min_length=1)

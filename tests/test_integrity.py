@@ -269,9 +269,9 @@ def _keys(results: Path):
 
 FAULTS = {
     "exits": ("sys.exit(0)", r"called sys.exit\(0\)"),
-    "hard-exits": ("os._exit(0)", r"process ended while fitting .*exit code 0"),
-    "segfaults": ("import ctypes; ctypes.string_at(0)", r"process ended while fitting .*SIGSEGV"),
-    "raises": ("raise KeyError('planted')", r"failed while fitting 1 unit\(s\): KeyError: 'planted'"),
+    "hard-exits": ("os._exit(0)", r"process ended with exit code 0 \[method 'hard-exits', fitting 1 unit"),
+    "segfaults": ("import ctypes; ctypes.string_at(0)", r"process was killed by signal SIGSEGV"),
+    "raises": ("raise KeyError('planted')", r"^KeyError: 'planted' \[method 'raises', fitting 1 unit\(s\)\]$"),
 }
 
 
@@ -320,7 +320,7 @@ def test_a_unit_over_its_time_limit_is_stopped_and_the_others_go_on(tmp_path):
     assert [key.subject for key in result.failed] == ["sub-01"]
     assert [record.subject for record in result.records] == ["sub-02"]
     (key,) = _keys(tmp_path / "results")
-    assert "exceeded the time limit of 3 s" in ResultStore(tmp_path / "results").failure(key).last["error"]
+    assert "time limit of 3 s exceeded" in ResultStore(tmp_path / "results").failure(key).last["error"]
 
 
 def test_check_exits_2_without_passing_when_the_method_exits(tmp_path, monkeypatch):

@@ -21,9 +21,9 @@ from helpers import write_tiny_task_file
 submitit = pytest.importorskip("submitit")
 REPO = Path(__file__).resolve().parent.parent
 
-# A fast method (closed-form ridge to the final layer) that logs every fit as "<pid> <subject> <seed>"
-# to fits.log beside it, and obeys control files: `fail-seed` (raise for that seed), `hang-on` (block
-# on that subject, to be killed), `barrier` (wait until that many processes have started fitting).
+# A fast method (closed-form ridge to the final layer) that logs every fit as "<pid> <subject> <seed>" (pid:
+# its worker process) to fits.log beside it, and obeys control files: `fail-seed` (raise for that seed),
+# `hang-on` (block on that subject, to be killed), `barrier` (wait until that many processes have started fitting).
 COUNTING_METHOD = '''
 """Closed-form ridge to the final layer; logs each fit and obeys the test's control files."""
 
@@ -191,6 +191,14 @@ def test_a_failing_unit_is_recorded_retried_and_never_stops_the_sweep(tiny_task_
     assert _hidden_files(tmp_path) == []  # results supersede failure records
 
 
+def _harness_of(worker: int) -> int:
+    """The process that runs the harness of a method's worker (whose parent is eegbench's fork server)."""
+    def parent(pid: int) -> int:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+    return parent(parent(worker))
+
+
 def test_killed_job_resubmitted_equals_an_uninterrupted_sweep(tiny_task_file, control, tmp_path, subprocess_env):
     reference = _spec(tiny_task_file, control, tmp_path / "reference")
     run_sweep(reference)
@@ -207,7 +215,7 @@ def test_killed_job_resubmitted_equals_an_uninterrupted_sweep(tiny_task_file, co
         time.sleep(0.2)
     [(pid, _, seed)] = [fit for fit in _fits(control) if fit[1] == "sub-02"]
     assert plan_sweep(spec).counts() == {"done": 2, "running": 1, "failed": 0, "todo": 1}
-    os.kill(int(pid), signal.SIGKILL)  # mid-unit: its claim stays behind
+    os.kill(_harness_of(int(pid)), signal.SIGKILL)  # the job, mid-unit: its claim stays behind
     while not job.done():
         time.sleep(0.2)
     assert plan_sweep(spec).counts() == {"done": 2, "running": 0, "failed": 0, "todo": 2}  # the dead claim is stale
