@@ -269,7 +269,8 @@ class _ForkServer:
         ours, theirs = socket.socketpair()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "eegbench._worker", "--fork-server", str(theirs.fileno())],
-            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=_stderr(), cwd=os.getcwd())
+            pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=_stderr(),
+            env=os.environ | _this_package())
         theirs.close()
         self.control = ours
 
@@ -320,6 +321,13 @@ class _ForkedProcess:
         _kill_group(self.pid)
 
 
+def _this_package() -> dict[str, str]:
+    """``PYTHONPATH`` that makes a new interpreter import this very eegbench (not another copy found
+    from its working folder or an install elsewhere)."""
+    here = str(Path(__file__).resolve().parent.parent)
+    return {"PYTHONPATH": os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH", "")) if p)}
+
+
 def _kill_group(pid: int) -> None:
     """SIGKILL a worker's process group (each worker leads its own)."""
     with contextlib.suppress(OSError):
@@ -367,7 +375,7 @@ def _start_sandboxed(worker: _WorkerProcess) -> tuple[Any, Connection]:
                "--tmpfs", "/tmp", *_sandbox_binds(worker), "--chdir", str(worker.home),
                sys.executable, "-m", "eegbench._worker", str(theirs.fileno())]
     process = subprocess.Popen(command, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, stdout=_stderr(),
-                               env=worker.environment, start_new_session=True)
+                               env=worker.environment | _this_package(), start_new_session=True)
     theirs.close()
     return process, Connection(ours.detach())
 
