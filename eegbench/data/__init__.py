@@ -9,7 +9,8 @@ from eegbench._check import InvalidInputError
 from eegbench._guard import refuse_in_submission_worker
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo, SubjectData
 from eegbench.data.canonical import CanonicalWriter, open_canonical
-from eegbench.data.synthetic import POSTERIOR_17, SyntheticConfig, synthetic_dataset
+from eegbench.data.montages import POSTERIOR_17
+from eegbench.data.synthetic import SyntheticConfig, synthetic_dataset
 from eegbench.registry import Registry
 
 #: ``loader(options: dict, variant: str | None, data_root: Path | None) -> Dataset``

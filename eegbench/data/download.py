@@ -38,6 +38,7 @@ from typing import Any, Literal
 from eegbench._check import DataError, InvalidInputError, MissingDataError, unknown_name
 from eegbench._io import FileDigests, atomic_write_json
 from eegbench._progress import logger, progress
+from eegbench._version import __version__
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 RECORD_FILE = ".eegbench/downloads.json"
@@ -178,8 +179,6 @@ class DownloadRecord:
 
 
 def _request(url: str, headers: dict[str, str] | None = None):
-    from eegbench import __version__
-
     request = urllib.request.Request(url, headers={"User-Agent": f"eegbench/{__version__}", **(headers or {})})
     return urllib.request.urlopen(request, timeout=_TIMEOUT_S)
 

@@ -37,7 +37,7 @@ from eegbench.data.conversion import (
     require_keys,
     source_digests,
 )
-from eegbench.data.synthetic import POSTERIOR_17
+from eegbench.data.montages import POSTERIOR_17
 
 NAME = "things-eeg2"
 # Bump whenever the conversion's output changes, so cached canonical folders are rebuilt.
