@@ -11,8 +11,8 @@ from pathlib import Path
 
 from eegbench._check import InvalidInputError
 from eegbench.backbones.features import ImageSet, folder_image_set
-from eegbench.data import load_dataset
 from eegbench.data.base import Dataset
+from eegbench.data.registry import load_dataset
 
 
 def dataset_image_sets(dataset: Dataset) -> list[ImageSet]:

@@ -34,6 +34,7 @@ from eegbench._progress import progress
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo
 from eegbench.data.canonical import CanonicalWriter, cached_canonical
 from eegbench.data.montages import POSTERIOR_17, channel_positions
+from eegbench.data.spec import DatasetSpec
 from eegbench.data.synthetic_images import concept_style, draw_image, family_priors
 
 # Bump whenever the generator's output changes, so cached datasets are rebuilt.
@@ -273,3 +274,15 @@ def _coloured_noise(rng: np.random.Generator, n: int, n_channels: int, n_times: 
     spectrum = scipy.fft.rfft(white, axis=-1, workers=-1) * amplitude.astype(np.float32)
     shaped = scipy.fft.irfft(spectrum, n=length, axis=-1, workers=-1)
     return shaped[..., :n_times] / np.float32(math.sqrt(variance))
+
+
+def _load(data_root: Path | None, variant: None, config: SyntheticConfig) -> Dataset:
+    """The loader of :data:`SPEC`: the synthetic dataset is generated, so it has no data root and no variants."""
+    return synthetic_dataset(config)
+
+
+SPEC = DatasetSpec(
+    name="synthetic", title="Synthetic", options=SyntheticConfig, loader=_load,
+    description="THINGS-like images drawn procedurally, with EEG responses simulated from a pretrained CNN's "
+                "features; generated offline from a seed.",
+)
