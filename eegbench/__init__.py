@@ -1,7 +1,8 @@
 """eegbench: an honest, reproducible benchmark for decoding seen images from EEG and MEG."""
 
 from eegbench._compat import install_import_hook
+from eegbench._version import __version__
 
 install_import_hook()
 
-__version__ = "0.1.0"
+__all__ = ["__version__"]

@@ -47,13 +47,6 @@ def sha256_file(path: str | Path, chunk_size: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
-def sha256_array(array: np.ndarray) -> str:
-    """sha256 of an array's dtype, shape and bytes."""
-    digest = hashlib.sha256(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(np.ascontiguousarray(array).data)
-    return digest.hexdigest()
-
-
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write ``text`` to ``path`` so that readers see either the old or the new file, never a part."""
     path = Path(path)

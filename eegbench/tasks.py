@@ -21,13 +21,22 @@ from eegbench._paths import task_dirs
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
 
-class DatasetSpec(BaseModel):
-    """Which dataset, which preprocessing variant, and loader options."""
+class TaskDataset(BaseModel):
+    """A task's ``dataset`` section: which dataset, which preprocessing variant, and loader options.
+
+    (What a dataset itself declares, its variants, options model and loader, is its
+    :class:`eegbench.data.DatasetSpec`.)
+    """
 
     model_config = _STRICT
     name: str
     variant: str | None = None
     options: dict = Field(default_factory=dict)
+
+
+#: Deprecated alias of :class:`TaskDataset` (its name before the dataset contract took the name
+#: ``DatasetSpec``, in :mod:`eegbench.data.spec`); kept for code that imported it.
+DatasetSpec = TaskDataset
 
 
 class Repetitions(BaseModel):
@@ -75,7 +84,7 @@ class Task(BaseModel):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     version: int = Field(ge=1)
     description: str
-    dataset: DatasetSpec
+    dataset: TaskDataset
     protocol: Literal["intra", "inter"]
     subjects: Literal["all"] | list[int] = "all"
     channels: Literal["all"] | list[str] = "all"

@@ -5,7 +5,7 @@ import pytest
 
 from eegbench._check import DataError, InvalidInputError, MissingDataError, UnknownNameError
 from eegbench.data import CanonicalWriter, ImageTable, RecordingInfo, open_canonical
-from eegbench.data.synthetic import POSTERIOR_17
+from eegbench.data.montages import POSTERIOR_17
 
 
 def _info(n_times=10):

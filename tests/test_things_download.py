@@ -10,6 +10,7 @@ import json
 import re
 import threading
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from typer.testing import CliRunner
 from eegbench._check import DataError, MissingDataError
 from eegbench.cli import app
 from eegbench.data import download as dl
+from eegbench.data import get_dataset_spec
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -135,8 +137,7 @@ def manifest(server, tmp_path, monkeypatch):
     folder = tmp_path / "manifests"
     folder.mkdir()
     (folder / "things-eeg2.json").write_text(json.dumps({
-        "dataset": "things-eeg2", "default_variant": "17ch-250hz", "variants": ["17ch-250hz", "63ch-250hz"],
-        "subjects": [1, 2],
+        "dataset": "things-eeg2",
         "sources": {"web": {"kind": "http"}, "images": {"kind": "osf", "node": "abc12"}},
         "files": [
             {"path": "eeg/sub-01/a.npy", "source": "web", "remote": f"{server.url}/a.npy", "subject": 1,
@@ -150,6 +151,10 @@ def manifest(server, tmp_path, monkeypatch):
         ]}))
     monkeypatch.setattr(dl, "MANIFEST_DIR", folder)
     monkeypatch.setattr(dl, "OSF_API", server.url)
+    # Variants and subjects are the dataset's (its spec's): here a things-eeg2 of two subjects.
+    two_subjects = replace(get_dataset_spec("things-eeg2"), subjects=(1, 2))
+    monkeypatch.setattr(dl, "get_dataset_spec", lambda name: two_subjects if name == "things-eeg2"
+                        else get_dataset_spec(name))
     return files, osf
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eegbench.data.synthetic import POSTERIOR_17
+from eegbench.data.montages import POSTERIOR_17
 
 #: The 63 THINGS-EEG2 channel names (the order of the ZEISS things_eeg2_dataset package).
 THINGS63 = ("Fp1", "Fp2", "AF7", "AF3", "AFz", "AF4", "AF8", "F7", "F5", "F3", "F1", "F2", "F4", "F6", "F8", "FT9",

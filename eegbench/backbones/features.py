@@ -34,6 +34,7 @@ from eegbench._paths import cache_home
 from eegbench._progress import logger, progress
 from eegbench.backbones.base import Backbone, LayerRef
 from eegbench.backbones.weights import safe_name
+from eegbench.devices import resolve_device
 
 FEATURE_FORMAT_VERSION = 2
 STORED_DTYPE = "float16"
@@ -372,19 +373,15 @@ class ImageSet:
     files: tuple[str, ...]
 
 
-def image_sets(*, images: str | Path | None = None, dataset: str | None = None, data_root: str | Path | None = None,
-               options: dict | None = None, variant: str | None = None) -> list[ImageSet]:
-    """The image sets of a folder (``images``: every image under it) or of a dataset (its train and test images)."""
-    if (images is None) == (dataset is None):
-        raise InvalidInputError("Give either an image folder or a dataset (with its data root), not both or neither.")
-    if images is not None:
-        root = Path(images).expanduser()
-        return [ImageSet(root.name or str(root), root, tuple(list_images(root)))]
-    from eegbench.data import load_dataset
+def folder_image_set(images: str | Path) -> ImageSet:
+    """Every image under the folder ``images`` (searched recursively), as one image set named after the folder.
 
-    loaded = load_dataset(dataset, options=options, variant=variant, data_root=data_root)
-    return [ImageSet("train", loaded.image_root, tuple(loaded.train_images.files)),
-            ImageSet("test", loaded.image_root, tuple(loaded.test_images.files))]
+    The image sets of a dataset (its training and test images) are made by
+    :func:`eegbench.data.images.dataset_image_sets`: datasets sit above backbones, so this module
+    knows nothing of them.
+    """
+    root = Path(images).expanduser()
+    return ImageSet(root.name or str(root), root, tuple(list_images(root)))
 
 
 def extract_image_sets(backbone: str, layers: Sequence[str | int | float], sets: Sequence[ImageSet], *,
@@ -400,7 +397,8 @@ def extract_image_sets(backbone: str, layers: Sequence[str | int | float], sets:
     layers : sequence
         Layer requests (see :meth:`Backbone.resolve_layers`, which also takes ``"all"`` and ``"sweep"``).
     sets : sequence of ImageSet
-        Image sets (see :func:`image_sets`); each is extracted in one pass over its images.
+        Image sets (see :func:`folder_image_set` and :func:`eegbench.data.images.image_sets`); each
+        is extracted in one pass over its images.
     pooling : str, optional
         Pooling of the intermediate layers, instead of each layer's default.
     weights : path-like, optional
@@ -420,7 +418,6 @@ def extract_image_sets(backbone: str, layers: Sequence[str | int | float], sets:
         The :class:`FeatureSet` of each image set, by its name.
     """
     from eegbench.backbones.registry import load_backbone
-    from eegbench.runner import resolve_device
 
     model = load_backbone(backbone, weights=weights, device=str(resolve_device(device))).at_size(image_size)
     refs = model.resolve_layers(layers, pooling)

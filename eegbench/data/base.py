@@ -172,6 +172,11 @@ class Dataset:
         Content hash of the data and its metadata; changes whenever any of them changes.
     root : pathlib.Path
         Folder holding the canonical arrays.
+    read_arrays : callable
+        ``read_arrays(dataset, label) -> (train, test)``: how the storage the dataset was opened
+        from serves one subject's arrays (for canonical folders,
+        :func:`eegbench.data.canonical.load_subject_arrays`, which checks them first). The storage
+        passes it in, so this data model does not depend on any storage.
     metadata : dict
         The content of the folder's ``dataset.json``.
     rebuild : callable or None
@@ -188,6 +193,7 @@ class Dataset:
     image_root: Path
     fingerprint: str
     root: Path
+    read_arrays: Callable[[Dataset, str], tuple[np.ndarray, np.ndarray]] = field(repr=False, compare=False)
     metadata: dict = field(default_factory=dict)
     rebuild: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
@@ -202,10 +208,8 @@ class Dataset:
 
     def load_subject(self, subject: str | int) -> SubjectData:
         """Memory-map one subject's training and test responses."""
-        from eegbench.data.canonical import load_subject_arrays
-
         label = self.resolve_subject(subject)
-        train, test = load_subject_arrays(self, label)
+        train, test = self.read_arrays(self, label)
         return SubjectData(label, train, test)
 
     def image_paths(self, split: str) -> list[Path]:

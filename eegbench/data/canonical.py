@@ -167,6 +167,7 @@ def open_canonical(root: str | Path, rebuild: Callable[[], None] | None = None) 
         image_root=image_root if image_root.is_absolute() else root / image_root,
         fingerprint=meta["fingerprint"],
         root=root,
+        read_arrays=load_subject_arrays,
         metadata=meta,
         rebuild=rebuild,
     )

@@ -1,8 +1,10 @@
 """Fetch the THINGS datasets from their public mirrors, resumably, and verify every file.
 
 What to fetch for each dataset, variant and subject is listed in a manifest packaged with eegbench
-(``eegbench/data/manifests/<dataset>.json``): where each file lands under the data root, its source
-and, where published, its size and sha256. Three kinds of source are supported:
+(``eegbench/data/manifests/<dataset>.json``): where each file lands under the data root, its source,
+the variants and subject it serves and, where published, its size and sha256. The variants and
+subjects themselves are the dataset's :class:`~eegbench.data.spec.DatasetSpec`'s, and a manifest
+naming others is refused. Three kinds of source are supported:
 
 * ``huggingface``: a dataset repository on the Hugging Face Hub at a pinned revision, fetched with
   :func:`huggingface_hub.hf_hub_download` (resumable, with its own progress bar);
@@ -38,6 +40,8 @@ from typing import Any, Literal
 from eegbench._check import DataError, InvalidInputError, MissingDataError, unknown_name
 from eegbench._io import FileDigests, atomic_write_json
 from eegbench._progress import logger, progress
+from eegbench._version import __version__
+from eegbench.data.registry import get_dataset_spec, list_datasets
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
 RECORD_FILE = ".eegbench/downloads.json"
@@ -125,19 +129,50 @@ class Manifest:
 
 def list_manifests() -> list[str]:
     """Datasets with a packaged manifest."""
-    return sorted(p.stem for p in MANIFEST_DIR.glob("*.json"))
+    return [name for name in list_datasets() if get_dataset_spec(name).manifest]
 
 
 def load_manifest(dataset: str) -> Manifest:
-    """The packaged manifest of ``dataset`` (``"things-eeg2"``, ``"things-meg"``)."""
-    path = MANIFEST_DIR / f"{dataset}.json"
-    if not path.is_file():
+    """The packaged manifest of ``dataset`` (``"things-eeg2"``, ``"things-meg"``).
+
+    The file lists the files and their sources; the variants, default variant and subjects are
+    the dataset's (its :class:`~eegbench.data.spec.DatasetSpec`), and every file must name only
+    those.
+    """
+    if dataset not in list_manifests():
         raise unknown_name("downloadable dataset", dataset, list_manifests())
+    spec = get_dataset_spec(dataset)
+    path = MANIFEST_DIR / f"{dataset}.json"
     raw = json.loads(path.read_text())
     files = tuple(ManifestFile(**{**entry, "variants": tuple(entry.get("variants", ("*",)))})
                   for entry in raw["files"])
-    return Manifest(raw["dataset"], raw["default_variant"], tuple(raw["variants"]), tuple(raw["subjects"]),
-                    raw["sources"], files)
+    manifest = Manifest(spec.name, spec.default_variant, tuple(spec.variants), spec.subjects, raw["sources"], files)
+    problems = manifest_problems(manifest, raw)
+    if problems:  # a packaging mistake, caught by tests/test_dataset_specs.py before a release
+        raise DataError(f"{path} does not match the {dataset} dataset: {'; '.join(problems)}.")
+    return manifest
+
+
+def manifest_problems(manifest: Manifest, raw: dict) -> list[str]:
+    """What in the manifest file ``raw`` names other than its dataset's spec (``manifest``) does; empty when nothing.
+
+    (That every variant has files for every subject is the packaged manifests' test, not a rule:
+    a manifest may also list only some files.)
+    """
+    problems = [] if raw.get("dataset") == manifest.dataset else [f"it names the dataset {raw.get('dataset')!r}"]
+    # Declared once, in the spec: a second declaration here could only drift from it.
+    problems += [f"it declares {key!r}, which belongs to the dataset's spec"
+                 for key in ("variants", "default_variant", "subjects") if key in raw]
+    declared = set(manifest.variants) | {"*"}
+    for entry in manifest.files:
+        unknown = sorted(set(entry.variants) - declared)
+        if unknown:
+            problems.append(f"{entry.path} names unknown variants {unknown}")
+        if entry.subject is not None and entry.subject not in manifest.subjects:
+            problems.append(f"{entry.path} belongs to subject {entry.subject}, not one of {list(manifest.subjects)}")
+        if entry.source not in manifest.sources:
+            problems.append(f"{entry.path} has the unknown source {entry.source!r}")
+    return problems
 
 
 # --- the download record ----------------------------------------------------------------------------
@@ -178,8 +213,6 @@ class DownloadRecord:
 
 
 def _request(url: str, headers: dict[str, str] | None = None):
-    from eegbench import __version__
-
     request = urllib.request.Request(url, headers={"User-Agent": f"eegbench/{__version__}", **(headers or {})})
     return urllib.request.urlopen(request, timeout=_TIMEOUT_S)
 

@@ -33,14 +33,12 @@ from eegbench._paths import cache_home
 from eegbench._progress import progress
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo
 from eegbench.data.canonical import CanonicalWriter, cached_canonical
+from eegbench.data.montages import POSTERIOR_17, channel_positions
+from eegbench.data.spec import DatasetSpec
 from eegbench.data.synthetic_images import concept_style, draw_image, family_priors
 
 # Bump whenever the generator's output changes, so cached datasets are rebuilt.
 GENERATOR_VERSION = 1
-
-#: The 17 occipital/parietal channels of the official THINGS-EEG2 preprocessed files, in their order.
-POSTERIOR_17 = ("Pz", "P3", "P7", "O1", "Oz", "O2", "P4", "P8", "P1", "P5", "PO7", "PO3", "POz", "PO4",
-                "PO8", "P6", "P2")
 
 # (name, latency s, width s, sign); the first three carry the planted layer, the last the final layer.
 COMPONENTS = (("P1", 0.100, 0.020, 1.0), ("N1", 0.170, 0.030, -1.0), ("P2", 0.250, 0.050, 1.0),
@@ -142,16 +140,6 @@ def _write_images(config: SyntheticConfig, image_root: Path, train: ImageTable, 
             ProcessPoolExecutor(workers, mp_context=context) as pool:
         for done in as_completed([pool.submit(_draw_concepts, *job) for job in jobs]):
             advance(done.result())
-
-
-def channel_positions(ch_names: tuple[str, ...]) -> np.ndarray:
-    """(n_channels, 3) positions in metres from MNE's standard 10-20 montage."""
-    import mne
-
-    # MNE 1.13 renamed "standard_1020" to "colin27_1020" (same positions); support both.
-    name = "colin27_1020" if "colin27_1020" in mne.channels.get_builtin_montages() else "standard_1020"
-    positions = mne.channels.make_standard_montage(name).get_positions()["ch_pos"]
-    return np.array([positions[name] for name in ch_names])
 
 
 def _build(config: SyntheticConfig, backbone, root: Path) -> None:
@@ -286,3 +274,15 @@ def _coloured_noise(rng: np.random.Generator, n: int, n_channels: int, n_times: 
     spectrum = scipy.fft.rfft(white, axis=-1, workers=-1) * amplitude.astype(np.float32)
     shaped = scipy.fft.irfft(spectrum, n=length, axis=-1, workers=-1)
     return shaped[..., :n_times] / np.float32(math.sqrt(variance))
+
+
+def _load(data_root: Path | None, variant: None, config: SyntheticConfig) -> Dataset:
+    """The loader of :data:`SPEC`: the synthetic dataset is generated, so it has no data root and no variants."""
+    return synthetic_dataset(config)
+
+
+SPEC = DatasetSpec(
+    name="synthetic", title="Synthetic", options=SyntheticConfig, loader=_load,
+    description="THINGS-like images drawn procedurally, with EEG responses simulated from a pretrained CNN's "
+                "features; generated offline from a seed.",
+)

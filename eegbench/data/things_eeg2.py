@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from eegbench._check import DataError, InvalidInputError, MissingDataError, describe_validation_error, unknown_name
+from eegbench._check import DataError, InvalidInputError, MissingDataError
 from eegbench._progress import logger, progress
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo
 from eegbench.data.canonical import CanonicalWriter
@@ -37,7 +37,8 @@ from eegbench.data.conversion import (
     require_keys,
     source_digests,
 )
-from eegbench.data.synthetic import POSTERIOR_17
+from eegbench.data.montages import POSTERIOR_17
+from eegbench.data.spec import DatasetSpec
 
 NAME = "things-eeg2"
 # Bump whenever the conversion's output changes, so cached canonical folders are rebuilt.
@@ -115,18 +116,6 @@ class ThingsEEG2Options(BaseModel):
     dtype: Literal["float32", "float16"] = "float32"
     raw_train_repetitions: int = Field(4, ge=1)
     raw_test_repetitions: int = Field(80, ge=1)
-
-
-def get_variant(name: str | None) -> Variant:
-    """The variant called ``name`` (default :data:`DEFAULT_VARIANT`); unknown names list the valid ones."""
-    name = name or DEFAULT_VARIANT
-    if name not in VARIANTS:
-        raise unknown_name(f"{NAME} variant", name, VARIANTS)
-    return VARIANTS[name]
-
-
-def download_hint(root: Path | str, variant: str) -> str:
-    return f"Get it with `eegbench data download {NAME} --root {root} --variant {variant}`."
 
 
 # --- images ------------------------------------------------------------------------------------
@@ -458,66 +447,72 @@ def _source_files(subject_dir: Path, variant: Variant, hint: str) -> list[Path]:
     return files
 
 
-def load_things_eeg2(data_root: str | Path | None, variant: str | None = None, **options) -> Dataset:
+def _load(data_root: Path | None, variant: Variant, opts: ThingsEEG2Options) -> Dataset:
     """THINGS-EEG2 in canonical form, converting the source files once per variant.
+
+    The loader of :data:`SPEC`: load it with ``eegbench.data.load_dataset("things-eeg2", variant=...,
+    options=..., data_root=...)``.
 
     Parameters
     ----------
-    data_root : path-like
+    data_root : pathlib.Path
         Folder holding the files in their published layout (see the module docstring).
-    variant : str, optional
+    variant : Variant
         One of :data:`VARIANTS` (default ``"17ch-250hz"``).
-    **options
-        :class:`ThingsEEG2Options`: ``dtype`` (``"float32"`` or ``"float16"``) and, for the raw
-        variants, the number of repetitions each training/test image must have
-        (``raw_train_repetitions=4``, ``raw_test_repetitions=80``).
+    opts : ThingsEEG2Options
+        ``dtype`` (``"float32"`` or ``"float16"``) and, for the raw variants, the number of
+        repetitions each training/test image must have (``raw_train_repetitions=4``,
+        ``raw_test_repetitions=80``).
 
     Notes
     -----
     Subjects are the ``sub-XX`` folders present. Reading a 250 Hz training file (8.3 GB of pickled
     float64) needs about twice its size in memory once; later loads memory-map the cache.
     """
-    spec = get_variant(variant)
-    try:
-        opts = ThingsEEG2Options(**options)
-    except ValidationError as err:
-        raise InvalidInputError(describe_validation_error(err, f"{NAME} dataset options")) from None
     if data_root is None:
         raise MissingDataError(
             f"The {NAME} tasks need the dataset on disk: pass --data-root DIR (Python: data_root=DIR). "
-            f"{download_hint('DIR', spec.name)}")
+            f"{SPEC.download_hint('DIR', variant.name)}")
     root = Path(data_root).expanduser().resolve()
     if not root.is_dir():
-        raise MissingDataError(f"Data root {root} does not exist. {download_hint(root, spec.name)}")
-    hint = download_hint(root, spec.name)
+        raise MissingDataError(f"Data root {root} does not exist. {SPEC.download_hint(root, variant.name)}")
+    hint = SPEC.download_hint(root, variant.name)
     train_images, test_images = read_image_tables(root, hint)
     tables = {"train": train_images, "test": test_images}
-    subject_dirs = _subject_dirs(root, spec, hint)
-    files = {s: _source_files(s, spec, hint) for s in subject_dirs}
-    absent = sorted({f"sub-{i:02d}" for i in range(1, 11)} - {s.name for s in subject_dirs})
+    subject_dirs = _subject_dirs(root, variant, hint)
+    files = {s: _source_files(s, variant, hint) for s in subject_dirs}
+    absent = sorted({f"sub-{i:02d}" for i in SPEC.subjects} - {s.name for s in subject_dirs})
     if absent:
-        logger.info("%s %s: subjects %s are not in %s; loading %d subjects.", NAME, spec.name,
-                       ", ".join(absent), root / spec.folder, len(subject_dirs))
+        logger.info("%s %s: subjects %s are not in %s; loading %d subjects.", NAME, variant.name,
+                       ", ".join(absent), root / variant.folder, len(subject_dirs))
     digests = source_digests(root, [root / METADATA_FILE, *[f for group in files.values() for f in group]])
-    key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": spec.to_dict(),
+    key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": variant.to_dict(),
            "options": opts.model_dump(), "sources": digests}
 
     def build(folder: Path) -> None:
         writer = CanonicalWriter(folder, dtype=opts.dtype)
         layout, reports = None, {}
-        convert = _convert_raw if spec.source == "raw" else _convert_preprocessed
-        with progress(f"Converting {NAME} {spec.name}", total=len(subject_dirs)) as advance:
+        convert = _convert_raw if variant.source == "raw" else _convert_preprocessed
+        with progress(f"Converting {NAME} {variant.name}", total=len(subject_dirs)) as advance:
             for subject_dir in subject_dirs:
-                arrays = convert(subject_dir, spec, tables, opts, hint)
+                arrays = convert(subject_dir, variant, tables, opts, hint)
                 if layout is not None and (arrays.ch_names != layout[0] or not np.array_equal(arrays.times, layout[1])):
                     raise DataError(f"{subject_dir}: channels or time axis differ from {subject_dirs[0].name}. {hint}")
                 layout = (arrays.ch_names, arrays.times)
                 writer.add_subject(subject_dir.name, arrays.train, arrays.test)
                 reports[subject_dir.name] = arrays.report
                 advance(1)
-        info = RecordingInfo("eeg", layout[0], spec.sfreq, layout[1], unit="whitened")
-        writer.finish(name=NAME, variant=spec.name, info=info, train_images=train_images, test_images=test_images,
+        info = RecordingInfo("eeg", layout[0], variant.sfreq, layout[1], unit="whitened")
+        writer.finish(name=NAME, variant=variant.name, info=info, train_images=train_images, test_images=test_images,
                       image_root=f"{DATA_ROOT_PLACEHOLDER}/{IMAGE_DIR}",
-                      source={**key, "description": spec.description, "subjects": reports})
+                      source={**key, "description": variant.description, "subjects": reports})
 
-    return cached_conversion(NAME, spec.name, key, root / IMAGE_DIR, build)
+    return cached_conversion(NAME, variant.name, key, root / IMAGE_DIR, build)
+
+
+SPEC = DatasetSpec(
+    name=NAME, options=ThingsEEG2Options, loader=_load, variants=VARIANTS, default_variant=DEFAULT_VARIANT,
+    subjects=tuple(range(1, 11)), manifest=True,
+    description="THINGS-EEG2 (Gifford et al., NeuroImage 2022): 10 subjects, 16540 training images seen 4 times "
+                "and 200 test images seen 80 times.",
+)

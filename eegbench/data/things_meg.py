@@ -29,13 +29,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 
-from eegbench._check import DataError, InvalidInputError, MissingDataError, describe_validation_error, unknown_name
+from eegbench._check import DataError, InvalidInputError, MissingDataError
 from eegbench._progress import logger, progress
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo
 from eegbench.data.canonical import CanonicalWriter
 from eegbench.data.conversion import DATA_ROOT_PLACEHOLDER, cached_conversion, require_finite, source_digests
+from eegbench.data.spec import DatasetSpec
 
 NAME = "things-meg"
 CONVERTER_VERSION = 1
@@ -74,18 +75,6 @@ class ThingsMEGOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     dtype: Literal["float32", "float16"] = "float32"
-
-
-def get_variant(name: str | None) -> Variant:
-    """The variant called ``name`` (default :data:`DEFAULT_VARIANT`)."""
-    name = name or DEFAULT_VARIANT
-    if name not in VARIANTS:
-        raise unknown_name(f"{NAME} variant", name, VARIANTS)
-    return VARIANTS[name]
-
-
-def download_hint(root: Path | str) -> str:
-    return f"Get it with `eegbench data download {NAME} --root {root}`."
 
 
 def images_hint(root: Path | str) -> str:
@@ -209,28 +198,26 @@ def _extract(epochs, indices: np.ndarray, picks: np.ndarray, keep: np.ndarray, d
     return out.reshape(*indices.shape, *out.shape[1:])
 
 
-def load_things_meg(data_root: str | Path | None, variant: str | None = None, **options) -> Dataset:
+def _load(data_root: Path | None, variant: Variant, opts: ThingsMEGOptions) -> Dataset:
     """THINGS-MEG in canonical form (zero-shot split, test repetitions kept), converted once.
+
+    The loader of :data:`SPEC`: load it with ``eegbench.data.load_dataset("things-meg", options=...,
+    data_root=...)``.
 
     Parameters
     ----------
-    data_root : path-like
+    data_root : pathlib.Path
         Folder holding ``derivatives/preprocessed/preprocessed_P<n>-epo.fif`` and ``object_images/``.
-    variant : str, optional
+    variant : Variant
         One of :data:`VARIANTS` (default ``"official-271ch-200hz"``).
-    **options
-        :class:`ThingsMEGOptions` (``dtype``).
+    opts : ThingsMEGOptions
+        ``dtype``.
     """
-    spec = get_variant(variant)
-    try:
-        opts = ThingsMEGOptions(**options)
-    except ValidationError as err:
-        raise InvalidInputError(describe_validation_error(err, f"{NAME} dataset options")) from None
     if data_root is None:
         raise MissingDataError(f"The {NAME} tasks need the dataset on disk: pass --data-root DIR (Python: "
-                               f"data_root=DIR). {download_hint('DIR')}")
+                               f"data_root=DIR). {SPEC.download_hint('DIR')}")
     root = Path(data_root).expanduser().resolve()
-    hint = download_hint(root)
+    hint = SPEC.download_hint(root)
     folder = root / EPOCHS_DIR
     found = sorted((int(m.group(1)), p) for p in folder.glob("preprocessed_P*-epo.fif")
                    if (m := _EPOCHS_FILE.fullmatch(p.name)))
@@ -242,7 +229,7 @@ def load_things_meg(data_root: str | Path | None, variant: str | None = None, **
     for _, path in found:
         sources += [path, *sorted(folder.glob(f"{path.stem}-*.fif"))]
     digests = source_digests(root, sources)
-    key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": spec.to_dict(),
+    key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": variant.to_dict(),
            "options": opts.model_dump(), "sources": digests}
     # The split is cheap (metadata only) and decides the image tables, so it is checked on every load.
     plans = {}
@@ -273,10 +260,10 @@ def load_things_meg(data_root: str | Path | None, variant: str | None = None, **
     def build(out_folder: Path) -> None:
         writer = CanonicalWriter(out_folder, dtype=opts.dtype)
         layout = None
-        with progress(f"Converting {NAME} {spec.name}", total=len(plans)) as advance:
+        with progress(f"Converting {NAME} {variant.name}", total=len(plans)) as advance:
             for label, (path, plan) in plans.items():
                 epochs = _read_epochs(path, hint)
-                layout = _check_layout(epochs, spec, path, hint, layout)
+                layout = _check_layout(epochs, variant, path, hint, layout)
                 picks, keep = layout[2], layout[3]
                 train = _extract(epochs, plan.train_epochs, picks, keep, opts.dtype, path, hint)
                 test = _extract(epochs, plan.test_epochs, picks, keep, opts.dtype, path, hint)
@@ -286,34 +273,42 @@ def load_things_meg(data_root: str | Path | None, variant: str | None = None, **
                             len(test), test.shape[1], plan.report["catch_trials_dropped"],
                             plan.report["test_concept_trials_excluded"])
                 advance(1)
-        info = RecordingInfo("meg", layout[0], spec.sfreq, layout[1], unit="zscore")
-        writer.finish(name=NAME, variant=spec.name, info=info, train_images=train_images, test_images=test_images,
+        info = RecordingInfo("meg", layout[0], variant.sfreq, layout[1], unit="zscore")
+        writer.finish(name=NAME, variant=variant.name, info=info, train_images=train_images, test_images=test_images,
                       image_root=f"{DATA_ROOT_PLACEHOLDER}/{IMAGE_DIR}",
-                      source={**key, "description": spec.description,
+                      source={**key, "description": variant.description,
                               "subjects": {label: plan.report for label, (_, plan) in plans.items()}})
 
-    return cached_conversion(NAME, spec.name, key, root / IMAGE_DIR, build)
+    return cached_conversion(NAME, variant.name, key, root / IMAGE_DIR, build)
 
 
-def _check_layout(epochs, spec: Variant, path: Path, hint: str, previous: tuple | None) -> tuple:
+def _check_layout(epochs, variant: Variant, path: Path, hint: str, previous: tuple | None) -> tuple:
     """Sensor names, kept time axis, sensor picks and time mask of ``epochs``, checked against the
     variant and the previous subject. Sensors marked bad are kept: nothing is dropped silently."""
     import mne
 
     picks = mne.pick_types(epochs.info, meg=True, ref_meg=False, exclude=[])
     ch_names = tuple(epochs.ch_names[i] for i in picks)
-    if len(ch_names) != spec.n_channels:
-        raise DataError(f"{path}: holds {len(ch_names)} MEG sensors; variant {spec.name!r} expects "
-                        f"{spec.n_channels}. {hint}")
-    if abs(epochs.info["sfreq"] - spec.sfreq) > 1e-6:
-        raise DataError(f"{path}: sampled at {epochs.info['sfreq']:g} Hz; variant {spec.name!r} expects "
-                        f"{spec.sfreq:g} Hz. {hint}")
-    step = 1 / spec.sfreq
-    if epochs.times[0] > spec.window[0] + 1e-6 or epochs.times[-1] < spec.window[1] - step - 1e-6:
-        raise DataError(f"{path}: epochs span {epochs.times[0]:g} to {epochs.times[-1]:g} s; variant {spec.name!r} "
-                        f"needs [{spec.window[0]:g}, {spec.window[1]:g}) s. {hint}")
-    keep = (epochs.times >= spec.window[0] - 1e-6) & (epochs.times < spec.window[1] - 1e-6)
+    if len(ch_names) != variant.n_channels:
+        raise DataError(f"{path}: holds {len(ch_names)} MEG sensors; variant {variant.name!r} expects "
+                        f"{variant.n_channels}. {hint}")
+    if abs(epochs.info["sfreq"] - variant.sfreq) > 1e-6:
+        raise DataError(f"{path}: sampled at {epochs.info['sfreq']:g} Hz; variant {variant.name!r} expects "
+                        f"{variant.sfreq:g} Hz. {hint}")
+    step = 1 / variant.sfreq
+    if epochs.times[0] > variant.window[0] + 1e-6 or epochs.times[-1] < variant.window[1] - step - 1e-6:
+        raise DataError(f"{path}: epochs span {epochs.times[0]:g} to {epochs.times[-1]:g} s; variant {variant.name!r} "
+                        f"needs [{variant.window[0]:g}, {variant.window[1]:g}) s. {hint}")
+    keep = (epochs.times >= variant.window[0] - 1e-6) & (epochs.times < variant.window[1] - 1e-6)
     times = np.round(epochs.times[keep], 9)
     if previous is not None and (ch_names != previous[0] or not np.array_equal(times, previous[1])):
         raise DataError(f"{path}: sensors or time axis differ from the first subject. {hint}")
     return ch_names, times, picks, keep
+
+
+SPEC = DatasetSpec(
+    name=NAME, options=ThingsMEGOptions, loader=_load, variants=VARIANTS, default_variant=DEFAULT_VARIANT,
+    subjects=(1, 2, 3, 4), manifest=True,
+    description="THINGS-MEG (Hebart et al., eLife 2023; OpenNeuro ds004212): 4 subjects; zero-shot split of 19848 "
+                "training images (1654 concepts x 12) seen once and 200 test images seen 12 times.",
+)

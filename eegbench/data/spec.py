@@ -1,0 +1,126 @@
+"""The dataset contract: what a dataset declares so that eegbench can load, download and describe it.
+
+A dataset is a module that builds one :class:`DatasetSpec` and adds it to the registry
+(:mod:`eegbench.data.registry`). The spec is the single declaration of the dataset's variants,
+its subjects, its loader options and its loader; everything else is derived from it:
+
+* :func:`eegbench.data.load_dataset` picks the variant (the default when none is named), validates
+  the options against :attr:`DatasetSpec.options` and calls :attr:`DatasetSpec.loader`;
+* the packaged download manifest (``manifests/<name>.json``) lists only files and their sources:
+  its variants, default variant and subjects come from the spec, and each file's variants and
+  subject are checked against it (:mod:`eegbench.data.download`);
+* :meth:`DatasetSpec.download_hint` tells users the ``eegbench data download`` command to run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
+from eegbench._guard import refuse_in_submission_worker
+from eegbench.data.base import Dataset
+
+
+class Variant(Protocol):
+    """What the contract needs of a variant; each dataset's variant class adds what its loader reads."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+
+#: ``loader(data_root, variant, options) -> Dataset``, called with the data root (None when not
+#: given), the chosen variant (None for a dataset without variants) and the validated options.
+Loader = Callable[[Path | None, Any, Any], Dataset]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Everything eegbench needs to know of one dataset.
+
+    Attributes
+    ----------
+    name : str
+        Name in task files and on the command line (``"things-eeg2"``).
+    description : str
+        One line: what the dataset is and where it comes from.
+    options : type of pydantic.BaseModel
+        The loader options (a task file's ``dataset.options``); unknown fields are refused.
+    loader : callable
+        ``loader(data_root, variant, options) -> Dataset`` (see :data:`Loader`).
+    variants : mapping of str to Variant
+        The named preprocessings, by name; empty for a dataset that has none (then its options
+        say everything, as for the synthetic dataset).
+    default_variant : str or None
+        The variant used when none is named; None exactly when there are no variants.
+    subjects : tuple of int
+        Subject numbers of the published dataset (the download manifest offers these; loaders
+        report which of them a data root lacks). Empty when the options decide the subjects.
+    manifest : bool
+        Whether a download manifest is packaged (``eegbench/data/manifests/<name>.json``, read by
+        :mod:`eegbench.data.download`).
+    title : str, optional
+        The name at the start of a message (default: ``name``).
+    """
+
+    name: str
+    description: str
+    options: type[BaseModel]
+    loader: Loader = field(repr=False, compare=False)
+    variants: Mapping[str, Variant] = field(default_factory=dict)
+    default_variant: str | None = None
+    subjects: tuple[int, ...] = ()
+    manifest: bool = False
+    title: str | None = None
+
+    def __post_init__(self) -> None:
+        # A spec is written once by a developer: mistakes in it fail at import, naming the dataset.
+        wrong = [key for key, variant in self.variants.items() if key != variant.name]
+        if wrong:
+            raise InvalidInputError(f"Dataset {self.name!r}: variants {wrong} are registered under another name.")
+        if (self.default_variant is None) != (not self.variants) or (
+                self.default_variant is not None and self.default_variant not in self.variants):
+            raise InvalidInputError(f"Dataset {self.name!r}: default variant {self.default_variant!r} must be one of "
+                                    f"its variants {list(self.variants)} (None when it has none).")
+
+    def variant(self, name: str | None) -> Variant | None:
+        """The variant called ``name`` (None: the default); unknown names raise, listing the valid ones."""
+        if not self.variants:
+            if name is not None:
+                raise InvalidInputError(f"The {self.name} dataset has no variants; set dataset.options instead.")
+            return None
+        name = name or self.default_variant
+        if name not in self.variants:
+            raise unknown_name(f"{self.name} variant", name, self.variants)
+        return self.variants[name]
+
+    def parse_options(self, options: Mapping[str, Any] | None) -> BaseModel:
+        """``options`` validated against :attr:`options`; problems raise one error listing each of them."""
+        try:
+            return self.options(**dict(options or {}))
+        except ValidationError as err:
+            source = f"{self.title or self.name} dataset options"
+            raise InvalidInputError(describe_validation_error(err, source)) from None
+
+    def download_hint(self, root: Path | str, variant: str | None = None) -> str:
+        """The ``eegbench data download`` command that fetches ``variant`` into ``root``.
+
+        The command names the variant only for a dataset with several (otherwise there is no choice).
+        """
+        choice = f" --variant {variant or self.default_variant}" if len(self.variants) > 1 else ""
+        return f"Get it with `eegbench data download {self.name} --root {root}{choice}`."
+
+    def load(self, *, options: Mapping[str, Any] | None = None, variant: str | None = None,
+             data_root: str | Path | None = None) -> Dataset:
+        """Load this dataset in canonical form (see :func:`eegbench.data.load_dataset`)."""
+        refuse_in_submission_worker("load datasets")
+        chosen = self.variant(variant)
+        parsed = self.parse_options(options)
+        return self.loader(Path(data_root).expanduser() if data_root else None, chosen, parsed)
