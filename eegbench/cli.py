@@ -185,9 +185,9 @@ def list_methods_cmd() -> None:
     """Submissions found in submissions/ (and $EEGBENCH_SUBMISSIONS_PATH)."""
     from tabulate import tabulate
 
-    from eegbench.submissions import list_submissions, read_meta, _submission_folders
+    from eegbench.submissions import list_submissions, read_meta, submission_folders
 
-    folders = _submission_folders()
+    folders = submission_folders()
     rows = []
     for name in list_submissions():
         meta = read_meta(folders[name])
@@ -334,7 +334,8 @@ def features_extract_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print the extracted layers as JSON on stdout.")] = False,
 ) -> None:
     """Extract features of backbone layers for images or a dataset into the feature cache."""
-    from eegbench.backbones import extract_image_sets, image_sets
+    from eegbench.backbones import extract_image_sets
+    from eegbench.data.images import image_sets
 
     options, variant = None, None
     if task is not None:

@@ -34,27 +34,21 @@ count as done.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
-import platform
 import socket
-import subprocess
-import sys
 import threading
 import time
 import traceback
 import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from typing_extensions import TypedDict
 
-from eegbench import __version__
 from eegbench.identifiers import (
     BACKBONE_PATTERN,
     HP_TAG_PATTERN,
@@ -67,6 +61,7 @@ from eegbench.identifiers import (
 from eegbench._check import DataError, InvalidInputError, describe_validation_error
 from eegbench._io import atomic_write_json
 from eegbench._progress import logger
+from eegbench.provenance import now
 
 SCHEMA_VERSION = 1
 ANALYSIS_SCHEMA_VERSION = 1
@@ -599,56 +594,3 @@ def check_overwrite(mode: str) -> str:
     return mode
 
 
-def now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-@functools.cache
-def git_state() -> dict[str, Any]:
-    """Commit and dirty flag of the eegbench checkout, if it runs from one."""
-    root = Path(__file__).resolve().parent.parent
-    if not (root / ".git").exists():
-        return {"commit": None, "dirty": None}
-    try:
-        commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                                text=True, timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return {"commit": None, "dirty": None}
-    return {"commit": commit, "dirty": bool(status.strip())}
-
-
-_PACKAGES = ("torch", "torchvision", "timm", "open_clip_torch", "numpy", "scipy", "mne", "pydantic")
-
-
-def environment(device: Any) -> dict[str, Any]:
-    """Versions, hardware and determinism flags, recorded with every result."""
-    import torch
-
-    from eegbench.training import compile_requested
-
-    packages = {}
-    for name in _PACKAGES:
-        try:
-            packages[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            packages[name] = None
-    device = torch.device(device)
-    return {
-        "eegbench": __version__,
-        "git": git_state(),
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or None,
-        "packages": packages,
-        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
-        "cudnn_deterministic": bool(torch.backends.cudnn.deterministic),
-        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
-        "tf32_matmul": bool(torch.backends.cuda.matmul.allow_tf32),
-        "torch_compile": compile_requested(),
-    }

@@ -20,6 +20,7 @@ from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features, load_backbone
 from eegbench.data import Dataset, load_dataset
+from eegbench.devices import resolve_device
 from eegbench.isolation import FittedAligner, MethodPlan, SubmissionSession, resolve_isolation
 from eegbench.protocols import (
     ResponseCache,
@@ -30,6 +31,7 @@ from eegbench.protocols import (
     test_responses,
     training_data,
 )
+from eegbench.provenance import environment, now
 from eegbench.scoring import HiddenScorer, metric_scores
 from eegbench.results import (
     ResultRecord,
@@ -38,8 +40,6 @@ from eegbench.results import (
     UnitKey,
     Worker,
     check_overwrite,
-    environment,
-    now,
 )
 from eegbench.stats import mean_sd, seed_averaged
 from eegbench.submissions import Submission, load_submission
@@ -98,17 +98,6 @@ class RunResult:
             "failed": len(self.failed), "elsewhere": len(self.elsewhere),
             "per_subject": per_subject, "results_dir": str(self.results_dir),
         }
-
-
-def resolve_device(device: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is validated."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise InvalidInputError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}.")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InvalidInputError("--device cuda was requested but PyTorch sees no CUDA device here.")
-    return torch.device(device)
 
 
 def hyperparameter_tag(overrides: Mapping[str, Any]) -> str:

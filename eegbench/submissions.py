@@ -220,7 +220,8 @@ class Submission:
         return cls(SubmissionMeta.model_validate(data["meta"]), Path(data["folder"]), str(data["code_sha256"]))
 
 
-def _submission_folders() -> dict[str, Path]:
+def submission_folders() -> dict[str, Path]:
+    """Every submission folder on the search path, by id (the first of a name wins: shipped ones first)."""
     found: dict[str, Path] = {}
     for root in submission_dirs():
         for meta in sorted(root.glob("*/submission.yaml")):
@@ -230,7 +231,7 @@ def _submission_folders() -> dict[str, Path]:
 
 def list_submissions() -> list[str]:
     """Ids of every submission folder on the search path."""
-    return sorted(_submission_folders())
+    return sorted(submission_folders())
 
 
 def registered_code_hash(submission_id: str) -> str | None:
@@ -239,7 +240,7 @@ def registered_code_hash(submission_id: str) -> str | None:
     Results are keyed by id *and* code: a record whose ``method.code_sha256`` differs from this
     was computed by other code than the registered submission's.
     """
-    folder = _submission_folders().get(submission_id)
+    folder = submission_folders().get(submission_id)
     return code_hash(folder) if folder is not None else None
 
 
@@ -274,7 +275,7 @@ def load_submission(id_or_folder: str | Path) -> Submission:
     same code: results are filed by id, so another folder's code may not write them.
     """
     text = str(id_or_folder)
-    registered = _submission_folders()
+    registered = submission_folders()
     if isinstance(id_or_folder, str) and text in registered:  # a registered id wins over a folder of that name
         folder = registered[text]
     elif "/" in text or Path(text).is_dir():

@@ -254,7 +254,7 @@ class SweepJob:
         from eegbench.backbones import get_features, load_backbone
         from eegbench.data import load_dataset
         from eegbench.isolation import MethodPlanner
-        from eegbench.runner import resolve_device
+        from eegbench.devices import resolve_device
         from eegbench.submissions import load_submission
         from eegbench.tasks import load_task
 

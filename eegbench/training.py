@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import os
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import nn
 
 from eegbench._check import InvalidInputError
+from eegbench.provenance import compile_requested
 from eegbench._progress import logger, progress
 from eegbench.backbones.base import LayerRef
 from eegbench.encoders import StackedLinear, count_parameters, encoders
@@ -300,15 +300,6 @@ def _copy_member(source: dict[str, torch.Tensor], target: dict[str, torch.Tensor
     for name, value in source.items():
         if value.ndim:
             target[name][k].copy_(value[k])
-
-
-def compile_requested() -> bool:
-    """Whether ``EEGBENCH_COMPILE=1`` asks to compile the training step with ``torch.compile``.
-
-    An execution option like the device, not a hyperparameter: it changes speed, not the model.
-    Worth it on GPU for long runs; compilation itself takes tens of seconds.
-    """
-    return os.environ.get("EEGBENCH_COMPILE", "0") == "1"
 
 
 def fit_contrastive(problems: Sequence[ContrastiveProblem], config: TrainingConfig, *,

@@ -5,7 +5,7 @@ import is still a dependency; deferring only hides a circle). The modules are or
 :data:`LAYERS`, lowest first: a module may import from its own layer and the layers below, never
 from a layer above. A name or module that starts with an underscore is private to its package:
 ``eegbench._check`` may be used anywhere inside eegbench but not by submissions, and
-``eegbench.submissions._submission_folders`` only inside ``eegbench.submissions``.
+a private function of ``eegbench.submissions`` only inside ``eegbench.submissions``.
 
 Not seen: modules started by name (``python -m eegbench._worker``, ``importlib.import_module``).
 
@@ -31,7 +31,8 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS: tuple[tuple[str, ...], ...] = (
     # Foundations: errors, version, paths, progress, import fixes, plot style, the submission guard, hashing and
     # atomic files, the generic registry, torch devices.
-    ("_check", "_version", "_paths", "_progress", "_compat", "_plots", "_guard", "_io", "registry", "devices"),
+    ("_check", "_version", "_paths", "_progress", "_compat", "_plots", "_guard", "_io", "registry", "devices",
+     "identifiers", "provenance"),
     # Leaf concepts: task files, retrieval metrics, brain encoder architectures.
     ("tasks", "metrics", "encoders"),
     # Vision backbones and cached features; they know nothing of datasets.
@@ -62,17 +63,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 
 #: Violations of today's code, as (importer, imported) -> how it goes away. Empty this list; never grow it.
 KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # results (records) sits below the trainer; the compile flag belongs in a provenance module below both.
-    ("eegbench.results", "eegbench.training"): "upward: results.py imports training.compile_requested",
-    # The package __init__ becomes the public API, above everything; the version has its own module.
-    ("eegbench.results", "eegbench"): "upward: results.py should import __version__ from eegbench._version",
-    # `eegbench list methods` needs the submission folders by name: a public function of submissions.
-    ("eegbench.cli", "eegbench.submissions._submission_folders"): "private name used outside eegbench.submissions",
     # Submissions raise errors through a public module (eegbench.errors), not the private _check.
     ("submissions.shallow.method", "eegbench._check"): "private module used by a submission",
-    # A compatibility shim: `eegbench features extract` imports image_sets from eegbench.backbones; it now
-    # lives in eegbench.data.images. Goes when cli.py imports it from there (and the shim is deleted).
-    ("eegbench.backbones", "eegbench.data.images"): "upward: backbones.__getattr__('image_sets')",
 }
 
 

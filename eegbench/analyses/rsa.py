@@ -35,7 +35,8 @@ from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE, LayerRef, get_features, load_backbone
 from eegbench.data import load_dataset
 from eegbench.protocols import Normalizer, ResponsePipeline, task_subjects
-from eegbench.results import AnalysisRecord, ResultStore, environment, now
+from eegbench.provenance import environment, now
+from eegbench.results import AnalysisRecord, ResultStore
 from eegbench.stats import paired_spearman, rsa_permutation_test, split_half_noise_ceiling
 from eegbench.tasks import Task, load_task
 
@@ -173,7 +174,7 @@ def rsa(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, layers: Sequence[
         The results store; the record goes to ``_analyses/<task>/v<version>/rsa/<backbone>.json``.
     """
     from eegbench.analyses.scaling import safe_name
-    from eegbench.runner import resolve_device
+    from eegbench.devices import resolve_device
 
     _rsatoolbox()
     if n_permutations < 1 or n_splits < 1:

@@ -49,14 +49,3 @@ __all__ = [
     "weights_home",
 ]
 
-
-def __getattr__(name: str) -> object:
-    # Compatibility: ``image_sets`` (a folder's or a dataset's images) moved to eegbench.data.images,
-    # because backbones sit below datasets. Only ``eegbench features extract`` still imports it from
-    # here; this upward import is on the KNOWN_VIOLATIONS list of tests/test_architecture.py and goes
-    # when cli.py imports it from eegbench.data.images.
-    if name == "image_sets":
-        from eegbench.data.images import image_sets
-
-        return image_sets
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
