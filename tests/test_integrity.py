@@ -409,3 +409,27 @@ def test_the_sandbox_hides_the_cache_the_network_and_other_workers(tmp_path):
                      "tests_visible": False}
     assert found["network"] != "connected"
     assert result.records[0].environment["isolation"] == "sandbox"
+
+
+def test_isolation_levels_are_checked_before_any_work(monkeypatch):
+    from eegbench import isolation
+
+    with pytest.raises(InvalidInputError, match="Invalid value 'chroot' for isolation"):
+        isolation.resolve_isolation("chroot")
+    monkeypatch.setattr(isolation.shutil, "which", lambda name: None)
+    with pytest.raises(InvalidInputError, match=r"--isolation sandbox cannot run here: bubblewrap \(`bwrap`\) is not "
+                                                r"installed"):
+        isolation.resolve_isolation("sandbox")
+    assert isolation.resolve_isolation("strongest") == "process"
+
+
+def test_bad_run_options_exit_2_with_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from eegbench.cli import app
+
+    for options, message in ((["--timeout", "0"], "The time limit must be positive"),
+                             (["--isolation", "chroot"], "Invalid value 'chroot' for isolation")):
+        outcome = CliRunner().invoke(app, ["run", "--method", "final", "--results-dir", str(tmp_path), *options])
+        assert outcome.exit_code == 2 and message in outcome.output, outcome.output
+        assert not any(tmp_path.iterdir())
