@@ -34,6 +34,23 @@ class MissingDataError(DataError, FileNotFoundError):
     """Required data (a file, a subject, model weights) is not on disk."""
 
 
+class SubmissionError(EegbenchError):
+    """A submission's code failed: it raised, exited, died or ran out of time.
+
+    The message starts with the method's own error and ends with which method failed doing what
+    (``RuntimeError: boom [method 'x', fitting 2 unit(s)]``); ``details`` holds the worker's
+    traceback when there is one.
+    """
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class TransductiveMethodError(InvalidInputError):
+    """A method's embeddings of a row depend on the other rows embedded with it."""
+
+
 def suggest(name: str, valid: Iterable[str]) -> str:
     """Return a " Did you mean 'x'?" hint for a misspelt ``name``, or an empty string."""
     close = difflib.get_close_matches(str(name), list(valid), n=1, cutoff=0.6)

@@ -7,6 +7,11 @@ from pathlib import Path
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
+#: where ``run``, ``sweep``, the analyses and ``leaderboard`` keep result files unless told otherwise
+#: (relative to the working directory). The committed official board, ``leaderboard/results``, is
+#: always named explicitly (by ``sweeps/official-synthetic.yaml`` and ``leaderboard/official.sh``).
+DEFAULT_RESULTS_DIR = Path("results")
+
 
 def cache_home() -> Path:
     """Root of eegbench's caches (synthetic datasets, features, canonical data).

@@ -17,6 +17,7 @@ import yaml
 from rich.markup import escape
 
 from eegbench._check import EegbenchError, InvalidInputError
+from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import console, setup_logging
 
 app = typer.Typer(
@@ -93,7 +94,7 @@ def run(
     encoder: EncoderOpt = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE (repeatable).")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    results_dir: ResultsOpt = Path("leaderboard/results"),
+    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     overwrite: Annotated[str, typer.Option(help="missing: keep existing results; always: recompute; "
                                                 "never: fail if any exist.")] = "missing",
     data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
@@ -141,8 +142,9 @@ def _summary_table(summary: dict) -> str:
 @app.command()
 @handle_errors
 def leaderboard(
-    results_dir: ResultsOpt = Path("leaderboard/results"),
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the markdown pages.")] = Path("leaderboard"),
+    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Folder for the markdown pages (default: <results-dir>/leaderboard).")] = None,
 ) -> None:
     """Regenerate the leaderboard markdown from result files, and print the main tables."""
     from eegbench.leaderboard import build_leaderboard, build_rows, code_notes, group_by_task, main_table
@@ -152,7 +154,7 @@ def leaderboard(
         raise InvalidInputError(f"Results folder {results_dir} does not exist; run `eegbench run` first or "
                                 "pass --results-dir.")
     every = list(ResultStore(results_dir).records())  # read once: a skipped file is reported once
-    written = build_leaderboard(results_dir, out_dir, every)
+    written = build_leaderboard(results_dir, out_dir or results_dir / "leaderboard", every)
     for (task, version), records in group_by_task(every).items():
         chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task["chance"].items())
         out(f"\n{task} (v{version}) | chance: {chance}\n")
@@ -505,7 +507,7 @@ SweepEpochsOpt = Annotated[str | None, typer.Option("--epochs", help="Comma-sepa
 SweepHpOpt = Annotated[list[str] | None, typer.Option(
     "--hp", help="KEY=V1,V2: values of a hyperparameter to sweep (YAML, repeatable).")]
 SweepResultsOpt = Annotated[Path | None, typer.Option(
-    "--results-dir", help="Root folder of result files (default: the file's, else leaderboard/results).")]
+    "--results-dir", help="Root folder of result files (default: the file's, else results).")]
 MaxAttemptsOpt = Annotated[int | None, typer.Option(help="Attempts per failing unit (default 3).")]
 
 
@@ -673,7 +675,7 @@ def scaling_data(
     epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
     hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    results_dir: ResultsOpt = Path("leaderboard/results"),
+    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     overwrite: Annotated[str, typer.Option(help="missing, always or never (as for `run`).")] = "missing",
     data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
@@ -696,7 +698,7 @@ def scaling_data(
 def scaling_backbones(
     task: TaskOpt = "synthetic-intra",
     version: Annotated[int | None, typer.Option(help="Task version (default: the latest with results).")] = None,
-    results_dir: ResultsOpt = Path("leaderboard/results"),
+    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     plot: PlotOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the analysis record as JSON on stdout.")] = False,
 ) -> None:
@@ -719,7 +721,7 @@ def rsa(
     splits: Annotated[int, typer.Option(help="Split-half partitions for the noise ceiling.")] = 10,
     seed: Annotated[int, typer.Option(help="Seed of permutations and splits.")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    results_dir: ResultsOpt = Path("leaderboard/results"),
+    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
     weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
     plot: PlotOpt = None,

@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from eegbench._check import EegbenchError, InvalidInputError, check_option
+from eegbench._check import InvalidInputError, SubmissionError, TransductiveMethodError, check_option
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.identifiers import LAYER_SETTING_PATTERN
 from eegbench.submissions import Split, Submission, TrainingData
@@ -69,23 +69,6 @@ _ENVIRONMENT_PASSED = ("PATH", "LANG", "LC_ALL", "TZ", "CUDA_VISIBLE_DEVICES", "
                        "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "EEGBENCH_COMPILE",
                        "EEGBENCH_PROGRESS", "EEGBENCH_DEBUG", "PYTHONHASHSEED", "CUBLAS_WORKSPACE_CONFIG",
                        "TORCHINDUCTOR_CACHE_DIR")
-
-
-class SubmissionError(EegbenchError):
-    """A submission's code failed: it raised, exited, died or ran out of time.
-
-    The message starts with the method's own error and ends with which method failed doing what
-    (``RuntimeError: boom [method 'x', fitting 2 unit(s)]``); ``details`` holds the worker's
-    traceback when there is one.
-    """
-
-    def __init__(self, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.details = details
-
-
-class TransductiveMethodError(InvalidInputError):
-    """A method's embeddings of a row depend on the other rows embedded with it."""
 
 
 def sandbox_available() -> str | None:

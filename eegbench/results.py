@@ -588,6 +588,19 @@ def _read_record(path: Path, model: type[BaseModel], schema_version: int, kind: 
         raise DataError(describe_validation_error(err, f"{kind} {path}")) from None
 
 
+def load_results(results_dir: str | Path) -> list[ResultRecord]:
+    """Every result record of a results folder, in path order.
+
+    Only files that sit at the store path of their own key are read; misplaced, invalid or
+    unreadable files are skipped with one warning naming them (see :meth:`ResultStore.records`).
+    """
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise InvalidInputError(f"Results folder {root} does not exist; run `eegbench run` first or pass the folder "
+                                "that holds the result files.")
+    return list(ResultStore(root).records())
+
+
 def check_overwrite(mode: str) -> str:
     if mode not in OVERWRITE_MODES:
         raise InvalidInputError(f"--overwrite must be one of {', '.join(OVERWRITE_MODES)}, got {mode!r}.")

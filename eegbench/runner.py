@@ -18,6 +18,7 @@ import torch
 from eegbench._check import InvalidInputError, check_option
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
+from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features, load_backbone
 from eegbench.data import Dataset, load_dataset
 from eegbench.devices import resolve_device
@@ -108,12 +109,12 @@ def hyperparameter_tag(overrides: Mapping[str, Any]) -> str:
 def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone: str = DEFAULT_BACKBONE,
         layer: str | None = None, *, subjects: Sequence[str | int] | None = None,
         seeds: Sequence[int] | None = None, hyperparameters: Mapping[str, Any] | None = None,
-        device: str = "auto", results_dir: str | Path = "results", overwrite: str = "missing",
+        device: str = "auto", results_dir: str | Path = DEFAULT_RESULTS_DIR, overwrite: str = "missing",
         data_root: str | Path | None = None, weights: str | Path | None = None,
         batch_units: int | None = None, on_error: str = "raise", max_attempts: int | None = None,
         wait: bool = True, worker: Worker | None = None,
         train_fraction: float = 1.0, test_repetitions: Sequence[int] | None = None,
-        isolation: str = "process", timeout: float | None = None) -> RunResult:
+        isolation: str = "process", timeout: float | None = None, epochs: int | None = None) -> RunResult:
     """Run a method on a task and write one result file per (subject, seed) unit.
 
     Parameters
@@ -130,6 +131,8 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         Restrict the task's subjects and seeds.
     hyperparameters : mapping, optional
         Overrides of the method's hyperparameters (after the task file's ``training`` section).
+    epochs : int, optional
+        Shorthand for ``hyperparameters={"epochs": epochs}`` (methods that train for epochs).
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"``.
     results_dir : path-like
@@ -180,7 +183,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     if not submission.supports(task.id):
         raise InvalidInputError(f"Method {submission.id!r} does not support task {task.id!r} "
                                 f"(it supports {submission.meta.tasks}).")
-    overrides = dict(hyperparameters or {})
+    overrides = dict(hyperparameters or {}) | ({"epochs": epochs} if epochs is not None else {})
     device_t = resolve_device(device)
     store = ResultStore(results_dir)
     with SubmissionSession(submission, isolation=isolation, device=str(device_t),

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eegbench.isolation import FittedAligner, SubmissionSession, TransductiveMethodError
+from eegbench.isolation import FittedAligner, SubmissionSession
 from eegbench.metrics import RetrievalResult, retrieve
-from eegbench._check import InvalidInputError
+from eegbench.errors import InvalidInputError, TransductiveMethodError
 
 #: largest accepted distance between the unit-normalised embeddings of a row embedded in two
 #: different batches (retrieval compares directions; float32 batched arithmetic differs by ~1e-6)

@@ -51,12 +51,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eegbench._check import InvalidInputError, describe_validation_error
 from eegbench._io import hash_json, read_yaml_mapping
+from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE
 from eegbench.registry import Registry
 from eegbench.results import ResultStore, UnitKey, UnitStatus, Worker
 
-DEFAULT_RESULTS_DIR = Path("leaderboard/results")
 #: sweep folders (job files, logs) live inside the results folder, which every job can reach
 SWEEPS_FOLDER = ".sweeps"
 UNIT_STATES = ("done", "running", "failed", "todo")

@@ -32,7 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Foundations: errors, version, paths, progress, import fixes, plot style, the submission guard, hashing and
     # atomic files, the generic registry, torch devices.
     ("_check", "_version", "_paths", "_progress", "_compat", "_plots", "_guard", "_io", "registry", "devices",
-     "identifiers", "provenance"),
+     "identifiers", "provenance", "errors"),
     # Leaf concepts: task files, retrieval metrics, brain encoder architectures.
     ("tasks", "metrics", "encoders"),
     # Vision backbones and cached features; they know nothing of datasets.

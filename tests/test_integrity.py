@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from eegbench._check import InvalidInputError
-from eegbench.isolation import SubmissionError, TransductiveMethodError, sandbox_available
+from eegbench.errors import InvalidInputError, SubmissionError, TransductiveMethodError
+from eegbench.isolation import sandbox_available
 from eegbench.results import ResultStore
 from eegbench.runner import run
 from helpers import tiny_task

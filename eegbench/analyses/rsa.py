@@ -32,6 +32,7 @@ from tabulate import tabulate
 from eegbench._check import InvalidInputError
 from eegbench._plots import finish_axes, save_png, subplots
 from eegbench._progress import logger, progress
+from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench.backbones import DEFAULT_BACKBONE, LayerRef, get_features, load_backbone
 from eegbench.data import load_dataset
 from eegbench.protocols import Normalizer, ResponsePipeline, task_subjects
@@ -147,7 +148,7 @@ class RSAResult:
 
 def rsa(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, layers: Sequence[str] | None = None,
         subjects: Sequence[str | int] | None = None, n_permutations: int = 1000, n_splits: int = 10,
-        seed: int = 0, device: str = "auto", results_dir: str | Path = "results",
+        seed: int = 0, device: str = "auto", results_dir: str | Path = DEFAULT_RESULTS_DIR,
         data_root: str | Path | None = None, weights: str | Path | None = None) -> RSAResult:
     """Time-resolved RSA of every backbone layer against the averaged test responses of a task.
 

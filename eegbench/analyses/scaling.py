@@ -27,6 +27,7 @@ from eegbench._check import InvalidInputError, MissingDataError, UnknownNameErro
 from eegbench._io import hash_json
 from eegbench._plots import finish_axes, save_png, subplots
 from eegbench._progress import logger, progress
+from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench.backbones import DEFAULT_BACKBONE, get_backbone_spec
 from eegbench.data import load_dataset
 from eegbench.protocols import nested_training_images
@@ -172,7 +173,7 @@ def data_scaling(task: str | Task, method: str, backbone: str = DEFAULT_BACKBONE
                  fractions: Sequence[float] | None = None, repetitions: Sequence[int] | None = None,
                  subjects: Sequence[str | int] | None = None, seeds: Sequence[int] | None = None,
                  hyperparameters: Mapping[str, Any] | None = None, device: str = "auto",
-                 results_dir: str | Path = "results", overwrite: str = "missing",
+                 results_dir: str | Path = DEFAULT_RESULTS_DIR, overwrite: str = "missing",
                  data_root: str | Path | None = None, weights: str | Path | None = None) -> DataScaling:
     """Train ``method`` on nested fractions of the training images and fit accuracy against amount.
 
