@@ -438,6 +438,8 @@ class SubmissionSession:
             refs = [LayerRef(**ref) for ref in reply["layers"]]
             plan = MethodPlan(dict(reply["hyperparameters"]), refs, str(reply["layer_setting"]),
                               bool(reply["accepts_layer"]))
+        if not refs:
+            raise InvalidInputError(f"Method {self.submission.id!r} requested no backbone layers.")
         if len(plan.layer_setting) > 200 or not LAYER_SETTING.fullmatch(plan.layer_setting):
             raise InvalidInputError(f"Method {self.submission.id!r}: layer_setting() returned "
                                     f"{plan.layer_setting[:80]!r}; it must match {LAYER_SETTING.pattern} (it names "
