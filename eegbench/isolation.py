@@ -52,7 +52,7 @@ from typing import Any
 
 import numpy as np
 
-from eegbench._check import InvalidInputError, SubmissionError, TransductiveMethodError, check_option
+from eegbench._check import InvalidInputError, SubmissionError, check_option
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.identifiers import LAYER_SETTING_PATTERN
 from eegbench.submissions import Split, Submission, TrainingData
