@@ -84,6 +84,13 @@ def _registered_method(record: ResultRecord, path: Path) -> str:
     return method
 
 
+def _analysis_options(record: ResultRecord) -> dict:
+    """What a data-scaling record ran besides the configuration: its training fraction and the test
+    repetition counts it also scored (so a re-run trains and scores exactly as recorded)."""
+    repetitions = sorted(int(n) for n in record.report.get("test_repetitions", {}))
+    return {"train_fraction": float(record.task.get("train_fraction", 1.0)), "test_repetitions": repetitions or None}
+
+
 def reproduce(result: str | Path, *, task: str | Task | None = None, device: str = "auto",
               data_root: str | Path | None = None, weights: str | Path | None = None,
               work_dir: str | Path | None = None) -> Reproduction:
@@ -128,7 +135,7 @@ def reproduce(result: str | Path, *, task: str | Task | None = None, device: str
                     original.backbone["layer_request"], subjects=[original.subject], seeds=[original.seed],
                     hyperparameters=original.method["hyperparameters"], device=device,
                     results_dir=work_dir or tmp, overwrite="always", data_root=data_root, weights=weights,
-                    batch_units=1)
+                    batch_units=1, **_analysis_options(original))
     reproduced = rerun.records[0]
     for part, key in (("dataset", "fingerprint"), ("backbone", "identity")):
         if getattr(reproduced, part)[key] != getattr(original, part)[key]:

@@ -42,6 +42,18 @@ def test_reproduce_reruns_the_recorded_configuration(recorded, tmp_path):
     assert "| top1" in reproduction.table()
 
 
+def test_reproduce_reruns_a_data_scaling_record_on_its_fraction_and_repetitions(tmp_path):
+    """A record trained on a fraction of the images and scored on fewer repetitions re-runs as such."""
+    task = tiny_task()
+    record = run(task, "ridge", subjects=[1], seeds=[0], results_dir=tmp_path / "results", train_fraction=0.5,
+                 test_repetitions=[1, 4]).records[0]
+    reproduction = reproduce(_path(tmp_path / "results", record), task=task, work_dir=tmp_path / "rerun")
+    again = reproduction.reproduced
+    assert again.task["train_fraction"] == 0.5 and again.task["n_train_images"] == record.task["n_train_images"]
+    assert again.report["test_repetitions"] == record.report["test_repetitions"]
+    assert reproduction.identical_trials
+
+
 def test_reproduce_refuses_a_changed_task(recorded, tmp_path):
     task, record = recorded
     source = tmp_path / "given.json"
