@@ -44,6 +44,7 @@ from eegbench import _guard
 from eegbench._check import EegbenchError, InvalidInputError, describe_validation_error
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.data.base import RecordingInfo
+from eegbench.reports import AlignerReport
 from eegbench.submissions import Aligner, Method, Split, Submission, TrainingData, import_method
 
 
@@ -62,9 +63,10 @@ class Worker:
         problems = []
         if not (isinstance(cls.Hyperparameters, type) and issubclass(cls.Hyperparameters, BaseModel)):
             problems.append("Hyperparameters must be a pydantic BaseModel subclass")
-        for name in ("feature_layers", "fit"):
-            if getattr(getattr(cls, name, None), "__isabstractmethod__", False):
-                problems.append(f"{cls.__name__} does not implement {name}()")
+        if getattr(getattr(cls, "feature_layers", None), "__isabstractmethod__", False):
+            problems.append(f"{cls.__name__} does not implement feature_layers()")
+        if not cls.implements_fitting():
+            problems.append(f"{cls.__name__} implements neither fit() nor fit_many()")
         if problems:
             raise InvalidInputError(f"Submission {self.submission.id!r} ({self.submission.folder}): "
                                     + "; ".join(problems) + ".")
@@ -115,16 +117,23 @@ class Worker:
             alternatives = aligner.alternatives()
             if not all(isinstance(a, Aligner) for a in alternatives.values()):
                 raise InvalidInputError(f"Method {self.submission.id!r}: alternatives() must map names to Aligners.")
-            report = aligner.report()
-            try:
-                report = json.loads(json.dumps(report, allow_nan=False))
-            except (TypeError, ValueError) as err:
-                raise InvalidInputError(f"Method {self.submission.id!r}: report() must return JSON-serialisable, "
-                                        f"finite values ({err}).") from None
-            described.append({"report": report, "alternatives": sorted(map(str, alternatives))})
+            described.append({"report": self._report(aligner), "alternatives": sorted(map(str, alternatives))})
         state = Path(request["state"])
         torch.save(aligners, state)  # one file: models fitted together share their tensors once
         return {"aligners": described}
+
+    def _report(self, aligner: Aligner) -> dict[str, Any]:
+        """The aligner's :class:`AlignerReport` as finite JSON."""
+        report = aligner.report()
+        where = f"Method {self.submission.id!r}: report()"
+        try:
+            if not isinstance(report, AlignerReport):
+                report = AlignerReport.model_validate(report)
+            return json.loads(json.dumps(report.model_dump(mode="json"), allow_nan=False))
+        except ValidationError as err:
+            raise InvalidInputError(describe_validation_error(err, f"{where} (an AlignerReport)")) from None
+        except (TypeError, ValueError) as err:
+            raise InvalidInputError(f"{where} must hold JSON-serialisable, finite values ({err}).") from None
 
     # --- embed ----------------------------------------------------------------------------------
 

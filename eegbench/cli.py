@@ -156,7 +156,7 @@ def leaderboard(
     every = list(ResultStore(results_dir).records())  # read once: a skipped file is reported once
     written = build_leaderboard(results_dir, out_dir or results_dir / "leaderboard", every)
     for (task, version), records in group_by_task(every).items():
-        chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task["chance"].items())
+        chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task.chance.items())
         out(f"\n{task} (v{version}) | chance: {chance}\n")
         rows = build_rows(records)
         out(main_table(records, rows))

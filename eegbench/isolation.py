@@ -55,6 +55,7 @@ import numpy as np
 from eegbench._check import InvalidInputError, SubmissionError, check_option
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.identifiers import LAYER_SETTING_PATTERN
+from eegbench.reports import AlignerReport
 from eegbench.submissions import Split, Submission, TrainingData
 
 ISOLATION_LEVELS = ("process", "sandbox")
@@ -111,7 +112,7 @@ class FittedAligner:
 
     state: Path
     index: int
-    report: dict[str, Any]
+    report: AlignerReport
     alternatives: tuple[str, ...]
 
 
@@ -475,13 +476,15 @@ class SubmissionSession:
                                              "layer": layer, "units": described, "state": str(state)},
                               self.timeout * len(units), f"fitting {len(units)} unit(s)")
         with self._malformed("fitting"):
-            aligners = [FittedAligner(state, i, dict(a["report"]), tuple(map(str, a["alternatives"])))
-                        for i, a in enumerate(reply["aligners"])]
-        for aligner in aligners:
-            if len(json.dumps(aligner.report)) > MAX_REPORT_BYTES or not all(
-                    NAME.fullmatch(name) for name in aligner.alternatives):
+            if any(len(json.dumps(a["report"])) > MAX_REPORT_BYTES for a in reply["aligners"]):
                 raise InvalidInputError(f"Method {self.submission.id!r}: report() must stay under "
-                                        f"{MAX_REPORT_BYTES // 1000} kB and alternatives() names must match "
+                                        f"{MAX_REPORT_BYTES // 1000} kB.")
+            aligners = [FittedAligner(state, i, AlignerReport.model_validate(a["report"]),
+                                      tuple(map(str, a["alternatives"]))) for i, a in enumerate(reply["aligners"])]
+        for aligner in aligners:
+            if not all(
+                    NAME.fullmatch(name) for name in aligner.alternatives):
+                raise InvalidInputError(f"Method {self.submission.id!r}: alternatives() names must match "
                                         f"{NAME.pattern}.")
         if len(aligners) != len(units) or not state.is_file():
             raise SubmissionError(f"Method {self.submission.id!r}: the fit worker did not return one aligner per unit.")

@@ -30,7 +30,9 @@ from tabulate import tabulate
 
 from eegbench._io import atomic_write_text
 from eegbench._plots import finish_axes, save_png, subplots
-from eegbench.results import AnalysisRecord, ResultRecord, ResultStore
+from eegbench.records import AnalysisRecord, ResultRecord
+from eegbench.reports import RecordedLayer
+from eegbench.results import ResultStore
 from eegbench.stats import (
     ALPHA,
     hierarchical_bootstrap_ci,
@@ -87,8 +89,7 @@ class Entry:
 
     @classmethod
     def of(cls, record: ResultRecord) -> Entry:
-        return cls(record.method["id"], record.backbone["name"], record.backbone["layer_setting"],
-                   record.method["hp_tag"])
+        return cls(record.method.id, record.backbone.name, record.backbone.layer_setting, record.method.hp_tag)
 
     @property
     def label(self) -> str:
@@ -105,7 +106,8 @@ class Row:
     summary: dict[str, tuple[float, float]] = field(default_factory=dict)  # metric -> (mean, SD)
     ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     tier: int = 0
-    p_vs_final: float | None = None
+    #: paired test against the task's reference method on the same backbone (None: not compared)
+    p_vs_reference: float | None = None
     #: "registered": every record was computed with the current code of the registered submission of
     #: its method id; "modified": some with other code; "unregistered": no submission has this id
     code: str = "registered"
@@ -117,28 +119,31 @@ class Row:
 
     @property
     def layer(self) -> str:
-        return layer_label(self.records, self.entry.layer_setting)
+        return layer_label(self.records)
 
 
 def _pct(value: float) -> str:
     return f"{100 * value:.1f}"
 
 
-def _depth(layer: dict) -> str:
-    depth = layer.get("relative_depth")
-    return layer["name"] + (f" ({depth:.2f})" if depth is not None else "")
+def metric_label(metric: str) -> str:
+    """``top1`` -> ``top-1`` (capitalise for a heading or column)."""
+    return metric.replace("top", "top-")
 
 
-def layer_label(records: Sequence[ResultRecord], setting: str) -> str:
-    """The layer column: the layer with its relative depth, the validation-selected choices, or the
-    mixed layers with their mean learned weights."""
-    if setting.startswith("multi:"):
-        layers = records[0].report.get("layers", [])
-        weights = np.mean([r.report["layer_weights"] for r in records if "layer_weights" in r.report], axis=0)
-        return " + ".join(f"{_depth(layer)} w={w:.2f}" for layer, w in zip(layers, np.atleast_1d(weights)))
-    chosen = Counter(_depth(r.report["layer"]) for r in records if r.report.get("layer"))
-    if setting != "auto":
-        return next(iter(chosen)) if len(chosen) == 1 else setting
+def layer_label(records: Sequence[ResultRecord]) -> str:
+    """The layer column of an entry's records: the layer with its relative depth, the
+    validation-selected choices, or the combined layers with their mean learned weights."""
+    first = records[0]
+    if first.layer_choice == "combined":
+        cells = []
+        for i, use in enumerate(first.report.layers):
+            weights = [w for r in records if len(r.report.layers) > i and (w := r.report.layers[i].weight) is not None]
+            cells.append(use.layer.label + (f" w={np.mean(weights):.2f}" if weights else ""))
+        return " + ".join(cells)
+    chosen = Counter(r.report.layers[0].layer.label for r in records if len(r.report.layers) == 1)
+    if first.layer_choice == "fixed":
+        return next(iter(chosen)) if len(chosen) == 1 else first.backbone.layer_setting
     picks = ", ".join(f"{name} x{n}" if len(chosen) > 1 else name for name, n in sorted(
         chosen.items(), key=lambda item: (-item[1], item[0])))
     return f"val-selected: {picks}"
@@ -148,16 +153,16 @@ def group_by_task(records: Iterable[ResultRecord]) -> dict[tuple[str, int], list
     """Records per (task id, task version): versions are never mixed."""
     groups: dict[tuple[str, int], list[ResultRecord]] = defaultdict(list)
     for record in records:
-        groups[(record.task["id"], record.task["version"])].append(record)
+        groups[(record.task.id, record.task.version)].append(record)
     return dict(sorted(groups.items()))
 
 
 def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
-    """One row per entry with statistics, best top-1 first."""
+    """One row per entry with statistics, best first by the task's main score."""
     by_entry: dict[Entry, list[ResultRecord]] = defaultdict(list)
     for record in records:
         by_entry[Entry.of(record)].append(record)
-    metrics = records[0].task["metrics"]
+    metrics, main = records[0].task.metrics, records[0].task.main_score
     registered = _registered_code_hashes({entry.method for entry in by_entry})
     rows = []
     for entry, mine in by_entry.items():
@@ -168,10 +173,10 @@ def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
             row.summary[metric] = mean_sd(list(row.per_subject[metric].values()))
             row.ci[metric] = hierarchical_bootstrap_ci(subject_trials(mine, int(metric[3:])))
         rows.append(row)
-    rows.sort(key=lambda r: (-r.summary["top1"][0], r.entry.label, r.entry.backbone, r.entry.layer_setting))
-    for row, tier in zip(rows, significance_tiers([r.per_subject["top1"] for r in rows])):
+    rows.sort(key=lambda r: (-r.summary[main][0], r.entry.label, r.entry.backbone, r.entry.layer_setting))
+    for row, tier in zip(rows, significance_tiers([r.per_subject[main] for r in rows])):
         row.tier = tier
-    _compare_with_final(rows)
+    _compare_with_reference(rows, records[0].task.reference_method, main)
     return rows
 
 
@@ -186,7 +191,7 @@ def _code_status(records: Sequence[ResultRecord], registered: str | None) -> str
     """:attr:`Row.code` of records of one method id whose registered submission has code hash ``registered``."""
     if registered is None:
         return "unregistered"
-    return "registered" if all(r.method["code_sha256"] == registered for r in records) else "modified"
+    return "registered" if all(r.method.code_sha256 == registered for r in records) else "modified"
 
 
 _CODE_NOTES = {"modified": "computed with code that differs from the registered submission {}",
@@ -199,17 +204,18 @@ def code_notes(rows: Sequence[Row]) -> list[str]:
     return [f"{MODIFIED_CODE} {_CODE_NOTES[code].format(code_span(method))}." for method, code in flagged]
 
 
-def _compare_with_final(rows: list[Row]) -> None:
-    """Paired sign-flip test of top-1 against `final` on the same backbone, Holm-corrected."""
-    finals = {}
+def _compare_with_reference(rows: list[Row], reference: str, metric: str) -> None:
+    """Paired sign-flip test of ``metric`` against the ``reference`` method's entry on the same
+    backbone (its default hyperparameters when it has several), Holm-corrected."""
+    references = {}
     for row in rows:
-        if row.entry.method == "final" and (row.entry.backbone not in finals or row.entry.hp_tag == "default"):
-            finals[row.entry.backbone] = row
-    compared = [row for row in rows if row.entry.backbone in finals and finals[row.entry.backbone] is not row]
-    raw = [sign_flip_test(paired_differences(row.per_subject["top1"], finals[row.entry.backbone].per_subject["top1"]))
+        if row.entry.method == reference and (row.entry.backbone not in references or row.entry.hp_tag == "default"):
+            references[row.entry.backbone] = row
+    compared = [row for row in rows if row.entry.backbone in references and references[row.entry.backbone] is not row]
+    raw = [sign_flip_test(paired_differences(row.per_subject[metric], references[row.entry.backbone].per_subject[metric]))
            for row in compared]
     for row, p in zip(compared, holm(raw)):
-        row.p_vs_final = p
+        row.p_vs_reference = p
 
 
 def _p(value: float | None) -> str:
@@ -221,26 +227,30 @@ def _p(value: float | None) -> str:
 def main_table(records: Sequence[ResultRecord], rows: Sequence[Row] | None = None) -> str:
     """The main table as GitHub markdown."""
     rows = rows if rows is not None else build_rows(records)
-    metrics = records[0].task["metrics"]
-    headers = ["Method", "Backbone", "Layer", *[f"{m.replace('top', 'Top-')} % (± SD) [95% CI]" for m in metrics],
-               "Tier", "p vs final", "Subjects", "Seeds (SD)", "eegbench"]
+    task = records[0].task
+    headers = ["Method", "Backbone", "Layer",
+               *[f"{metric_label(m).capitalize()} % (± SD) [95% CI]" for m in task.metrics],
+               "Tier", f"p vs {task.reference_method}", "Subjects", "Seeds (SD)", "eegbench"]
     table = []
     for row in rows:
         cells = []
-        for metric in metrics:
+        for metric in task.metrics:
             mean, sd = row.summary[metric]
             low, high = row.ci[metric]
             cells.append(f"{_pct(mean)} ± {_pct(sd)} [{_pct(low)}, {_pct(high)}]")
-        spread = seed_sd(row.records, "top1")
+        spread = seed_sd(row.records, task.main_score)
         seeds = len({r.seed for r in row.records})
-        table.append([row.label, row.entry.backbone, row.layer, *cells, row.tier, _p(row.p_vs_final),
-                      len(row.per_subject["top1"]), f"{seeds}" + (f" ({_pct(spread)})" if spread is not None else ""),
-                      ", ".join(sorted({r.environment["eegbench"] for r in row.records}))])
+        table.append([row.label, row.entry.backbone, row.layer, *cells, row.tier, _p(row.p_vs_reference),
+                      len(row.per_subject[task.main_score]),
+                      f"{seeds}" + (f" ({_pct(spread)})" if spread is not None else ""),
+                      ", ".join(sorted({r.environment.eegbench for r in row.records}))])
     return markdown_table(table, headers)
 
 
-def subject_table(records: Sequence[ResultRecord], rows: Sequence[Row] | None = None, metric: str = "top1") -> str:
+def subject_table(records: Sequence[ResultRecord], rows: Sequence[Row] | None = None, metric: str | None = None) -> str:
+    """Per-subject scores (mean over seeds) of ``metric`` (default: the task's main score)."""
     rows = rows if rows is not None else build_rows(records)
+    metric = metric or records[0].task.main_score
     subjects = sorted({r.subject for r in records})
     table = [[row.label, row.entry.backbone, row.layer,
               *[_pct(row.per_subject[metric][s]) if s in row.per_subject[metric] else "-" for s in subjects]]
@@ -248,49 +258,51 @@ def subject_table(records: Sequence[ResultRecord], rows: Sequence[Row] | None = 
     return markdown_table(table, ["Method", "Backbone", "Layer", *subjects])
 
 
-def _alternatives_table(rows: Sequence[Row]) -> str | None:
+def _alternatives_table(rows: Sequence[Row], metric: str) -> str | None:
+    """The harness's scores of the methods' other fitted variants (e.g. the last epoch), beside the reported ones."""
     table = []
     for row in rows:
-        names = sorted({name for r in row.records for name in r.report.get("alternatives", {})})
+        names = sorted({name for r in row.records for name in r.alternatives})
         for name in names:
-            scores = [r.report["alternatives"][name]["top1"] for r in row.records if name in r.report.get("alternatives", {})]
+            scores = [r.alternatives[name][metric] for r in row.records if name in r.alternatives]
             table.append([row.label, row.entry.backbone, row.layer, name, _pct(float(np.mean(scores))),
-                          _pct(row.summary["top1"][0])])
+                          _pct(row.summary[metric][0])])
     if not table:
         return None
-    return markdown_table(table, ["Method", "Backbone", "Layer", "Variant", "Top-1 % of variant", "Top-1 % reported"])
+    label = metric_label(metric).capitalize()
+    return markdown_table(table, ["Method", "Backbone", "Layer", "Variant", f"{label} % of variant", f"{label} % reported"])
 
 
 def sweep_points(records: Sequence[ResultRecord]) -> dict[str, dict[str, dict[str, float]]]:
-    """Per backbone, per method: mean top-1 of fixed-layer (and final) entries by layer name."""
+    """Per backbone, per method: mean main score of fixed-layer entries (default hyperparameters) by layer name."""
     sweeps: dict[str, dict[str, dict[str, list[float]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for record in records:
-        setting = record.backbone["layer_setting"]
-        if setting == "auto" or setting.startswith("multi:") or record.method["hp_tag"] != "default":
+        if record.layer_choice != "fixed" or record.method.hp_tag != "default":
             continue
-        sweeps[record.backbone["name"]][record.method["id"]][setting].append(record.scores["top1"])
+        layer = record.backbone.layers[0].name
+        sweeps[record.backbone.name][record.method.id][layer].append(record.main_score)
     return {b: {m: {layer: float(np.mean(v)) for layer, v in layers.items()} for m, layers in methods.items()}
             for b, methods in sorted(sweeps.items())}
 
 
-def _backbone_layers(records: Sequence[ResultRecord], backbone: str) -> list[dict]:
+def _backbone_layers(records: Sequence[ResultRecord], backbone: str) -> list[RecordedLayer]:
     """Every layer of a backbone seen in the records (from resolved layer lists), shallowest first."""
     seen = {}
     for record in records:
-        if record.backbone["name"] == backbone:
-            for layer in record.backbone["layers"]:
-                seen[layer["name"]] = layer
-    return sorted(seen.values(), key=lambda layer: (layer["index"] is None, layer["index"] or 0))
+        if record.backbone.name == backbone:
+            for layer in record.backbone.layers:
+                seen[layer.name] = layer
+    return sorted(seen.values(), key=lambda layer: (layer.is_final, layer.index or 0))
 
 
 def _validation_means(records: Sequence[ResultRecord], backbone: str) -> dict[tuple[str, str], float]:
-    """Mean validation score per (method, layer) from the curves of validation-selected entries."""
+    """Mean validation score per (method, layer) over the records of layer-selecting entries; a
+    record's score of a layer is its best over any other parameters tried with it."""
     curves: dict[tuple[str, str], list[float]] = defaultdict(list)
     for record in records:
-        if record.backbone["name"] == backbone and record.backbone["layer_setting"] == "auto":
-            for point in record.report.get("validation_curve", []):
-                if "alpha" not in point:
-                    curves[(record.method["id"], point["layer"])].append(point["score"])
+        if record.backbone.name == backbone and record.layer_choice == "selected":
+            for layer, score in record.report.best_score_by_layer().items():
+                curves[(record.method.id, layer)].append(score)
     return {key: float(np.mean(v)) for key, v in sorted(curves.items())}
 
 
@@ -302,31 +314,34 @@ def sweep_table(records: Sequence[ResultRecord], backbone: str) -> str | None:
         return None
     methods = sorted(points)
     val_methods = sorted({m for m, _ in validation})
-    metric = next((r.report.get("validation_metric") for r in records if r.report.get("validation_metric")), "score")
+    metric = next((r.report.validation_metric for r in records if r.report.validation_metric), "score")
+    main = metric_label(records[0].task.main_score)
     table = []
     for layer in _backbone_layers(records, backbone):
-        name = layer["name"]
+        name = layer.name
         cells = [_pct(points[m][name]) if name in points[m] else "-" for m in methods]
         vals = [_pct(validation[(m, name)]) if (m, name) in validation else "-" for m in val_methods]
         if any(c != "-" for c in cells + vals):
-            depth = "-" if layer["relative_depth"] is None else f"{layer['relative_depth']:.2f}"
-            table.append([name, layer["index"] or "-", depth, *cells, *vals])
-    headers = ["Layer", "Index", "Rel. depth", *[f"{m}: test top-1 %" for m in methods],
+            depth = "-" if layer.relative_depth is None else f"{layer.relative_depth:.2f}"
+            table.append([name, layer.index or "-", depth, *cells, *vals])
+    headers = ["Layer", "Index", "Rel. depth", *[f"{m}: test {main} %" for m in methods],
                *[f"{m} (auto): validation {metric} %" for m in val_methods]]
     return markdown_table(table, headers)
 
 
 def _plot_depth(records: Sequence[ResultRecord], path: Path) -> bool:
-    """Test top-1 against relative depth, one line per (backbone, method); False if nothing to plot."""
+    """Test main score against relative depth, one line per (backbone, method); False if nothing to plot."""
     series = []
     for backbone, methods in sweep_points(records).items():
-        depth_of = {layer["name"]: layer["relative_depth"] for layer in _backbone_layers(records, backbone)}
+        known = _backbone_layers(records, backbone)
+        depth_of = {layer.name: layer.relative_depth for layer in known}
+        final = next((layer.name for layer in known if layer.is_final), None)
         for method, layers in methods.items():
             xs = sorted((depth_of[n], v) for n, v in layers.items() if depth_of.get(n) is not None)
             if len(xs) >= 2:
-                series.append((f"{method} / {backbone}", xs, layers.get("final")))
-            if "final" in layers:
-                series.append((f"{method} / {backbone}: final", None, layers["final"]))
+                series.append((f"{method} / {backbone}", xs, layers.get(final)))
+            if final in layers:
+                series.append((f"{method} / {backbone}: final", None, layers[final]))
     if not any(xs for _, xs, _ in series):
         return False
     fig, ax = subplots(figsize=(6, 4), dpi=100)
@@ -341,14 +356,15 @@ def _plot_depth(records: Sequence[ResultRecord], path: Path) -> bool:
 
 
 def _plot_size(rows: Sequence[Row], path: Path) -> bool:
-    """Top-1 against backbone parameter count (log scale): final vs validation-selected layer."""
+    """Main score against backbone parameter count (log scale): final vs validation-selected layer."""
     points: dict[str, list[tuple[float, float, str]]] = defaultdict(list)
     for row in rows:
-        params = row.records[0].backbone.get("params_millions")
-        kind = "final" if row.entry.layer_setting == "final" else (
-            "validation-selected layer" if row.entry.layer_setting == "auto" else None)
+        first = row.records[0]
+        params = first.backbone.params_millions
+        kind = {"final": "final", "selected": "validation-selected layer"}.get(first.layer_kind)
         if params and kind and row.entry.hp_tag == "default":
-            points[f"{row.entry.method}: {kind}"].append((params, row.summary["top1"][0], row.entry.backbone))
+            points[f"{row.entry.method}: {kind}"].append((params, row.summary[first.task.main_score][0],
+                                                          row.entry.backbone))
     if len({b for series in points.values() for _, _, b in series}) < 2:
         return False
     fig, ax = subplots(figsize=(6, 4), dpi=100)
@@ -385,49 +401,50 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
     md = escape_markdown
     first = records[0]
     task, dataset = first.task, first.dataset
-    name = _page_name(task["id"], task["version"])
+    name = _page_name(task.id, task.version)
     rows = build_rows(records)
-    chance = ", ".join(f"{md(m.replace('top', 'top-'))} {100 * v:g} %" for m, v in task["chance"].items())
-    variants = sorted({(r.dataset["variant"], r.dataset["fingerprint"][:12]) for r in records})
+    main, reference = metric_label(task.main_score), task.reference_method
+    chance = ", ".join(f"{md(metric_label(m))} {100 * v:g} %" for m, v in task.chance.items())
+    variants = sorted({(r.dataset.variant, r.dataset.fingerprint[:12]) for r in records})
     gallery = "/".join(str(n) for n in sorted({r.n_gallery for r in records}))
-    hashes = sorted({r.task["hash"][:12] for r in records})
-    channels = dataset["channels"]
+    hashes = sorted({r.task.hash[:12] for r in records})
+    channels = dataset.channels
     n_subjects = len({r.subject for r in records})
-    protocol = "intra-subject" if task["protocol"] == "intra" else "inter-subject (leave one subject out)"
-    # ids (task, backbone...) match the patterns of eegbench.results and are written as they are
+    protocol = "intra-subject" if task.protocol == "intra" else "inter-subject (leave one subject out)"
+    # ids (task, backbone, method...) match the patterns of eegbench.identifiers and are written as they are
     lines = [
-        HEADER, "", f"# {task['id']} (version {task['version']})", "", md(task["description"]), "",
+        HEADER, "", f"# {task.id} (version {task.version})", "", md(task.description), "",
         f"- **Metric**: {gallery}-way zero-shot retrieval of the seen image among the test images (cosine "
         "similarity); top-k accuracy in %, ties broken at random.",
         f"- **Chance**: {chance}.",
-        f"- **Protocol**: {protocol}; training repetitions: {md(task['repetitions']['train'])}, test repetitions: "
-        f"{md(task['repetitions']['test'])}; responses z-scored per channel and time with training statistics: "
-        f"{'yes' if task['normalization'] == 'zscore' else 'no'}.",
-        f"- **Data**: {md(dataset['name'])}, variant {', '.join(f'{code_span(v)} ({md(h)})' for v, h in variants)}; "
-        f"{len(channels)} channels ({md(', '.join(channels))}); {dataset['sfreq']:g} Hz; time window "
-        f"[{task['time_window'][0]:g}, {task['time_window'][1]:g}) s.",
+        f"- **Protocol**: {protocol}; training repetitions: {md(task.repetitions.get('train'))}, test repetitions: "
+        f"{md(task.repetitions.get('test'))}; responses z-scored per channel and time with training statistics: "
+        f"{'yes' if task.normalization == 'zscore' else 'no'}.",
+        f"- **Data**: {md(dataset.name)}, variant {', '.join(f'{code_span(v)} ({md(h)})' for v, h in variants)}; "
+        f"{len(channels)} channels ({md(', '.join(channels))}); {dataset.sfreq:g} Hz; time window "
+        f"[{task.time_window[0]:g}, {task.time_window[1]:g}) s.",
         "- **Aggregation**: per subject, the mean over seeds; then mean ± SD across subjects, with a 95 % CI "
         "from a hierarchical bootstrap (subjects, then test images; 2000 resamples). Layers and epochs are "
         "selected on a validation split of training concepts, never on test data.",
-        f"- **Versions**: task version {task['version']} (content hash {md(', '.join(hashes))}); eegbench "
-        f"{md(', '.join(sorted({r.environment['eegbench'] for r in records})))}; {len(records)} result files.",
+        f"- **Versions**: task version {task.version} (content hash {md(', '.join(hashes))}); eegbench "
+        f"{md(', '.join(sorted({r.environment.eegbench for r in records})))}; {len(records)} result files.",
         "",
         "## Main table", "", main_table(records, rows), "",
         *[line for note in code_notes(rows) for line in (note, "")],
-        f"Tiers replace ranks: tier 1 holds the best entry and every entry whose top-1 is not significantly "
+        f"Tiers replace ranks: tier 1 holds the best entry and every entry whose {main} is not significantly "
         f"worse (exact paired sign-flip test over subjects, Holm-corrected, alpha {ALPHA}); later tiers repeat "
-        f"this among the rest. *p vs final*: the same test against `final` on the same backbone, Holm-corrected "
-        f"across this table. With {n_subjects} subjects the smallest attainable p-value is "
-        f"{2 / 2 ** n_subjects:.3g}. *Seeds (SD)*: number of seeds and the SD of top-1 across seeds.",
+        f"this among the rest. *p vs {reference}*: the same test against `{reference}` on the same backbone, "
+        f"Holm-corrected across this table. With {n_subjects} subjects the smallest attainable p-value is "
+        f"{2 / 2 ** n_subjects:.3g}. *Seeds (SD)*: number of seeds and the SD of {main} across seeds.",
         "",
     ]
-    alternatives = _alternatives_table(rows)
+    alternatives = _alternatives_table(rows, task.main_score)
     if alternatives:
         lines += ["## Other scored variants", "",
                   "Entries that selected their epoch on validation also report their last epoch.", "",
                   alternatives, ""]
-    lines += ["## Per subject (top-1 %)", "", subject_table(records, rows), ""]
-    sweeps = [(b, sweep_table(records, b)) for b in sorted({r.backbone["name"] for r in records})]
+    lines += [f"## Per subject ({main} %)", "", subject_table(records, rows), ""]
+    sweeps = [(b, sweep_table(records, b)) for b in sorted({r.backbone.name for r in records})]
     sweeps = [(b, t) for b, t in sweeps if t]
     if sweeps:
         lines += ["## Layer sweeps", ""]
@@ -435,17 +452,17 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
             lines += [f"### {backbone}", "", table, ""]
     if plot_dir is not None:
         if _plot_depth(records, plot_dir / f"{name}-depth.png"):
-            lines += [f"![top-1 against relative depth]({name}-depth.png)", ""]
+            lines += [f"![{main} against relative depth]({name}-depth.png)", ""]
         lines += ["## Backbone size", ""]
         if _plot_size(rows, plot_dir / f"{name}-size.png"):
-            lines += [f"![top-1 against backbone size]({name}-size.png)", ""]
+            lines += [f"![{main} against backbone size]({name}-size.png)", ""]
         else:
             lines += ["Needs `final` and validation-selected results of at least two backbones.", ""]
     if analyses:
         from eegbench.analyses import analysis_sections
 
         lines += analysis_sections(analyses, records, name, plot_dir)
-    published = _published_table(_PUBLISHED_FOR.get(dataset["name"], ""), task["protocol"])
+    published = _published_table(_PUBLISHED_FOR.get(dataset.name, ""), task.protocol)
     if published:
         lines += ["## Reported in papers (not reproduced here)", "",
                   "Published numbers on the same dataset and protocol family; see [published.md](published.md) for "

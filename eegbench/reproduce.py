@@ -18,7 +18,8 @@ import numpy as np
 
 from eegbench._check import InvalidInputError, unknown_name
 from eegbench._progress import logger
-from eegbench.results import ResultRecord, ResultStore
+from eegbench.records import ResultRecord
+from eegbench.results import ResultStore
 from eegbench.runner import run
 from eegbench.submissions import list_submissions, load_submission
 from eegbench.tasks import Task, load_task
@@ -46,7 +47,7 @@ class Reproduction:
 
     def within(self, tolerance: float) -> bool:
         """Whether every task metric moved by at most ``tolerance`` (a fraction: 0.01 = 1 point)."""
-        return all(abs(self.differences[m]) <= tolerance for m in self.original.task["metrics"])
+        return all(abs(self.differences[m]) <= tolerance for m in self.original.task.metrics)
 
     def table(self) -> str:
         from tabulate import tabulate
@@ -62,8 +63,8 @@ class Reproduction:
 
 def _task_of(record: ResultRecord, task: str | Task | None) -> Task:
     """The task the record was computed on; a changed task file is an error, never silently used."""
-    loaded = task if isinstance(task, Task) else load_task(task or record.task["id"])
-    recorded = (record.task["id"], record.task["version"], record.task["hash"])
+    loaded = task if isinstance(task, Task) else load_task(task or record.task.id)
+    recorded = (record.task.id, record.task.version, record.task.hash)
     if (loaded.id, loaded.version, loaded.content_hash) != recorded:
         raise InvalidInputError(
             f"The result was computed on task {recorded[0]!r} version {recorded[1]} (content hash "
@@ -76,7 +77,7 @@ def _task_of(record: ResultRecord, task: str | Task | None) -> Task:
 
 def _registered_method(record: ResultRecord, path: Path) -> str:
     """The record's method id, which must be that of a registered submission (else InvalidInputError)."""
-    method = record.method["id"]
+    method = record.method.id
     registered = list_submissions()
     if method not in registered:
         raise unknown_name("method", method, registered, f"{path} names it, but reproduce runs registered "
@@ -87,8 +88,7 @@ def _registered_method(record: ResultRecord, path: Path) -> str:
 def _analysis_options(record: ResultRecord) -> dict:
     """What a data-scaling record ran besides the configuration: its training fraction and the test
     repetition counts it also scored (so a re-run trains and scores exactly as recorded)."""
-    repetitions = sorted(int(n) for n in record.report.get("test_repetitions", {}))
-    return {"train_fraction": float(record.task.get("train_fraction", 1.0)), "test_repetitions": repetitions or None}
+    return {"train_fraction": record.task.train_fraction, "test_repetitions": sorted(record.test_repetitions) or None}
 
 
 def reproduce(result: str | Path, *, task: str | Task | None = None, device: str = "auto",
@@ -125,21 +125,22 @@ def reproduce(result: str | Path, *, task: str | Task | None = None, device: str
     loaded_task = _task_of(original, task)
     warnings = []
     submission = load_submission(method)
-    if submission.code_sha256 != original.method["code_sha256"]:
+    if submission.code_sha256 != original.method.code_sha256:
         warnings.append(f"the code of submission {submission.id!r} changed since the result was written "
-                        f"({original.method['code_sha256'][:12]} -> {submission.code_sha256[:12]}).")
-    if original.environment.get("git", {}).get("dirty"):
+                        f"({original.method.code_sha256[:12]} -> {submission.code_sha256[:12]}).")
+    if original.environment.git.dirty:
         warnings.append("the result was written from a git checkout with uncommitted changes.")
     with tempfile.TemporaryDirectory(prefix="eegbench-reproduce-") as tmp:
-        rerun = run(loaded_task, method, original.backbone["name"],
-                    original.backbone["layer_request"], subjects=[original.subject], seeds=[original.seed],
-                    hyperparameters=original.method["hyperparameters"], device=device,
+        rerun = run(loaded_task, method, original.backbone.name,
+                    original.backbone.layer_request, subjects=[original.subject], seeds=[original.seed],
+                    hyperparameters=original.method.hyperparameters, device=device,
                     results_dir=work_dir or tmp, overwrite="always", data_root=data_root, weights=weights,
                     batch_units=1, **_analysis_options(original))
     reproduced = rerun.records[0]
-    for part, key in (("dataset", "fingerprint"), ("backbone", "identity")):
-        if getattr(reproduced, part)[key] != getattr(original, part)[key]:
-            warnings.append(f"the {part} {key} differs from the recorded one.")
+    if reproduced.dataset.fingerprint != original.dataset.fingerprint:
+        warnings.append("the dataset fingerprint differs from the recorded one.")
+    if reproduced.backbone.identity != original.backbone.identity:
+        warnings.append("the backbone identity differs from the recorded one.")
     reproduction = Reproduction(path, original, reproduced, warnings)
     logger.info("Reproduced %s: max |difference| %.4f", path.name,
                 float(np.max(np.abs(list(reproduction.differences.values())))))

@@ -1,4 +1,6 @@
-"""Result records: one JSON file per run unit, with the provenance needed to trust and redo it.
+"""The result store: where result records live, and how concurrent processes share it.
+
+The records themselves (their schema and versions) are :mod:`eegbench.records`.
 
 A unit is (task and version, method, backbone, layer setting, hyperparameter tag, subject, seed).
 Files live at::
@@ -44,139 +46,21 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from typing_extensions import TypedDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from eegbench.identifiers import (
-    BACKBONE_PATTERN,
-    HP_TAG_PATTERN,
-    ID_PATTERN,
-    LAYER_SETTING_PATTERN,
-    SHA256_PATTERN,
-    SUBJECT_PATTERN,
-    TASK_ID_PATTERN,
-)
-from eegbench._check import DataError, InvalidInputError, describe_validation_error
+from eegbench._check import DataError, InvalidInputError
 from eegbench._io import atomic_write_json
 from eegbench._progress import logger
 from eegbench.provenance import now
+from eegbench.records import ANALYSES_DIR, AnalysisRecord, ResultRecord, UnitKey, read_record
 
-SCHEMA_VERSION = 1
-ANALYSIS_SCHEMA_VERSION = 1
-#: folder of analysis records under a results root (task ids cannot start with "_")
-ANALYSES_DIR = "_analyses"
-ANALYSIS_KINDS = ("data-scaling", "backbone-scaling", "rsa")
 OVERWRITE_MODES = ("missing", "always", "never")
 #: seconds between two refreshes of a held claim
 HEARTBEAT_SECONDS = 30.0
 #: a claim not refreshed for this long belongs to a dead process (10 missed heartbeats)
 STALE_SECONDS = 300.0
-
-Subject = Annotated[str, Field(pattern=SUBJECT_PATTERN)]
-
-
-# The record's sections stay plain dictionaries (every key of the file is kept); these declare the
-# identifying keys each must have. ``__pydantic_config__`` rather than ``pydantic.with_config``,
-# which needs pydantic 2.6+.
-class TaskIdentity(TypedDict):
-    id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
-    version: Annotated[int, Field(strict=True, ge=0)]
-    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
-
-
-class MethodIdentity(TypedDict):
-    id: Annotated[str, Field(pattern=ID_PATTERN)]
-    hp_tag: Annotated[str, Field(pattern=HP_TAG_PATTERN)]
-    code_sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]  # what ran, checked against the registered code
-    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
-
-
-class BackboneIdentity(TypedDict):
-    name: Annotated[str, Field(pattern=BACKBONE_PATTERN)]
-    layer_setting: Annotated[str, Field(pattern=LAYER_SETTING_PATTERN)]
-    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
-
-
-@dataclass(frozen=True)
-class UnitKey:
-    """Identity of one result: what was run, on whom, with which seed."""
-
-    task: str
-    task_version: int
-    method: str
-    backbone: str
-    layer_setting: str
-    hp_tag: str
-    subject: str
-    seed: int
-
-    def relative_path(self) -> Path:
-        layer = self.layer_setting.replace(":", "_").replace("/", "_")
-        return Path(self.task, f"v{self.task_version}", self.method, self.backbone, layer, self.hp_tag,
-                    f"{self.subject}_seed-{self.seed}.json")
-
-
-class ResultRecord(BaseModel):
-    """Schema of a result file (version 1). Its identifiers (task, method, backbone, layer setting,
-    hyperparameter tag, subjects) must match the patterns above."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: int = SCHEMA_VERSION
-    created: str
-    task: TaskIdentity
-    dataset: dict[str, Any]
-    method: MethodIdentity
-    backbone: BackboneIdentity
-    subject: Subject
-    train_subjects: list[Subject]
-    seed: int
-    report: dict[str, Any] = Field(default_factory=dict)
-    scores: dict[str, float]
-    n_test_trials: int
-    n_gallery: int
-    per_trial: dict[str, list[int]]
-    timing: dict[str, float]
-    environment: dict[str, Any]
-
-    @property
-    def key(self) -> UnitKey:
-        return UnitKey(self.task["id"], self.task["version"], self.method["id"], self.backbone["name"],
-                       self.backbone["layer_setting"], self.method["hp_tag"], self.subject, self.seed)
-
-    @property
-    def config_hash(self) -> str:
-        return self.method.get("config_hash", "")
-
-
-class AnalysisRecord(BaseModel):
-    """Schema of an analysis file (version 1): what was analysed and the numbers it gave.
-
-    ``config`` identifies the analysis (method, backbone, fractions...), ``results`` holds its
-    numbers, and ``inputs`` how they were obtained (result files used, data fingerprints).
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    schema_version: int = ANALYSIS_SCHEMA_VERSION
-    kind: Literal["data-scaling", "backbone-scaling", "rsa"]
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
-    created: str
-    task: TaskIdentity  # its id and version name the record's folder
-    config: dict[str, Any]
-    results: dict[str, Any]
-    inputs: dict[str, Any] = Field(default_factory=dict)
-    environment: dict[str, Any]
-
-    def relative_path(self) -> Path:
-        return analysis_folder(self.task["id"], self.task["version"], self.kind) / f"{self.name}.json"
-
-
-def analysis_folder(task: str, version: int, kind: str) -> Path:
-    """Folder of the analysis records of one kind, relative to the results root."""
-    return Path(ANALYSES_DIR, task, f"v{version}", kind)
 
 
 class ResultStore:
@@ -246,7 +130,7 @@ class ResultStore:
         return path
 
     def read(self, path: str | Path) -> ResultRecord:
-        return _read_record(Path(path), ResultRecord, SCHEMA_VERSION, "Result file")
+        return read_record(Path(path), ResultRecord, "Result file")
 
     def records(self) -> Iterator[ResultRecord]:
         """Every record of the store, in path order: each file that holds a valid record and sits
@@ -285,7 +169,7 @@ class ResultStore:
         return path
 
     def read_analysis(self, path: str | Path) -> AnalysisRecord:
-        return _read_record(Path(path), AnalysisRecord, ANALYSIS_SCHEMA_VERSION, "Analysis file")
+        return read_record(Path(path), AnalysisRecord, "Analysis file")
 
     def analyses(self) -> Iterator[AnalysisRecord]:
         """Every analysis record under the root, in path order (not the runs analyses trained)."""
@@ -569,23 +453,6 @@ def _pid_alive(pid: int) -> bool:
 def _one_line(message: str) -> str:
     """A (multi-line) error message on one line."""
     return " ".join(message.split())
-
-
-def _read_record(path: Path, model: type[BaseModel], schema_version: int, kind: str) -> Any:
-    """Read and validate a JSON record; unreadable, foreign-schema or invalid files raise DataError."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8 (e.g. cut in a character)
-        raise DataError(f"{kind} {path} is unreadable: {err}") from err
-    if not isinstance(data, dict):
-        raise DataError(f"{kind} {path} holds a JSON {type(data).__name__}, not a record.")
-    if data.get("schema_version") != schema_version:
-        raise DataError(f"{kind} {path} has schema version {data.get('schema_version')}; "
-                        f"this eegbench reads version {schema_version}.")
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise DataError(describe_validation_error(err, f"{kind} {path}")) from None
 
 
 def load_results(results_dir: str | Path) -> list[ResultRecord]:

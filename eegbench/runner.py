@@ -34,14 +34,19 @@ from eegbench.protocols import (
 )
 from eegbench.provenance import environment, now
 from eegbench.scoring import HiddenScorer, metric_scores
-from eegbench.results import (
+from eegbench.records import (
+    BackboneInfo,
+    DatasetInfo,
+    Environment,
+    MethodInfo,
+    PerTrial,
     ResultRecord,
-    ResultStore,
-    UnitClaims,
+    TaskInfo,
+    Timing,
     UnitKey,
-    Worker,
-    check_overwrite,
 )
+from eegbench.reports import LayerUse, RecordedLayer
+from eegbench.results import ResultStore, UnitClaims, Worker, check_overwrite
 from eegbench.stats import mean_sd, seed_averaged
 from eegbench.submissions import Submission, load_submission
 from eegbench.tasks import Task, load_task
@@ -86,7 +91,7 @@ class RunResult:
             mine = [r for r in self.records if r.subject == subject]
             entry = {"subject": subject, "seeds": sorted(r.seed for r in mine)}
             entry |= {m: round(float(np.mean([r.scores[m] for r in mine])), 6) for m in self.task.metrics}
-            layers = sorted({r.report["layer"]["name"] for r in mine if "layer" in r.report})
+            layers = sorted({r.report.layers[0].layer.name for r in mine if len(r.report.layers) == 1})
             if layers:
                 entry["layers"] = layers
             per_subject.append(entry)
@@ -387,10 +392,10 @@ class _RunContext:
         with progress("Evaluating", total=len(units)) as advance:
             for unit, (data, normalizer), aligner in zip(units, prepared, aligners):
                 eval_start = time.perf_counter()
-                record = self._evaluate(unit, aligner, normalizer)
-                record.timing = {"fit_seconds_batch": round(fit_seconds, 3), "units_in_batch": len(units),
-                                 "fit_seconds": round(fit_seconds / len(units), 3),
-                                 "eval_seconds": round(time.perf_counter() - eval_start, 3)}
+                record = self._evaluate(unit, aligner, normalizer,
+                                        {"fit_seconds_batch": round(fit_seconds, 3), "units_in_batch": len(units),
+                                         "fit_seconds": round(fit_seconds / len(units), 3)})
+                record.timing.eval_seconds = round(time.perf_counter() - eval_start, 3)
                 self.store.write(record)
                 self.computed += 1
                 written.append(unit)
@@ -403,50 +408,58 @@ class _RunContext:
             gallery = {k: _l2(v) for k, v in gallery.items()}
         return gallery
 
-    def _evaluate(self, unit: Unit, aligner: FittedAligner, normalizer) -> ResultRecord:
+    def _evaluate(self, unit: Unit, aligner: FittedAligner, normalizer, timing: dict[str, float]) -> ResultRecord:
         responses = test_responses(self.task, self.dataset, unit, normalizer)
         gallery = self._gallery()
         scorer = HiddenScorer(self.session)
         result, images = scorer.score(aligner, None, responses, gallery)
-        scores = metric_scores(result, self.task.metrics)
-        report = dict(aligner.report)
-        if aligner.alternatives:
-            report["alternatives"] = {
-                name: metric_scores(scorer.score(aligner, name, responses, gallery)[0], self.task.metrics)
-                for name in aligner.alternatives}
-        if self.test_repetitions:
-            report["test_repetitions"] = {
-                str(n): metric_scores(scorer.score(aligner, None, test_responses(self.task, self.dataset, unit,
-                                                                                  normalizer, n),
-                                                   gallery, images)[0], self.task.metrics)
-                for n in self.test_repetitions}
-        task_info = {"id": self.task.id, "version": self.task.version, "hash": self.task.content_hash,
-                     "protocol": self.task.protocol, "metrics": list(self.task.metrics), "chance": self.task.chance,
-                     "description": self.task.description, "repetitions": self.task.repetitions.model_dump(),
-                     "normalization": self.task.normalization, "time_window": list(self.task.time_window)}
-        if self.train_fraction != 1.0:
-            kept = nested_training_images(self.task, self.dataset, self.train_fraction, unit.seed)
-            task_info |= {"train_fraction": self.train_fraction, "n_train_images": int(kept.sum())}
+        alternatives = {name: metric_scores(scorer.score(aligner, name, responses, gallery)[0], self.task.metrics)
+                        for name in aligner.alternatives}
+        repetitions = {
+            n: metric_scores(scorer.score(aligner, None, test_responses(self.task, self.dataset, unit, normalizer, n),
+                                          gallery, images)[0], self.task.metrics)
+            for n in self.test_repetitions}
+        report = aligner.report
+        if not report.layers and len(self.refs) == 1:  # one layer given: the method used it
+            report = report.model_copy(update={"layers": [LayerUse.of(self.refs[0])]})
         return ResultRecord(
-            created=now(),
-            task=task_info,
-            dataset={"name": self.dataset.name, "variant": self.dataset.variant,
-                     "fingerprint": self.dataset.fingerprint, "channels": list(self.layout.ch_names),
-                     "sfreq": self.layout.sfreq, "n_times": self.layout.n_times},
-            method={"id": self.submission.id, "version": self.submission.meta.version,
-                    "code_sha256": self.submission.code_sha256, "hp_tag": self.hp_tag,
-                    "hyperparameters": self.plan.hyperparameters, "config_hash": self.config_hash()},
-            backbone={"name": self.backbone.name, "layer_setting": self.plan.layer_setting,
-                      "layer_request": self.layer_request,
-                      "identity": self.backbone.identity(), "layers": [r.to_dict() for r in self.refs],
-                      "n_layers": self.backbone.n_layers,
-                      "params_millions": get_backbone_spec(self.backbone.name).params_millions,
-                      "feature_cache_keys": {s: f.cache_keys for s, f in self.features.items()}},
-            subject=unit.subject, train_subjects=list(unit.train_subjects), seed=unit.seed,
-            report=report, scores=scores, n_test_trials=len(responses), n_gallery=result.n_gallery,
-            per_trial={"n_better": result.n_better.tolist(), "n_tied": result.n_tied.tolist()},
-            timing={}, environment=environment(self.device) | {"isolation": self.session.isolation},
+            created=now(), task=self._task_info(unit), dataset=self._dataset_info(), method=self._method_info(),
+            backbone=self._backbone_info(), subject=unit.subject, train_subjects=list(unit.train_subjects),
+            seed=unit.seed, report=report, scores=metric_scores(result, self.task.metrics),
+            alternatives=alternatives, test_repetitions=repetitions, n_test_trials=len(responses),
+            n_gallery=result.n_gallery, per_trial=PerTrial(n_better=result.n_better.tolist(),
+                                                           n_tied=result.n_tied.tolist()),
+            timing=Timing(**timing, eval_seconds=0.0),
+            environment=Environment(**environment(self.device), isolation=self.session.isolation),
         )
+
+    def _task_info(self, unit: Unit) -> TaskInfo:
+        task = self.task
+        info = TaskInfo(id=task.id, version=task.version, hash=task.content_hash, protocol=task.protocol,
+                        metrics=list(task.metrics), chance=task.chance, description=task.description,
+                        repetitions=task.repetitions.model_dump(), normalization=task.normalization,
+                        time_window=task.time_window, main_score=task.main_score,
+                        reference_method=task.reference_method)
+        if self.train_fraction != 1.0:
+            kept = nested_training_images(task, self.dataset, self.train_fraction, unit.seed)
+            info = info.model_copy(update={"train_fraction": self.train_fraction, "n_train_images": int(kept.sum())})
+        return info
+
+    def _dataset_info(self) -> DatasetInfo:
+        return DatasetInfo(name=self.dataset.name, variant=self.dataset.variant, fingerprint=self.dataset.fingerprint,
+                           channels=list(self.layout.ch_names), sfreq=self.layout.sfreq, n_times=self.layout.n_times)
+
+    def _method_info(self) -> MethodInfo:
+        return MethodInfo(id=self.submission.id, version=self.submission.meta.version,
+                          code_sha256=self.submission.code_sha256, hp_tag=self.hp_tag,
+                          hyperparameters=self.plan.hyperparameters, config_hash=self.config_hash())
+
+    def _backbone_info(self) -> BackboneInfo:
+        return BackboneInfo(name=self.backbone.name, layer_setting=self.plan.layer_setting,
+                            layer_request=self.layer_request, identity=self.backbone.identity(),
+                            layers=[RecordedLayer(**r.to_dict()) for r in self.refs], n_layers=self.backbone.n_layers,
+                            params_millions=get_backbone_spec(self.backbone.name).params_millions,
+                            feature_cache_keys={s: f.cache_keys for s, f in self.features.items()})
 
 
 def _l2(features: np.ndarray) -> np.ndarray:

@@ -29,7 +29,7 @@ import numpy as np
 from scipy import stats as sps
 
 from eegbench._check import InvalidInputError
-from eegbench.results import ResultRecord
+from eegbench.records import ResultRecord
 
 ALPHA = 0.05
 
@@ -59,8 +59,8 @@ def seed_sd(records: Iterable[ResultRecord], metric: str) -> float | None:
 
 def trial_hits(record: ResultRecord, k: int) -> np.ndarray:
     """Per-test-trial top-``k`` outcome of a record, ties counted as in the harness."""
-    better = np.asarray(record.per_trial["n_better"], dtype=float)
-    tied = np.asarray(record.per_trial["n_tied"], dtype=float)
+    better = np.asarray(record.per_trial.n_better, dtype=float)
+    tied = np.asarray(record.per_trial.n_tied, dtype=float)
     return np.clip((k - better) / (tied + 1.0), 0.0, 1.0)
 
 

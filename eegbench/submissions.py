@@ -40,6 +40,17 @@ from eegbench._paths import submission_dirs
 from eegbench.identifiers import ID_PATTERN
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.data.base import RecordingInfo
+from eegbench.reports import AlignerReport, LayerUse, RecordedLayer, ValidationPoint
+
+__all__ = [
+    # what a method implements and returns
+    "Method", "Aligner", "AlignerReport", "LayerUse", "RecordedLayer", "ValidationPoint", "NoHyperparameters",
+    # what it is given
+    "TrainingData", "Split", "score_on_validation",
+    # how the harness finds submissions
+    "SubmissionMeta", "Submission", "submission_folders", "list_submissions", "registered_code_hash", "read_meta",
+    "code_hash", "load_submission", "import_method",
+]
 
 
 @dataclass(frozen=True)
@@ -120,9 +131,11 @@ class Aligner(ABC):
     def embed_images(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Per-layer ``(n, d)`` image features -> ``(n, dim)`` embeddings."""
 
-    def report(self) -> dict[str, Any]:
-        """What the method chose and measured (layer, validation curve, parameter count...)."""
-        return {}
+    def report(self) -> AlignerReport:
+        """What the aligner used, chose and measured: its layer(s) with their weights, the validation
+        curve of any selection, the chosen parameters and epoch, its parameter count and free
+        ``details``. The leaderboard reads these fields; nothing else of the report is interpreted."""
+        return AlignerReport()
 
     def alternatives(self) -> dict[str, Aligner]:
         """Other fitted variants the harness should also score (e.g. ``"last_epoch"`` when the
@@ -162,9 +175,9 @@ class Method(ABC):
         ``backbone.resolve(request)`` and ``backbone.resolve_layers(requests)``.
         """
 
-    @abstractmethod
     def fit(self, data: TrainingData) -> Aligner:
-        """Fit on one unit's training data."""
+        """Fit on one unit's training data. Implement this, or :meth:`fit_many` to fit units together."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither fit nor fit_many.")
 
     def layer_setting(self, layers: Sequence[LayerRef]) -> str:
         """How results are labelled and filed: the one layer used, or ``"auto"`` when the method
@@ -172,8 +185,17 @@ class Method(ABC):
         return layers[0].key if len(layers) == 1 else "auto"
 
     def fit_many(self, units: Sequence[TrainingData]) -> list[Aligner]:
-        """Fit every unit; override to train them together (much faster for small models)."""
+        """Fit every unit and return one aligner per unit, in order; this is what the harness calls.
+
+        The default calls :meth:`fit` per unit. A method that trains units together (much faster
+        for small models) implements this instead of :meth:`fit`.
+        """
         return [self.fit(unit) for unit in units]
+
+    @classmethod
+    def implements_fitting(cls) -> bool:
+        """Whether the class overrides :meth:`fit` or :meth:`fit_many` (one of them is required)."""
+        return cls.fit is not Method.fit or cls.fit_many is not Method.fit_many
 
 
 class SubmissionMeta(BaseModel):

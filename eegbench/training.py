@@ -34,6 +34,7 @@ from eegbench._progress import logger, progress
 from eegbench.backbones.base import LayerRef
 from eegbench.encoders import StackedLinear, count_parameters, encoders
 from eegbench.metrics import retrieve
+from eegbench.reports import AlignerReport, LayerUse
 from eegbench.submissions import Aligner, Split, TrainingData
 
 
@@ -395,13 +396,17 @@ def _track_best(model: AlignmentStack, problems: Sequence[ContrastiveProblem], v
 
 
 class ContrastiveAligner(Aligner):
-    """A trained contrastive model aligned to one backbone layer, or to several mixed layers."""
+    """A trained contrastive model aligned to one backbone layer, or to several mixed layers.
 
-    def __init__(self, model: TrainedModel, layers: Sequence[LayerRef], details: dict | None = None,
+    ``selection`` holds what the method that trained it selected on validation (curve, chosen
+    parameters); :meth:`report` adds the layers, epochs and sizes the model knows itself.
+    """
+
+    def __init__(self, model: TrainedModel, layers: Sequence[LayerRef],
                  alternatives: dict[str, Aligner] | None = None) -> None:
         self.model = model
         self.layers = list(layers)
-        self.details = dict(details or {})
+        self.selection = AlignerReport()
         self._alternatives = dict(alternatives or {})
 
     def embed_brain(self, responses: np.ndarray) -> np.ndarray:
@@ -413,20 +418,29 @@ class ContrastiveAligner(Aligner):
     def alternatives(self) -> dict[str, Aligner]:
         return self._alternatives
 
-    def report(self) -> dict:
-        out = {"encoder": self.model.stack.config.encoder, "encoder_parameters": self.model.n_encoder_parameters,
-               "n_parameters": self.model.n_parameters, "final_train_loss": round(self.model.final_loss, 6),
-               "train_seconds": round(self.model.stack.seconds, 3)}
-        if len(self.layers) == 1:
-            out["layer"] = self.layers[0].to_dict()
-        else:
-            out["layers"] = [ref.to_dict() for ref in self.layers]
-            out["layer_weights"] = [round(w, 6) for w in self.model.layer_weights]
+    def report(self) -> AlignerReport:
+        mixed = len(self.layers) > 1
+        weights = [round(w, 6) for w in self.model.layer_weights] if mixed else [None]
         stack = self.model.stack
+        update: dict[str, object] = {
+            "layers": [LayerUse.of(ref, w) for ref, w in zip(self.layers, weights)],
+            "n_parameters": self.model.n_parameters,
+            "details": {"encoder": stack.config.encoder, "encoder_parameters": self.model.n_encoder_parameters,
+                        "final_train_loss": round(self.model.final_loss, 6), "train_seconds": round(stack.seconds, 3)}
+            | self.selection.details,
+        }
         if stack.best_epoch is not None:
-            out["selected_epoch"] = stack.best_epoch[self.model.index]
-            out["validation_by_epoch"] = [round(float(v), 6) for v in stack.validation_history[:, self.model.index]]
-        return out | self.details
+            update["selected_epoch"] = stack.best_epoch[self.model.index]
+            update["validation_by_epoch"] = [round(float(v), 6) for v in stack.validation_history[:, self.model.index]]
+        return self.selection.model_copy(update=update)
+
+
+@dataclass(frozen=True)
+class AlignmentJob:
+    """One contrastive model to train: a unit's data aligned to one layer, or to several mixed layers."""
+
+    unit: TrainingData
+    layers: Sequence[LayerRef]
 
 
 def _validation_set(unit: TrainingData, layers: Sequence[LayerRef]) -> ValidationSet:
@@ -434,18 +448,15 @@ def _validation_set(unit: TrainingData, layers: Sequence[LayerRef]) -> Validatio
                          unit.validation_metric)
 
 
-def fit_alignments(units: Sequence[TrainingData], layers: Sequence[Sequence[Sequence[LayerRef]]],
-                   config: TrainingConfig, *, use_validation: bool = True,
-                   description: str = "Training") -> list[list[ContrastiveAligner]]:
-    """Train one contrastive model per (unit, target), batched into as few stacks as possible.
+def fit_alignments(jobs: Sequence[AlignmentJob], config: TrainingConfig, *, use_validation: bool = True,
+                   description: str = "Training") -> list[ContrastiveAligner]:
+    """Train one contrastive model per job, batched into as few stacks as possible.
 
     Parameters
     ----------
-    units : sequence of TrainingData
-        The units to fit.
-    layers : sequence (per unit) of sequences (per model) of sequences of LayerRef
-        For each unit, the targets to train one model each: a list of one layer, or of several
-        layers for multi-layer alignment.
+    jobs : sequence of AlignmentJob
+        What to train: each job's unit, aligned to its layer (or to its several layers, mixed).
+        Jobs of several units, and several jobs of one unit, train together.
     config : TrainingConfig
         Hyperparameters. With ``select_epoch``, models train on the training part only, the epoch
         with the best validation score is kept, and the last epoch is offered as the alternative
@@ -454,30 +465,33 @@ def fit_alignments(units: Sequence[TrainingData], layers: Sequence[Sequence[Sequ
         If True (and no epoch is selected), train on training + validation responses, e.g. after a
         selection is made or when nothing is selected; if False, train on the training part only
         (to score on validation).
+
+    Returns
+    -------
+    list of ContrastiveAligner
+        One per job, in order.
     """
-    problems, owners = [], []
+    problems = []
     combined: dict[tuple[int, int], Split] = {}  # units sharing their responses share the concatenation too
-    for u, (unit, targets) in enumerate(zip(units, layers)):
-        part = unit.train
+    for job in jobs:
+        unit, part = job.unit, job.unit.train
         if use_validation and not config.select_epoch:
             key = (id(unit.train), id(unit.val))
             if key not in combined:
                 combined[key] = unit.all()
             part = combined[key]
-        for j, refs in enumerate(targets):
-            val = _validation_set(unit, refs) if config.select_epoch else None
-            problems.append(ContrastiveProblem(part.responses, [unit.features[r.key] for r in refs],
-                                               part.image_index, unit.seed, val))
-            owners.append((u, j, refs))
-    out: list[list[ContrastiveAligner | None]] = [[None] * len(t) for t in layers]
+        val = _validation_set(unit, job.layers) if config.select_epoch else None
+        problems.append(ContrastiveProblem(part.responses, [unit.features[r.key] for r in job.layers],
+                                           part.image_index, unit.seed, val))
+    out: list[ContrastiveAligner | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
     for i, problem in enumerate(problems):  # one stack per sample count, response shape and layer count
         groups.setdefault((len(problem.brain), problem.brain.shape[1:], len(problem.targets)), []).append(i)
     for members in groups.values():
-        stack = fit_contrastive([problems[i] for i in members], config, device=units[0].device,
+        stack = fit_contrastive([problems[i] for i in members], config, device=jobs[0].unit.device,
                                 description=description)
         for k, i in enumerate(members):
-            u, j, refs = owners[i]
+            refs = jobs[i].layers
             alternatives = {"last_epoch": ContrastiveAligner(stack.last.member(k), refs)} if config.select_epoch else {}
-            out[u][j] = ContrastiveAligner(stack.member(k), refs, alternatives=alternatives)
+            out[i] = ContrastiveAligner(stack.member(k), refs, alternatives=alternatives)
     return out  # type: ignore[return-value]

@@ -9,9 +9,7 @@ a private function of ``eegbench.submissions`` only inside ``eegbench.submission
 
 Not seen: modules started by name (``python -m eegbench._worker``, ``importlib.import_module``).
 
-What the code still does against these rules is listed in :data:`KNOWN_VIOLATIONS`; each entry
-says how it goes away. The tests fail on any violation not listed, and on a listed one that is
-gone (so the list only shrinks).
+The tests fail on any violation: there is no list of tolerated ones.
 """
 
 from __future__ import annotations
@@ -21,7 +19,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,8 +30,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # atomic files, the generic registry, torch devices.
     ("_check", "_version", "_paths", "_progress", "_compat", "_plots", "_guard", "_io", "registry", "devices",
      "identifiers", "provenance", "errors"),
-    # Leaf concepts: task files, retrieval metrics, brain encoder architectures.
-    ("tasks", "metrics", "encoders"),
+    # Leaf concepts: task files, retrieval metrics, brain encoder architectures, what a fitted method reports.
+    ("tasks", "metrics", "encoders", "reports"),
     # Vision backbones and cached features; they know nothing of datasets.
     ("backbones",),
     # Datasets: the synthetic one simulates responses from a backbone's features, so data sits above backbones.
@@ -44,7 +41,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Protocols: units, response preparation, training data.
     ("protocols",),
     # Result records and their store: they describe runs and run nothing, so they sit below what runs.
-    ("results",),
+    ("records", "results"),
     # The contrastive trainer that methods call.
     ("training",),
     # Running submission code in workers, and the harness's scoring.
@@ -60,13 +57,6 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("eegbench",),
     ("cli",),
 )
-
-#: Violations of today's code, as (importer, imported) -> how it goes away. Empty this list; never grow it.
-KNOWN_VIOLATIONS: dict[tuple[str, str], str] = {
-    # Submissions raise errors through a public module (eegbench.errors), not the private _check.
-    ("submissions.shallow.method", "eegbench._check"): "private module used by a submission",
-}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -230,7 +220,7 @@ def test_every_module_has_a_layer():
 def test_no_import_circles():
     edges: dict[str, set[str]] = {name: set() for name in MODULES}
     for imp in IMPORTS:
-        if (imp.importer, imp.module) not in KNOWN_VIOLATIONS and imp.module != imp.importer:
+        if imp.module != imp.importer:
             edges[imp.importer].add(imp.module)
     found = circles(edges)
     assert not found, "Modules that import each other, directly or through others (one circle of each group):\n" + \
@@ -238,17 +228,11 @@ def test_no_import_circles():
 
 
 def test_no_upward_imports():
-    new = upward_imports() - set(KNOWN_VIOLATIONS)
+    new = upward_imports()
     assert not new, f"Imports from a higher layer (see LAYERS in {Path(__file__).name}):\n{_listed(new)}"
 
 
 def test_no_private_imports_across_packages():
-    new = private_imports() - set(KNOWN_VIOLATIONS)
+    new = private_imports()
     assert not new, f"Private modules or names used outside their package:\n{_listed(new)}"
 
-
-@pytest.mark.parametrize("violation", sorted(KNOWN_VIOLATIONS))
-def test_known_violations_still_exist(violation):
-    # A fixed violation must leave the list, so that it cannot come back unnoticed.
-    assert violation in upward_imports() | private_imports(), (
-        f"{violation[0]} no longer imports {violation[1]}: remove it from KNOWN_VIOLATIONS.")

@@ -37,8 +37,8 @@ from eegbench.stats import LogLinearFit, loglinear_fit, mean_sd, pearson, seed_a
 from eegbench.tasks import Task, load_task
 
 DEFAULT_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
-#: layer settings compared by backbone scaling, and how tables name them
-LAYER_KINDS = {"final": "final", "auto": "validation-selected"}
+#: layer kinds (:attr:`eegbench.records.ResultRecord.layer_kind`) compared by backbone scaling, and their names
+LAYER_KINDS = {"final": "final", "selected": "validation-selected"}
 
 
 def repetition_counts(available: int) -> list[int]:
@@ -258,7 +258,7 @@ def _repetition_curve(records: Sequence[ResultRecord], repetitions: Sequence[int
     """Per repetition count, the subject-level summary of the scores recorded by the runner."""
     curve = []
     for n in repetitions:
-        missing = [r.subject for r in records if str(n) not in r.report.get("test_repetitions", {})]
+        missing = [r.subject for r in records if n not in r.test_repetitions]
         if missing:
             raise MissingDataError(f"Result files of {missing} hold no scores for {n} test repetitions (they "
                                    "were computed with other repetition counts); rerun with --overwrite always.")
@@ -266,7 +266,7 @@ def _repetition_curve(records: Sequence[ResultRecord], repetitions: Sequence[int
         for metric in metrics:
             by_subject: dict[str, list[float]] = defaultdict(list)
             for record in records:
-                by_subject[record.subject].append(record.report["test_repetitions"][str(n)][metric])
+                by_subject[record.subject].append(record.test_repetitions[n][metric])
             point[metric] = _summarise({s: float(np.mean(v)) for s, v in sorted(by_subject.items())})
         curve.append(point)
     return curve
@@ -368,21 +368,21 @@ def backbone_scaling(results_dir: str | Path, task: str, version: int | None = N
     store = ResultStore(results_dir)
     if not store.root.is_dir():
         raise InvalidInputError(f"Results folder {store.root} does not exist; run `eegbench run` first.")
-    mine = [r for r in store.records() if r.task["id"] == task]
-    versions = sorted({r.task["version"] for r in mine})
+    mine = [r for r in store.records() if r.task.id == task]
+    versions = sorted({r.task.version for r in mine})
     if not versions:
         raise MissingDataError(f"No result files of task {task!r} in {store.root}; run `eegbench run --task {task} "
                                "--backbone B` for several backbones first.")
     version = versions[-1] if version is None else version
     if version not in versions:
         raise InvalidInputError(f"Task {task!r} has results for versions {versions}, not {version}.")
-    records = [r for r in mine if r.task["version"] == version]
+    records = [r for r in mine if r.task.version == version]
     groups: dict[tuple[str, str], dict[str, list[ResultRecord]]] = defaultdict(lambda: defaultdict(list))
     used = []
     for record in records:
-        kind = LAYER_KINDS.get(record.backbone["layer_setting"])
-        if kind and record.method["hp_tag"] == "default":
-            groups[(record.method["id"], kind)][record.backbone["name"]].append(record)
+        kind = LAYER_KINDS.get(record.layer_kind)
+        if kind and record.method.hp_tag == "default":
+            groups[(record.method.id, kind)][record.backbone.name].append(record)
             used.append(record)
     if not groups:
         raise MissingDataError(f"Task {task!r} v{version} has no results with the final or validation-selected "
@@ -391,7 +391,7 @@ def backbone_scaling(results_dir: str | Path, task: str, version: int | None = N
     for (method, kind), by_backbone in sorted(groups.items()):
         points = []
         for backbone, mine in sorted(by_backbone.items()):
-            params = _params_millions(backbone, mine[0].backbone.get("params_millions"))
+            params = _params_millions(backbone, mine[0].backbone.params_millions)
             if params is None:
                 logger.warning("Backbone %r has no parameter count in the registry; it is left out.", backbone)
                 continue
@@ -409,7 +409,7 @@ def backbone_scaling(results_dir: str | Path, task: str, version: int | None = N
     first = records[0]
     record = AnalysisRecord(
         kind="backbone-scaling", name="all", created=now(),
-        task={k: first.task[k] for k in ("id", "version", "hash", "metrics", "chance")},
+        task=first.task.model_dump(include={"id", "version", "hash", "metrics", "chance"}),
         config={"metric": "top1", "layer_kinds": LAYER_KINDS, "hp_tag": "default"},
         results={"series": series},
         inputs={"n_result_files": len(records), "records_digest": records_digest(records),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from eegbench.results import AnalysisRecord, ResultRecord
+from eegbench.records import AnalysisRecord, ResultRecord
 
 
 def analysis_sections(analyses: Sequence[AnalysisRecord], records: Sequence[ResultRecord], page: str,

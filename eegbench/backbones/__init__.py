@@ -11,6 +11,7 @@ from eegbench.backbones import timm_backbone as _timm_backbone  # noqa: F401  (r
 from eegbench.backbones.base import (
     FINAL,
     Backbone,
+    BackboneLayers,
     LayerInfo,
     LayerRef,
     Preprocessing,
@@ -42,7 +43,7 @@ from eegbench.backbones.weights import weights_home
 DEFAULT_BACKBONE = "efficientnet_lite0"
 
 __all__ = [
-    "DEFAULT_BACKBONE", "FINAL", "Backbone", "BackboneSpec", "Extraction", "FeatureCache", "FeatureSet", "ImageSet",
+    "DEFAULT_BACKBONE", "FINAL", "Backbone", "BackboneLayers", "BackboneSpec", "Extraction", "FeatureCache", "FeatureSet", "ImageSet",
     "LayerInfo", "LayerRef", "Preprocessing", "describe_backbone", "even_layers", "extract_features",
     "extract_image_sets", "flops_per_image", "folder_image_set", "get_backbone_spec", "get_features", "image_batches",
     "list_backbones", "list_images", "load_backbone", "output_shapes", "register_backbone", "resolve_layer",

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from eegbench.backbones import Backbone, LayerRef
+from eegbench.backbones import BackboneLayers, LayerRef
 from eegbench.submissions import Aligner, Method, TrainingData
-from eegbench.training import TrainingConfig, fit_alignments
+from eegbench.training import AlignmentJob, TrainingConfig, fit_alignments
 
 
 class FinalAlignment(Method):
@@ -16,12 +16,9 @@ class FinalAlignment(Method):
 
     Hyperparameters = TrainingConfig
 
-    def feature_layers(self, backbone: Backbone) -> list[LayerRef]:
+    def feature_layers(self, backbone: BackboneLayers) -> list[LayerRef]:
         return [backbone.resolve("final")]
 
-    def fit(self, data: TrainingData) -> Aligner:
-        return self.fit_many([data])[0]
-
     def fit_many(self, units: list[TrainingData]) -> list[Aligner]:
-        fitted = fit_alignments(units, [[unit.layers] for unit in units], self.hp, description="Training final")
-        return [aligners[0] for aligners in fitted]
+        return fit_alignments([AlignmentJob(unit, unit.layers) for unit in units], self.hp,
+                              description="Training final")

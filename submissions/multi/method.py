@@ -6,9 +6,9 @@ from collections.abc import Sequence
 
 from pydantic import Field
 
-from eegbench.backbones import Backbone, LayerRef
+from eegbench.backbones import BackboneLayers, LayerRef
 from eegbench.submissions import Aligner, Method, TrainingData
-from eegbench.training import TrainingConfig, fit_alignments
+from eegbench.training import AlignmentJob, TrainingConfig, fit_alignments
 
 
 class MultiHyperparameters(TrainingConfig):
@@ -22,12 +22,13 @@ class MultiLayerAlignment(Method):
     """EEGProject + per-layer linear heads mixed by learned softmax weights + symmetric InfoNCE.
 
     Nothing is selected, so the model trains on all training responses and the last epoch is
-    scored (unless ``select_epoch`` is set).
+    scored (unless ``select_epoch`` is set). Each record's report lists the mixed layers with
+    their learned weights.
     """
 
     Hyperparameters = MultiHyperparameters
 
-    def feature_layers(self, backbone: Backbone) -> list[LayerRef]:
+    def feature_layers(self, backbone: BackboneLayers) -> list[LayerRef]:
         refs = [backbone.resolve(float(depth)) for depth in self.hp.depths]
         if self.hp.include_final:
             refs.append(backbone.resolve("final"))
@@ -36,9 +37,6 @@ class MultiLayerAlignment(Method):
     def layer_setting(self, layers: Sequence[LayerRef]) -> str:
         return "multi:" + "+".join(ref.key for ref in layers)
 
-    def fit(self, data: TrainingData) -> Aligner:
-        return self.fit_many([data])[0]
-
     def fit_many(self, units: list[TrainingData]) -> list[Aligner]:
-        fitted = fit_alignments(units, [[unit.layers] for unit in units], self.hp, description="Training multi")
-        return [aligners[0] for aligners in fitted]
+        return fit_alignments([AlignmentJob(unit, unit.layers) for unit in units], self.hp,
+                              description="Training multi")

@@ -9,8 +9,17 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from eegbench.backbones import Backbone, LayerRef, even_layers
-from eegbench.submissions import Aligner, Method, Split, TrainingData, score_on_validation
+from eegbench.backbones import BackboneLayers, LayerRef, even_layers
+from eegbench.submissions import (
+    Aligner,
+    AlignerReport,
+    LayerUse,
+    Method,
+    Split,
+    TrainingData,
+    ValidationPoint,
+    score_on_validation,
+)
 
 
 class RidgeHyperparameters(BaseModel):
@@ -38,7 +47,7 @@ class RidgeAligner(Aligner):
     y_scale: np.ndarray
     kept: np.ndarray  # feature dimensions that vary in the training images
     alpha: float
-    details: dict
+    selection: AlignerReport
 
     def embed_brain(self, responses: np.ndarray) -> np.ndarray:
         x = responses.reshape(len(responses), -1).astype(np.float64) - self.x_mean
@@ -48,8 +57,9 @@ class RidgeAligner(Aligner):
         y = features[self.layer.key][:, self.kept].astype(np.float64)
         return _centre_rows((y - self.y_mean) / self.y_scale)
 
-    def report(self) -> dict:
-        return {"layer": self.layer.to_dict(), "alpha": self.alpha, "n_parameters": int(self.weights.size)} | self.details
+    def report(self) -> AlignerReport:
+        return self.selection.model_copy(update={"layers": [LayerUse.of(self.layer)],
+                                                 "n_parameters": int(self.weights.size)})
 
 
 class _RidgePath:
@@ -76,7 +86,7 @@ class RidgeRegression(Method):
     Hyperparameters = RidgeHyperparameters
     accepts_layer = True
 
-    def feature_layers(self, backbone: Backbone) -> list[LayerRef]:
+    def feature_layers(self, backbone: BackboneLayers) -> list[LayerRef]:
         if self.layer is None:
             return [backbone.resolve("final")]
         if self.layer == "auto":
@@ -91,9 +101,11 @@ class RidgeRegression(Method):
                 candidates.append((score_on_validation(aligner, data), -alpha, layer, alpha))
         # best validation score; ties go to the stronger regularisation
         score, _, layer, alpha = max(candidates, key=lambda c: (c[0], c[1]))
-        curve = [{"layer": c[2].name, "alpha": c[3], "score": round(c[0], 6)} for c in candidates]
+        curve = [ValidationPoint(params={"layer": c[2].name, "alpha": c[3]}, score=round(c[0], 6)) for c in candidates]
         ((_, aligner),) = self._path(data, data.all(), layer, [alpha])
-        aligner.details = {"validation_curve": curve, "validation_metric": data.validation_metric}
+        selected = {"alpha": alpha} | ({"layer": layer.name} if len(data.layers) > 1 else {})
+        aligner.selection = AlignerReport(validation_curve=curve, validation_metric=data.validation_metric,
+                                          selected=selected)
         return aligner
 
     @staticmethod
@@ -106,5 +118,5 @@ class RidgeRegression(Method):
         kept = np.flatnonzero(scale > 1e-3 * np.median(scale))  # drop dead dimensions before z-scoring
         x_mean, y_mean, y_scale = x.mean(0), y[:, kept].mean(0), scale[kept]
         path = _RidgePath(x - x_mean, (y[:, kept] - y_mean) / y_scale, data.device)
-        return [(alpha, RidgeAligner(layer, path.weights(alpha), x_mean, y_mean, y_scale, kept, alpha, {}))
+        return [(alpha, RidgeAligner(layer, path.weights(alpha), x_mean, y_mean, y_scale, kept, alpha, AlignerReport()))
                 for alpha in alphas]

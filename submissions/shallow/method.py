@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from eegbench._check import InvalidInputError
-from eegbench.backbones import Backbone, LayerRef, even_layers
-from eegbench.submissions import Aligner, Method, TrainingData, score_on_validation
-from eegbench.training import TrainingConfig, fit_alignments
+from eegbench.backbones import BackboneLayers, LayerRef, even_layers
+from eegbench.errors import InvalidInputError
+from eegbench.submissions import Aligner, Method, TrainingData, ValidationPoint, score_on_validation
+from eegbench.training import AlignmentJob, TrainingConfig, fit_alignments
 
 
 class ShallowHyperparameters(TrainingConfig):
@@ -27,7 +27,7 @@ class ShallowAlignment(Method):
     Hyperparameters = ShallowHyperparameters
     accepts_layer = True
 
-    def feature_layers(self, backbone: Backbone) -> list[LayerRef]:
+    def feature_layers(self, backbone: BackboneLayers) -> list[LayerRef]:
         if self.layer in (None, "auto"):
             return [backbone.resolve(i) for i in even_layers(backbone.layers, self.hp.probe_layers)]
         ref = backbone.resolve(self.layer)
@@ -36,31 +36,29 @@ class ShallowAlignment(Method):
                                     "for the final embedding.")
         return [ref]
 
-    def fit(self, data: TrainingData) -> Aligner:
-        return self.fit_many([data])[0]
-
     def fit_many(self, units: list[TrainingData]) -> list[Aligner]:
         if len(units[0].layers) == 1:  # a fixed layer: nothing to select
-            fitted = fit_alignments(units, [[unit.layers] for unit in units], self.hp, description="Training shallow")
-            return [aligners[0] for aligners in fitted]
+            return fit_alignments([AlignmentJob(unit, unit.layers) for unit in units], self.hp,
+                                  description="Training shallow")
 
         # Probe every layer on the training concepts only and score each on the validation concepts.
-        probes = fit_alignments(units, [[[ref] for ref in unit.layers] for unit in units], self.hp,
+        probes = fit_alignments([AlignmentJob(unit, [ref]) for unit in units for ref in unit.layers], self.hp,
                                 use_validation=False, description="Probing layers")
-        chosen, curves = [], []
-        for unit, aligners in zip(units, probes):
-            scores = [score_on_validation(a, unit) for a in aligners]
+        chosen, curves, start = [], [], 0
+        for unit in units:
+            mine = probes[start:start + len(unit.layers)]
+            start += len(unit.layers)
+            scores = [score_on_validation(probe, unit) for probe in mine]
             best = max(range(len(scores)), key=scores.__getitem__)  # ties: the shallower layer
-            chosen.append(best)
-            curves.append([{"layer": ref.name, "index": ref.index, "relative_depth": ref.relative_depth,
-                            "score": round(score, 6)} for ref, score in zip(unit.layers, scores)])
+            chosen.append((unit, unit.layers[best], mine[best]))
+            curves.append([ValidationPoint(params={"layer": ref.name}, score=round(score, 6))
+                           for ref, score in zip(unit.layers, scores)])
         if self.hp.select_epoch:  # the probes already hold their validation-selected epoch: keep the best
-            final = [aligners[best] for aligners, best in zip(probes, chosen)]
+            final = [probe for _, _, probe in chosen]
         else:  # refit the chosen layer on all training responses
-            refit = fit_alignments(units, [[[unit.layers[best]]] for unit, best in zip(units, chosen)], self.hp,
+            final = fit_alignments([AlignmentJob(unit, [layer]) for unit, layer, _ in chosen], self.hp,
                                    description="Refitting chosen layer")
-            final = [aligners[0] for aligners in refit]
-        for aligner, curve, unit in zip(final, curves, units):
-            aligner.details["validation_curve"] = curve
-            aligner.details["validation_metric"] = unit.validation_metric
+        for aligner, curve, (unit, layer, _) in zip(final, curves, chosen):
+            aligner.selection = aligner.selection.model_copy(update={
+                "validation_curve": curve, "validation_metric": unit.validation_metric, "selected": {"layer": layer.name}})
         return final

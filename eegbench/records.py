@@ -1,0 +1,364 @@
+"""Result and analysis records: the typed, versioned schema of eegbench's product.
+
+A :class:`ResultRecord` is one JSON file per run unit (task and version, method, backbone, layer
+setting, hyperparameter tag, subject, seed): what ran (:class:`TaskInfo`, :class:`DatasetInfo`,
+:class:`MethodInfo`, :class:`BackboneInfo`), what the method reported (:class:`AlignerReport`),
+the harness's scores and per-trial ranks, timing and the environment. Where records are stored,
+claimed and marked failed is :mod:`eegbench.results`.
+
+Schema versions
+---------------
+Every file carries ``schema_version``. :meth:`ResultRecord.from_disk` reads every version this
+eegbench ever wrote, upgrading older ones step by step (:data:`RESULT_UPGRADES`), so old result
+folders stay readable; a file from a newer eegbench is refused with a clear error.
+
+* **1** (eegbench 0.1): sections were free dictionaries; the method's report held the harness's
+  scores of alternative variants (``alternatives``) and of fewer test repetitions
+  (``test_repetitions``), and each submission chose its own report keys.
+* **2**: typed sections; the report is an :class:`AlignerReport`; ``alternatives`` and
+  ``test_repetitions`` are fields of the record; the task names its main score and reference
+  method.
+
+Records are untrusted input (anyone can drop one into a results folder, or hand one to
+``eegbench reproduce``): every identifier must match a strict pattern (:mod:`eegbench.identifiers`),
+so none can put a path separator, ``..`` or a control character into a path or a table.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing_extensions import TypedDict
+
+from eegbench._check import DataError, describe_validation_error
+from eegbench.identifiers import (
+    BACKBONE_PATTERN,
+    HP_TAG_PATTERN,
+    ID_PATTERN,
+    LAYER_SETTING_PATTERN,
+    SHA256_PATTERN,
+    SUBJECT_PATTERN,
+    TASK_ID_PATTERN,
+)
+from eegbench.reports import AlignerReport, RecordedLayer
+
+SCHEMA_VERSION = 2
+ANALYSIS_SCHEMA_VERSION = 1
+#: folder of analysis records under a results root (task ids cannot start with "_")
+ANALYSES_DIR = "_analyses"
+ANALYSIS_KINDS = ("data-scaling", "backbone-scaling", "rsa")
+
+Subject = Annotated[str, Field(pattern=SUBJECT_PATTERN)]
+Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
+MetricName = Annotated[str, Field(pattern=r"^(top[1-9][0-9]*|mean_rank)$")]
+#: metric name -> score
+Scores = dict[MetricName, float]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskInfo(_Section):
+    """The task a record was computed on, as the task file said (:class:`eegbench.tasks.Task`)."""
+
+    id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+    version: Annotated[int, Field(strict=True, ge=0)]
+    hash: Sha256
+    protocol: str
+    metrics: list[MetricName]
+    chance: Scores
+    description: str
+    repetitions: dict[str, str]
+    normalization: str
+    time_window: tuple[float, float]
+    #: the metric that ranks the board and its significance tiers
+    main_score: MetricName = "top1"
+    #: the method every entry is tested against, on the same backbone
+    reference_method: Annotated[str, Field(pattern=ID_PATTERN)] = "final"
+    #: data-scaling runs: the nested share of training images used, and how many that was
+    train_fraction: float = 1.0
+    n_train_images: int | None = None
+
+
+class DatasetInfo(_Section):
+    """The data a record was computed on, after the task's channel and time selection."""
+
+    name: Annotated[str, Field(pattern=ID_PATTERN)]
+    variant: str | None
+    fingerprint: Sha256
+    channels: list[str]
+    sfreq: float
+    n_times: int
+
+
+class MethodInfo(_Section):
+    """The submission that ran and how it was configured."""
+
+    id: Annotated[str, Field(pattern=ID_PATTERN)]
+    version: str
+    code_sha256: Sha256  # what ran, checked against the registered code
+    hp_tag: Annotated[str, Field(pattern=HP_TAG_PATTERN)]
+    hyperparameters: dict[str, Any]
+    #: hash of everything besides subject and seed that determines the numbers
+    config_hash: Sha256
+
+
+class BackboneInfo(_Section):
+    """The vision backbone and the layers offered to the method."""
+
+    name: Annotated[str, Field(pattern=BACKBONE_PATTERN)]
+    layer_setting: Annotated[str, Field(pattern=LAYER_SETTING_PATTERN)]
+    layer_request: str | None
+    identity: dict[str, Any]
+    #: every layer the method was given features of (it may select among them or combine them)
+    layers: list[RecordedLayer]
+    n_layers: int
+    params_millions: float | None
+    feature_cache_keys: dict[str, dict[str, Sha256]]
+
+    @property
+    def layer_choice(self) -> Literal["fixed", "selected", "combined"]:
+        """``fixed`` when one layer was given; otherwise the method ``selected`` one on validation or
+        ``combined`` several (see :attr:`ResultRecord.layer_choice`)."""
+        return "fixed" if len(self.layers) == 1 else "selected"
+
+
+class Timing(_Section):
+    """Seconds spent fitting (a batch of units fitted together shares its time) and scoring."""
+
+    fit_seconds: float
+    fit_seconds_batch: float
+    units_in_batch: int
+    eval_seconds: float
+
+
+class GitState(_Section):
+    commit: str | None
+    dirty: bool | None
+
+
+class Environment(_Section):
+    """Versions, hardware and determinism flags (:func:`eegbench.provenance.environment`)."""
+
+    eegbench: str
+    git: GitState
+    python: str
+    platform: str
+    machine: str
+    cpu_count: int | None
+    torch_threads: int
+    device: str
+    device_name: str | None
+    packages: dict[str, str | None]
+    deterministic_algorithms: bool
+    cudnn_deterministic: bool
+    cudnn_benchmark: bool
+    tf32_matmul: bool
+    torch_compile: bool | None = None  # None: not recorded (early version-1 records)
+    #: how the method's code was kept apart from the harness (None: before isolation existed)
+    isolation: str | None = None
+
+
+class PerTrial(_Section):
+    """For each test trial: gallery images scored strictly above the true one, and tied with it."""
+
+    n_better: list[int]
+    n_tied: list[int]
+
+
+@dataclass(frozen=True)
+class UnitKey:
+    """Identity of one result: what was run, on whom, with which seed."""
+
+    task: str
+    task_version: int
+    method: str
+    backbone: str
+    layer_setting: str
+    hp_tag: str
+    subject: str
+    seed: int
+
+    def relative_path(self) -> Path:
+        layer = self.layer_setting.replace(":", "_").replace("/", "_")
+        return Path(self.task, f"v{self.task_version}", self.method, self.backbone, layer, self.hp_tag,
+                    f"{self.subject}_seed-{self.seed}.json")
+
+
+class ResultRecord(_Section):
+    """One run unit's result file (schema version 2). Read files with :meth:`from_disk`."""
+
+    schema_version: Literal[2] = SCHEMA_VERSION
+    created: str
+    task: TaskInfo
+    dataset: DatasetInfo
+    method: MethodInfo
+    backbone: BackboneInfo
+    subject: Subject
+    train_subjects: list[Subject]
+    seed: int
+    report: AlignerReport = Field(default_factory=AlignerReport)
+    scores: Scores
+    #: the harness's scores of the method's other fitted variants (e.g. ``last_epoch``)
+    alternatives: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")], Scores] = Field(default_factory=dict)
+    #: scores on test responses averaged over the first n repetitions, by n (data-scaling analyses)
+    test_repetitions: dict[int, Scores] = Field(default_factory=dict)
+    n_test_trials: int
+    n_gallery: int
+    per_trial: PerTrial
+    timing: Timing | None = None
+    environment: Environment
+
+    @classmethod
+    def from_disk(cls, data: Mapping[str, Any]) -> ResultRecord:
+        """Validate a record read from a file, upgrading it from an older schema version first."""
+        return cls.model_validate(upgrade(data, SCHEMA_VERSION, RESULT_UPGRADES, "result record"))
+
+    @property
+    def key(self) -> UnitKey:
+        return UnitKey(self.task.id, self.task.version, self.method.id, self.backbone.name,
+                       self.backbone.layer_setting, self.method.hp_tag, self.subject, self.seed)
+
+    @property
+    def config_hash(self) -> str:
+        return self.method.config_hash
+
+    @property
+    def main_score(self) -> float:
+        """The score of the task's main metric."""
+        return self.scores[self.task.main_score]
+
+    @property
+    def layer_choice(self) -> Literal["fixed", "selected", "combined"]:
+        """How the layer was settled: ``fixed`` (one layer given), ``selected`` (one of several,
+        on validation) or ``combined`` (several mixed)."""
+        return "combined" if self.report.combines_layers else self.backbone.layer_choice
+
+    @property
+    def layer_kind(self) -> Literal["final", "fixed", "selected", "combined"]:
+        """:attr:`layer_choice`, with ``final`` for a fixed layer that is the backbone's final embedding."""
+        choice = self.layer_choice
+        return "final" if choice == "fixed" and self.backbone.layers[0].is_final else choice
+
+
+class TaskIdentity(TypedDict):
+    """The task of an analysis record: its id and version name the record's folder."""
+
+    id: Annotated[str, Field(pattern=TASK_ID_PATTERN)]
+    version: Annotated[int, Field(strict=True, ge=0)]
+    __pydantic_config__ = ConfigDict(extra="allow")  # type: ignore[misc]
+
+
+class AnalysisRecord(_Section):
+    """Schema of an analysis file (version 1): what was analysed and the numbers it gave.
+
+    ``config`` identifies the analysis (method, backbone, fractions...), ``results`` holds its
+    numbers, and ``inputs`` how they were obtained (result files used, data fingerprints).
+    """
+
+    schema_version: Literal[1] = ANALYSIS_SCHEMA_VERSION
+    kind: Literal["data-scaling", "backbone-scaling", "rsa"]
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    created: str
+    task: TaskIdentity
+    config: dict[str, Any]
+    results: dict[str, Any]
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    environment: dict[str, Any]
+
+    @classmethod
+    def from_disk(cls, data: Mapping[str, Any]) -> AnalysisRecord:
+        """Validate an analysis record read from a file."""
+        return cls.model_validate(upgrade(data, ANALYSIS_SCHEMA_VERSION, {}, "analysis record"))
+
+    def relative_path(self) -> Path:
+        return analysis_folder(self.task["id"], self.task["version"], self.kind) / f"{self.name}.json"
+
+
+def analysis_folder(task: str, version: int, kind: str) -> Path:
+    """Folder of the analysis records of one kind, relative to the results root."""
+    return Path(ANALYSES_DIR, task, f"v{version}", kind)
+
+
+# --- upgrades ------------------------------------------------------------------------------------
+
+Upgrade = Callable[[dict[str, Any]], dict[str, Any]]
+
+#: v1 report keys that became fields of :class:`AlignerReport`, as they were
+_V1_REPORT_FIELDS = ("validation_metric", "selected_epoch", "validation_by_epoch", "n_parameters")
+#: v1 validation-curve keys that described the layer rather than a parameter tried
+_V1_LAYER_DESCRIPTORS = ("index", "relative_depth")
+
+
+def _report_v1_to_v2(report: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 report (free keys) as an :class:`AlignerReport`."""
+    report = dict(report)
+    out: dict[str, Any] = {name: report.pop(name) for name in _V1_REPORT_FIELDS if name in report}
+    if "layer" in report:
+        out["layers"] = [{"layer": report.pop("layer")}]
+    elif "layers" in report:
+        weights = report.pop("layer_weights", [None] * len(report["layers"]))
+        out["layers"] = [{"layer": layer, "weight": w} for layer, w in zip(report.pop("layers"), weights)]
+    curve = report.pop("validation_curve", [])
+    out["validation_curve"] = [
+        {"params": {k: v for k, v in point.items() if k != "score" and k not in _V1_LAYER_DESCRIPTORS},
+         "score": point["score"]} for point in curve]
+    if "alpha" in report:  # ridge's validation-selected regularisation
+        out["selected"] = {"alpha": report.pop("alpha")}
+    if len({point["params"].get("layer") for point in out["validation_curve"]}) > 1 and out.get("layers"):
+        out.setdefault("selected", {})["layer"] = out["layers"][0]["layer"]["name"]
+    out["details"] = report
+    return out
+
+
+def _result_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    data = dict(data)
+    report = dict(data.get("report", {}))
+    data["alternatives"] = report.pop("alternatives", {})
+    data["test_repetitions"] = report.pop("test_repetitions", {})
+    data["report"] = _report_v1_to_v2(report)
+    data["schema_version"] = 2
+    return data
+
+
+#: version -> function upgrading a record of that version by one version
+RESULT_UPGRADES: dict[int, Upgrade] = {1: _result_v1_to_v2}
+
+
+def upgrade(data: Mapping[str, Any], current: int, upgrades: Mapping[int, Upgrade], kind: str) -> dict[str, Any]:
+    """Bring a record's JSON from its ``schema_version`` to ``current``, one version at a time."""
+    version = data.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or not (version == current or version in upgrades):
+        newer = isinstance(version, int) and not isinstance(version, bool) and version > current
+        raise DataError(f"This {kind} has schema version {version!r}; this eegbench reads versions "
+                        f"{sorted({*upgrades, current})}" + ("; upgrade eegbench to read it." if newer else "."))
+    out = dict(data)
+    while out["schema_version"] != current:
+        try:
+            out = upgrades[out["schema_version"]](out)
+        except (KeyError, TypeError, AttributeError, ValueError) as err:  # a malformed old record
+            raise DataError(f"This {kind} of schema version {version} cannot be upgraded: it lacks or mangles "
+                            f"{err}.") from None
+    return out
+
+
+def read_record(path: Path, model: type[ResultRecord] | type[AnalysisRecord], kind: str) -> Any:
+    """Read, upgrade and validate a JSON record; unreadable, foreign or invalid files raise DataError."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # ValueError: not JSON, or not UTF-8 (e.g. cut in a character)
+        raise DataError(f"{kind} {path} is unreadable: {err}") from err
+    if not isinstance(data, dict):
+        raise DataError(f"{kind} {path} holds a JSON {type(data).__name__}, not a record.")
+    try:
+        return model.from_disk(data)
+    except DataError as err:
+        raise DataError(f"{kind} {path}: {err}") from None
+    except ValidationError as err:
+        raise DataError(describe_validation_error(err, f"{kind} {path}")) from None
