@@ -24,5 +24,7 @@ _WORD = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 #: of an open_clip tag makes a sub-folder of the store, as it always has, and never a way out of it
 BACKBONE_PATTERN = rf"^{_WORD}(:{_WORD}(/{_WORD})?)?$"
 _LAYER_KEY = rf"{_WORD}(:[a-z]+)?"  # a layer name (a module path), with a non-default pooling
-#: ``auto``, ``final``, a layer key (``blocks.3``, ``blocks.11:mean``) or ``multi:`` and keys joined by "+"
-LAYER_SETTING_PATTERN = rf"^(multi:)?{_LAYER_KEY}(\+{_LAYER_KEY})*$"
+#: how a method labels the layers it uses (:meth:`eegbench.submissions.Method.layer_setting`): ``auto``,
+#: ``final``, a layer key (``blocks.3``, ``blocks.11:mean``), or layer keys joined by "+", optionally after a
+#: lower-case label and ":" (``multi:blocks.1+final``)
+LAYER_SETTING_PATTERN = rf"^([a-z][a-z0-9-]*:)?{_LAYER_KEY}(\+{_LAYER_KEY})*$"

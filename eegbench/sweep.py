@@ -55,7 +55,8 @@ from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import logger, progress
 from eegbench.backbones import DEFAULT_BACKBONE
 from eegbench.registry import Registry
-from eegbench.results import ResultStore, UnitKey, UnitStatus, Worker
+from eegbench.records import UnitKey
+from eegbench.results import ResultStore, UnitStatus, Worker
 
 #: sweep folders (job files, logs) live inside the results folder, which every job can reach
 SWEEPS_FOLDER = ".sweeps"

@@ -18,7 +18,8 @@ from eegbench.backbones.registry import backbones
 from eegbench.cli import app
 from eegbench.leaderboard import build_leaderboard
 from eegbench.protocols import nested_training_images
-from eegbench.results import AnalysisRecord, ResultStore
+from eegbench.records import AnalysisRecord
+from eegbench.results import ResultStore
 from eegbench.stats import (
     loglinear_fit,
     paired_spearman,
@@ -161,8 +162,8 @@ def test_data_scaling_records_stay_out_of_the_main_tables(scaling, store):
     assert main.read_analysis(scaling.path) == scaling.record
     runs = ResultStore(store / scaling.record.inputs["runs"]["0.125"])
     unit = next(runs.records())
-    assert unit.task["train_fraction"] == 0.125 and unit.task["n_train_images"] == 50
-    assert set(unit.report["test_repetitions"]) == {"1", "8", "40"}
+    assert unit.task.train_fraction == 0.125 and unit.task.n_train_images == 50
+    assert set(unit.test_repetitions) == {1, 8, 40}
 
 
 def test_scaling_data_cli_reuses_finished_runs(scaling, store, task_file, tmp_path):

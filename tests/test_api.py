@@ -29,7 +29,7 @@ def test_run_from_python_and_load_its_results(tmp_path):
     result = eb.run(task=tiny_task(), method="final", subjects=[1], seeds=[0], epochs=1, results_dir=tmp_path / "r")
     assert result.hyperparameters["epochs"] == 1 and result.computed == 1
     (record,) = eb.load_results(tmp_path / "r")
-    assert record.scores == result.records[0].scores and record.method["hyperparameters"]["epochs"] == 1
+    assert record.scores == result.records[0].scores and record.method.hyperparameters["epochs"] == 1
     with pytest.raises(eb.errors.InvalidInputError, match="does not exist"):
         eb.load_results(tmp_path / "nowhere")
 

@@ -214,11 +214,12 @@ def test_encoder_chosen_in_the_task_file_is_trained_and_recorded(tmp_path):
     base = tiny_task()
     task = base.with_overrides(training={**base.training, "encoder": "tsconv", "epochs": 2})
     record = run(task, "final", results_dir=tmp_path, subjects=[1]).records[0]
-    assert record.method["hyperparameters"]["encoder"] == "tsconv"
-    assert record.report["encoder"] == "tsconv"
-    n_channels, n_times = len(record.dataset["channels"]), record.dataset["n_times"]
-    assert record.report["encoder_parameters"] == encoder_parameters("tsconv", n_channels, n_times, 256)
-    assert record.report["n_parameters"] > record.report["encoder_parameters"]
+    assert record.method.hyperparameters["encoder"] == "tsconv"
+    details = record.report.details
+    assert details["encoder"] == "tsconv"
+    n_channels, n_times = len(record.dataset.channels), record.dataset.n_times
+    assert details["encoder_parameters"] == encoder_parameters("tsconv", n_channels, n_times, 256)
+    assert record.report.n_parameters > details["encoder_parameters"]
 
 
 def test_encoder_option_of_the_command_line(tmp_path):
@@ -234,7 +235,7 @@ def test_encoder_option_of_the_command_line(tmp_path):
     summary = json.loads(result.stdout)
     assert summary["hyperparameters"]["encoder"] == "eegnet" and summary["hp_tag"].startswith("hp-")
     (record,) = ResultStore(tmp_path / "res").records()
-    assert record.report["encoder"] == "eegnet" and record.report["encoder_parameters"] > 0
+    assert record.report.details["encoder"] == "eegnet" and record.report.details["encoder_parameters"] > 0
 
 
 def test_unknown_encoder_on_the_command_line_exits_2():

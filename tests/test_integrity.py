@@ -261,7 +261,8 @@ def test_transductive_methods_are_refused(tmp_path):
 
 
 def _keys(results: Path):
-    from eegbench.results import FailureRecord, UnitKey
+    from eegbench.records import UnitKey
+    from eegbench.results import FailureRecord
 
     for path in results.rglob(".*.failed.json"):
         yield UnitKey(**FailureRecord.model_validate_json(path.read_text()).key)
@@ -384,7 +385,7 @@ def test_the_sandbox_hides_the_cache_the_network_and_other_workers(tmp_path):
 
         class Reporting(Linear):
             def report(self):
-                return self.found
+                return {"details": self.found}
 
 
         class Snooper(Honest):
@@ -404,11 +405,11 @@ def test_the_sandbox_hides_the_cache_the_network_and_other_workers(tmp_path):
                 return aligner
     ''', cls="Snooper")
     result = _run(folder, tmp_path / "results", isolation="sandbox")
-    found = result.records[0].report
+    found = result.records[0].report.details
     assert found == {"cache_visible": False, "network": found["network"], "run_folders": ["fit"],
                      "tests_visible": False}
     assert found["network"] != "connected"
-    assert result.records[0].environment["isolation"] == "sandbox"
+    assert result.records[0].environment.isolation == "sandbox"
 
 
 def test_isolation_levels_are_checked_before_any_work(monkeypatch):

@@ -31,17 +31,19 @@ def test_every_reference_method_is_far_above_chance(runs):
 def test_multi_is_at_least_as_good_as_final(runs):
     assert _top1(runs["multi"]) >= _top1(runs["final"])
     report = runs["multi"].records[0].report
-    assert [layer["name"] for layer in report["layers"]] == ["blocks.1", "blocks.3", "blocks.4", "final"]
-    assert sum(report["layer_weights"]) == pytest.approx(1.0, abs=1e-5)
+    assert [use.layer.name for use in report.layers] == ["blocks.1", "blocks.3", "blocks.4", "final"]
+    assert sum(use.weight for use in report.layers) == pytest.approx(1.0, abs=1e-5)
+    assert runs["multi"].records[0].layer_choice == "combined"
     assert runs["multi"].layer_setting == "multi:blocks.1+blocks.3+blocks.4+final"
 
 
 def test_shallow_validation_sweep_peaks_near_the_planted_layer(runs):
     for record in runs["shallow"].records:
-        curve = record.report["validation_curve"]
-        peak = max(curve, key=lambda point: point["score"])
+        peak = max(record.report.validation_curve, key=lambda point: point.score)
+        index = {layer.name: layer.index for layer in record.backbone.layers}[peak.params["layer"]]
         planted_index = 5  # blocks.3 is layer 5 of 8 (stem, blocks.0 ... blocks.6)
-        assert abs(peak["index"] - planted_index) <= 1, curve
+        assert abs(index - planted_index) <= 1, record.report.validation_curve
+        assert record.report.selected == {"layer": peak.params["layer"]} == {"layer": record.report.layers[0].layer.name}
 
 
 def test_ridge_is_deterministic(runs, tmp_path):
@@ -49,8 +51,8 @@ def test_ridge_is_deterministic(runs, tmp_path):
     for first, second in zip(runs["ridge"].records, again.records):
         assert first.scores == second.scores and first.per_trial == second.per_trial
     report = runs["ridge"].records[0].report
-    assert report["alpha"] in import_method(load_submission("ridge")).Hyperparameters().alphas
-    assert {point["alpha"] for point in report["validation_curve"]} == set(
+    assert report.selected["alpha"] in import_method(load_submission("ridge")).Hyperparameters().alphas
+    assert {point.params["alpha"] for point in report.validation_curve} == set(
         import_method(load_submission("ridge")).Hyperparameters().alphas)
 
 
@@ -58,16 +60,17 @@ def test_ridge_auto_selects_a_layer_on_validation(tmp_path):
     result = run(tiny_task(), "ridge", layer="auto", results_dir=tmp_path, subjects=[1])
     record = result.records[0]
     assert result.layer_setting == "auto"
-    assert {p["layer"] for p in record.report["validation_curve"]} >= {"stem", "blocks.3", "final"}
+    assert {p.params["layer"] for p in record.report.validation_curve} >= {"stem", "blocks.3", "final"}
+    assert record.layer_choice == "selected" and record.report.selected["layer"] == record.report.layers[0].layer.name
 
 
 def test_epoch_selection_uses_validation_and_reports_the_last_epoch(tmp_path):
     result = run(tiny_task(), "final", results_dir=tmp_path, subjects=[1],
                  hyperparameters={"select_epoch": True, "epochs": 6})
     report = result.records[0].report
-    curve = report["validation_by_epoch"]
-    assert len(curve) == 6 and report["selected_epoch"] == int(np.argmax(curve)) + 1
-    assert set(report["alternatives"]["last_epoch"]) >= {"top1", "top5"}
+    curve = report.validation_by_epoch
+    assert len(curve) == 6 and report.selected_epoch == int(np.argmax(curve)) + 1
+    assert set(result.records[0].alternatives["last_epoch"]) >= {"top1", "top5"}
 
 
 @pytest.mark.parametrize("name", list_submissions())

@@ -17,7 +17,8 @@ from eegbench._progress import logger
 from eegbench.cli import app
 from eegbench.leaderboard import build_leaderboard
 from eegbench.reproduce import reproduce
-from eegbench.results import ResultRecord, ResultStore
+from eegbench.records import ResultRecord
+from eegbench.results import ResultStore
 from eegbench.runner import run
 from helpers import tiny_task, write_tiny_task_file
 

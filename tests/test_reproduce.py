@@ -30,13 +30,13 @@ def _path(result_dir, record):
 def test_reproduce_reruns_the_recorded_configuration(recorded, tmp_path):
     task, record = recorded
     clean = record.model_copy(deep=True)
-    clean.environment["git"]["dirty"] = False  # as if written from a committed checkout
+    clean.environment.git.dirty = False  # as if written from a committed checkout
     source = tmp_path / "given.json"
     source.write_text(clean.model_dump_json())
     reproduction = reproduce(source, task=task, work_dir=tmp_path / "rerun")
     again = reproduction.reproduced
-    assert (again.subject, again.seed, again.backbone["layer_setting"]) == ("sub-02", 3, "blocks.3")
-    assert again.method["hyperparameters"] == record.method["hyperparameters"]
+    assert (again.subject, again.seed, again.backbone.layer_setting) == ("sub-02", 3, "blocks.3")
+    assert again.method.hyperparameters == record.method.hyperparameters
     assert reproduction.identical_trials and reproduction.within(0.0)
     assert set(reproduction.differences) == set(record.scores) and not reproduction.warnings
     assert "| top1" in reproduction.table()
@@ -49,8 +49,8 @@ def test_reproduce_reruns_a_data_scaling_record_on_its_fraction_and_repetitions(
                  test_repetitions=[1, 4]).records[0]
     reproduction = reproduce(_path(tmp_path / "results", record), task=task, work_dir=tmp_path / "rerun")
     again = reproduction.reproduced
-    assert again.task["train_fraction"] == 0.5 and again.task["n_train_images"] == record.task["n_train_images"]
-    assert again.report["test_repetitions"] == record.report["test_repetitions"]
+    assert again.task.train_fraction == 0.5 and again.task.n_train_images == record.task.n_train_images
+    assert again.test_repetitions == record.test_repetitions and set(again.test_repetitions) == {1, 4}
     assert reproduction.identical_trials
 
 
@@ -65,7 +65,7 @@ def test_reproduce_refuses_a_changed_task(recorded, tmp_path):
 def test_reproduce_warns_when_the_submission_code_changed(recorded, tmp_path):
     task, record = recorded
     changed = record.model_copy(deep=True)
-    changed.method["code_sha256"] = "0" * 64
+    changed.method.code_sha256 = "0" * 64
     source = tmp_path / "given.json"
     source.write_text(changed.model_dump_json())
     reproduction = reproduce(source, task=task)

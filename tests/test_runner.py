@@ -34,25 +34,25 @@ def test_shallow_beats_final_on_the_tiny_task(tiny_runs):
 
 def test_shallow_records_its_validation_curve(tiny_runs):
     record = tiny_runs["shallow"].records[0]
-    curve = record.report["validation_curve"]
-    assert [point["layer"] for point in curve] == ["stem"] + [f"blocks.{i}" for i in range(7)]
-    best = max(curve, key=lambda p: p["score"])
-    assert record.report["layer"]["name"] == best["layer"]
-    assert record.report["validation_metric"] == "top5"
-    assert record.backbone["layer_setting"] == "auto"
+    curve = record.report.validation_curve
+    assert [point.params["layer"] for point in curve] == ["stem"] + [f"blocks.{i}" for i in range(7)]
+    best = max(curve, key=lambda p: p.score)
+    assert record.report.layers[0].layer.name == best.params["layer"]
+    assert record.report.validation_metric == "top5"
+    assert record.backbone.layer_setting == "auto"
 
 
 def test_records_hold_provenance(tiny_runs):
     record = tiny_runs["final"].records[0]
-    assert record.task["id"] == "synthetic-intra" and record.task["hash"] == tiny_runs["task"].content_hash
-    assert record.dataset["variant"] == "planted-blocks.3" and len(record.dataset["fingerprint"]) == 64
-    assert record.method["hyperparameters"]["epochs"] == 20 and len(record.method["code_sha256"]) == 64
-    assert record.environment["packages"]["torch"] and "git" in record.environment
+    assert record.task.id == "synthetic-intra" and record.task.hash == tiny_runs["task"].content_hash
+    assert record.dataset.variant == "planted-blocks.3" and len(record.dataset.fingerprint) == 64
+    assert record.method.hyperparameters["epochs"] == 20 and len(record.method.code_sha256) == 64
+    assert record.environment.packages["torch"] and record.environment.git.commit
     assert record.n_test_trials == 50 == record.n_gallery
-    assert len(record.per_trial["n_better"]) == 50
-    hits = np.mean(np.array(record.per_trial["n_better"]) < 1)
+    assert len(record.per_trial.n_better) == 50
+    hits = np.mean(np.array(record.per_trial.n_better) < 1)
     assert record.scores["top1"] == pytest.approx(hits, abs=1e-6)
-    assert record.report["n_parameters"] > 0 and record.timing["fit_seconds"] > 0
+    assert record.report.n_parameters > 0 and record.timing.fit_seconds > 0
 
 
 def test_rerun_skips_finished_units_and_overwrite_modes(tiny_runs):
@@ -69,7 +69,7 @@ def test_rerun_skips_finished_units_and_overwrite_modes(tiny_runs):
 
 def test_hyperparameter_overrides_get_their_own_results(tiny_runs, tmp_path):
     short = run(tiny_runs["task"], "final", results_dir=tmp_path, hyperparameters={"epochs": 2}, subjects=[1])
-    assert short.hp_tag.startswith("hp-") and short.records[0].method["hyperparameters"]["epochs"] == 2
+    assert short.hp_tag.startswith("hp-") and short.records[0].method.hyperparameters["epochs"] == 2
     assert "hp-" in str(ResultStore(tmp_path).path(short.records[0].key))
 
 

@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from eegbench._check import InvalidInputError
 from eegbench.cli import app
-from eegbench.results import ResultStore, UnitClaims, UnitKey, Worker
+from eegbench.records import UnitKey
+from eegbench.results import ResultStore, UnitClaims, Worker
 from eegbench.runner import run
 from eegbench.sweep import SweepSpec, load_sweep, plan_sweep, run_sweep, slurm_script, sweep_from_options
 from helpers import write_tiny_task_file
@@ -161,7 +162,7 @@ def test_local_sweep_equals_direct_runs_and_skips_finished_units(tiny_task_file,
     assert [(r.computed, r.failed) for r in outcome.reports] == [(3, [])]
     direct = run(tiny_task_file, "final", subjects=[1], seeds=[0], hyperparameters={"epochs": 2, "hidden_dim": 32},
                  device="cpu", results_dir=tmp_path / "direct")
-    swept = [r for r in ResultStore(tmp_path / "sweep").records() if r.method["id"] == "final"]
+    swept = [r for r in ResultStore(tmp_path / "sweep").records() if r.method.id == "final"]
     assert [r.scores for r in swept] == [r.scores for r in direct.records]
     assert sorted((s, seed) for _, s, seed in _fits(control)) == [("sub-01", 0), ("sub-02", 0)]
 

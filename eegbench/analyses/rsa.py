@@ -37,7 +37,8 @@ from eegbench.backbones import DEFAULT_BACKBONE, LayerRef, get_features, load_ba
 from eegbench.data import load_dataset
 from eegbench.protocols import Normalizer, ResponsePipeline, task_subjects
 from eegbench.provenance import environment, now
-from eegbench.results import AnalysisRecord, ResultStore
+from eegbench.records import AnalysisRecord
+from eegbench.results import ResultStore
 from eegbench.stats import paired_spearman, rsa_permutation_test, split_half_noise_ceiling
 from eegbench.tasks import Task, load_task
 

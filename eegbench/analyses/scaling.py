@@ -32,7 +32,8 @@ from eegbench.backbones import DEFAULT_BACKBONE, get_backbone_spec
 from eegbench.data import load_dataset
 from eegbench.protocols import nested_training_images
 from eegbench.provenance import environment, now
-from eegbench.results import AnalysisRecord, ResultRecord, ResultStore, analysis_folder
+from eegbench.records import AnalysisRecord, ResultRecord, analysis_folder
+from eegbench.results import ResultStore
 from eegbench.stats import LogLinearFit, loglinear_fit, mean_sd, pearson, seed_averaged
 from eegbench.tasks import Task, load_task
 
