@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 #: A small synthetic dataset (2 subjects, 100 x 4 training images, 50-way test) for fast tests.
 TINY = {"n_subjects": 2, "n_train_concepts": 100, "images_per_concept": 4, "n_test_concepts": 50,
         "test_repetitions": 40}
@@ -22,3 +25,19 @@ def write_tiny_task_file(folder, base: str = "synthetic-intra", **dataset_option
     path = folder / f"{base}.yaml"
     path.write_text(yaml.safe_dump(tiny_task(base, **dataset_options).model_dump(mode="json")))
     return path
+
+
+@contextlib.contextmanager
+def isolated_registries() -> Iterator[None]:
+    """Forget, on exit, every dataset and backbone registered (and backbone loaded) inside the block."""
+    from eegbench.backbones import registry as backbones
+    from eegbench.data import registry as datasets
+
+    saved = {(datasets.datasets, "_entries"): dict(datasets.datasets._entries),
+             (backbones.backbones, "_entries"): dict(backbones.backbones._entries),
+             (backbones, "_LOADED"): dict(backbones._LOADED), (backbones, "_DIRECT"): dict(backbones._DIRECT)}
+    try:
+        yield
+    finally:
+        for (owner, attribute), value in saved.items():
+            setattr(owner, attribute, value)

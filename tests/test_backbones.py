@@ -1,5 +1,8 @@
 """The backbone registry, open_clip and timm towers (tiny random configs), layer addressing and pooling."""
 
+import re
+from typing import NamedTuple
+
 import pytest
 import torch
 
@@ -10,10 +13,13 @@ from eegbench.backbones import (
     get_backbone_spec,
     list_backbones,
     load_backbone,
+    output_shapes,
     register_backbone,
+    register_backbone_alias,
 )
 from eegbench.backbones.open_clip_backbone import _load_open_clip
 from eegbench.backbones.timm_backbone import _load_timm
+from helpers import isolated_registries
 
 # Tiny versions of the real architectures, registered as any new backbone would be: one entry each.
 _TEXT = {"context_length": 8, "vocab_size": 64, "width": 16, "heads": 2, "layers": 1}
@@ -37,8 +43,36 @@ TINY_SPECS = {
 for _spec in TINY_SPECS.values():
     register_backbone(_spec)
 
-PAPER_SWEEP = {"rn50": 4, "rn101": 4, "vit_b": 12, "vit_l": 24, "vit_h": 32, "vit_bigg": 48, "dinov2_g": 40,
-               "eva02_e": 64}
+
+
+class Layout(NamedTuple):
+    """What a registered backbone must build: its layers, their pooling, its final embedding and input size."""
+
+    n_layers: int
+    first: str
+    last: str
+    pooling: str
+    final_dim: int
+    image_size: int
+
+
+#: Every registered backbone's layout; a backbone added to the registry adds its row here.
+LAYOUTS = {
+    "efficientnet_lite0": Layout(8, "stem", "blocks.6", "gap", 1280, 224),
+    "rn50": Layout(4, "layer1", "layer4", "gap", 1024, 224),
+    "rn101": Layout(4, "layer1", "layer4", "gap", 512, 224),
+    "vit_b": Layout(12, "blocks.0", "blocks.11", "mean", 512, 224),
+    "vit_l": Layout(24, "blocks.0", "blocks.23", "mean", 768, 224),
+    "vit_h": Layout(32, "blocks.0", "blocks.31", "mean", 1024, 224),
+    "vit_bigg": Layout(48, "blocks.0", "blocks.47", "mean", 1280, 224),
+    "dinov2_g": Layout(40, "blocks.0", "blocks.39", "mean", 1536, 224),
+    "eva02_e": Layout(64, "blocks.0", "blocks.63", "mean", 1024, 224),
+    "test_clip_vit": Layout(3, "blocks.0", "blocks.2", "mean", 16, 32),
+    "test_clip_rn": Layout(4, "layer1", "layer4", "gap", 16, 64),
+    "test_vit_reg": Layout(3, "blocks.0", "blocks.2", "mean", 32, 28),
+    "test_vit_gap": Layout(2, "blocks.0", "blocks.1", "mean", 16, 32),
+}
+PAPER_SWEEP = ("rn50", "rn101", "vit_b", "vit_l", "vit_h", "vit_bigg", "dinov2_g", "eva02_e")
 
 
 def _images(backbone, n=3, seed=0):
@@ -72,7 +106,7 @@ def test_registry_has_the_shallow_alignment_sweep():
 @pytest.mark.parametrize("name, dim, params", [("rn50", 1024, 38.32), ("vit_h", 1024, 632.08)])
 def test_registered_structure_matches_the_paper(name, dim, params):
     info = describe_backbone(name)  # built on the meta device: no weights, no values
-    assert info["n_layers"] == PAPER_SWEEP[name]
+    assert info["n_layers"] == LAYOUTS[name].n_layers
     assert info["params_millions"] == pytest.approx(params, abs=0.01) == get_backbone_spec(name).params_millions
     final = info["layers"][-1]
     assert final["name"] == "final" and final["dim"] == dim
@@ -86,13 +120,31 @@ def test_registered_structure_matches_the_paper(name, dim, params):
         assert info["gflops_per_image"] == pytest.approx(334.6, rel=0.01)  # 2 x 167 GMACs at 224 px
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["rn101", "vit_b", "vit_l", "vit_bigg", "dinov2_g", "eva02_e"])
-def test_every_registered_backbone_builds_with_the_paper_depth(name):
-    info = describe_backbone(name)
-    assert info["n_layers"] == PAPER_SWEEP[name]
-    assert info["params_millions"] == pytest.approx(get_backbone_spec(name).params_millions, abs=0.01)
-    assert info["preprocessing"]["size"] == 224
+@pytest.mark.parametrize("name", list_backbones())
+def test_every_registered_backbone_builds_its_layout(name):
+    assert name in LAYOUTS, f"Backbone {name!r} is registered without a row in LAYOUTS."
+    expected, spec = LAYOUTS[name], get_backbone_spec(name)
+    backbone = load_backbone(name, pretrained=False, device="meta")  # the structure only: no weights, no values
+    layout = backbone.layout()
+    names = [layer.name for layer in layout.layers]
+    assert (len(names), names[0], names[-1]) == (expected.n_layers, expected.first, expected.last)
+    assert len(set(names)) == len(names) and {layer.pooling for layer in layout.layers} == {expected.pooling}
+    modules = dict(backbone.model.named_modules())
+    assert all(layer.module in modules for layer in layout.layers)
+    # layer requests resolve on the weightless layout exactly as on the backbone
+    requests = [1, -1, 0.0, 0.5, 1.0, expected.first, "final"]
+    assert layout.resolve_layers(requests) == backbone.resolve_layers(requests)
+    assert [ref.key for ref in layout.resolve_layers(["all"])] == [*names, "final"]
+    middle = layout.resolve(0.5)
+    assert abs(middle.relative_depth - 0.5) <= 0.5 / max(len(names) - 1, 1) + 1e-6  # the nearest layer
+    assert layout.resolve(0.0).name == expected.first and layout.resolve(-1).name == expected.last
+    # the final embedding has the width the registry describes, at the declared input size
+    assert output_shapes(backbone, [layout.resolve("final")])["final"] == (expected.final_dim,)
+    declared = re.match(r"(\d+)-d ", spec.final)
+    assert declared is None or int(declared[1]) == expected.final_dim
+    assert backbone.preprocessing.size == expected.image_size
+    if spec.params_millions is not None:
+        assert backbone.n_params / 1e6 == pytest.approx(spec.params_millions, abs=0.01)
 
 
 def test_open_clip_vit_tower_layers_and_final_embedding():
@@ -198,3 +250,24 @@ def test_registry_rejects_bad_entries():
         register_backbone(BackboneSpec("a:b", "timm", "resnet18", None, None, "", "", _load_timm))
     with pytest.raises(InvalidInputError, match="meta device holds no values"):
         load_backbone("rn50", device="meta")
+
+
+def test_a_short_name_for_any_library_model():
+    with isolated_registries():
+        tiny = register_backbone_alias("tiny_vit", "timm:vit_tiny_patch16_224", description="a 2-block ViT",
+                                       model_kwargs={"img_size": 32, "patch_size": 8, "depth": 2})
+        direct = get_backbone_spec("timm:vit_tiny_patch16_224")
+        assert get_backbone_spec("tiny_vit") is tiny and "tiny_vit" in list_backbones()
+        assert (tiny.library, tiny.model_id, tiny.pretrained) == ("timm", direct.model_id, direct.pretrained)
+        assert tiny.params_millions < direct.params_millions  # counted again for the other structure
+        backbone = load_backbone("tiny_vit", pretrained=False, device="meta")
+        assert backbone.name == "tiny_vit" and backbone.n_layers == 2 and backbone.preprocessing.size == 32
+        assert tiny.params_millions == pytest.approx(backbone.n_params / 1e6, abs=0.01)
+        with pytest.raises(InvalidInputError, match="registered twice"):
+            register_backbone_alias("tiny_vit", "timm:not-even-checked")
+        with pytest.raises(InvalidInputError, match="may not contain ':'"):
+            register_backbone_alias("timm:vit", "timm:vit_tiny_patch16_224")
+        with pytest.raises(UnknownNameError, match="Unknown timm model 'resnet5O'"):
+            register_backbone_alias("resnet", "timm:resnet5O")
+        assert "resnet" not in list_backbones()
+    assert "tiny_vit" not in list_backbones()

@@ -1,6 +1,7 @@
 """Vision backbones, layer addressing and cached feature extraction.
 
-Backbones are registered by short name (``eegbench list backbones``) or named directly as
+Backbones are registered by short name (``eegbench list backbones``; add one with
+:func:`register_backbone_alias` or :func:`register_backbone`) or named directly as
 ``timm:<model>[.<tag>]`` or ``open_clip:<arch>[/<tag>]``. See :mod:`eegbench.backbones.base` for
 layer addressing, :mod:`eegbench.backbones.features` for extraction and the feature cache, and
 :mod:`eegbench.backbones.weights` for where weights are found.
@@ -37,6 +38,7 @@ from eegbench.backbones.registry import (
     list_backbones,
     load_backbone,
     register_backbone,
+    register_backbone_alias,
 )
 from eegbench.backbones.weights import weights_home
 
@@ -46,7 +48,7 @@ __all__ = [
     "DEFAULT_BACKBONE", "FINAL", "Backbone", "BackboneLayers", "BackboneSpec", "Extraction", "FeatureCache", "FeatureSet", "ImageSet",
     "LayerInfo", "LayerRef", "Preprocessing", "describe_backbone", "even_layers", "extract_features",
     "extract_image_sets", "flops_per_image", "folder_image_set", "get_backbone_spec", "get_features", "image_batches",
-    "list_backbones", "list_images", "load_backbone", "output_shapes", "register_backbone", "resolve_layer",
-    "weights_home",
+    "list_backbones", "list_images", "load_backbone", "output_shapes", "register_backbone", "register_backbone_alias",
+    "resolve_layer", "weights_home",
 ]
 

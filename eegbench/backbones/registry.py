@@ -1,7 +1,9 @@
 """The backbone registry: one :class:`BackboneSpec` per short name, plus any timm or open_clip model.
 
-Adding a backbone is one :func:`register_backbone` call. Specs are cheap metadata; the model is
-only built by :func:`load_backbone`. Besides registered names, any model of a supported library
+A short name for a model of a supported library is one :func:`register_backbone_alias` call
+(``register_backbone_alias("resnet18", "timm:resnet18.a1_in1k")``); a model of another library is
+one :func:`register_backbone` call with a spec whose loader builds it. Specs are metadata; the model
+is only built by :func:`load_backbone`. Besides registered names, any model of a supported library
 can be named directly:
 
 * ``timm:<model>`` or ``timm:<model>.<tag>`` (timm's own names, e.g. ``timm:resnet50.a1_in1k``);
@@ -73,7 +75,7 @@ class BackboneSpec:
 backbones: Registry[BackboneSpec] = Registry(
     "backbone", hint="Run `eegbench list backbones`; name any timm or open_clip model directly as "
                      "timm:<model>[.<tag>] or open_clip:<arch>[/<tag>]; register a new one with "
-                     "eegbench.backbones.register_backbone.")
+                     "eegbench.backbones.register_backbone_alias.")
 
 #: ``prefix -> factory(model) -> BackboneSpec`` for models named directly (``timm:resnet18``).
 libraries: Registry[Callable[[str], BackboneSpec]] = Registry("backbone library")
@@ -82,10 +84,55 @@ _DIRECT: dict[str, BackboneSpec] = {}
 
 def register_backbone(spec: BackboneSpec) -> BackboneSpec:
     """Add ``spec`` to the registry under ``spec.name``."""
-    if ":" in spec.name:
-        raise InvalidInputError(f"Backbone name {spec.name!r} may not contain ':' (reserved for library:model).")
+    _check_new_name(spec.name)
     backbones.register(spec.name, spec)
     return spec
+
+
+def _check_new_name(name: str) -> None:
+    if ":" in name:
+        raise InvalidInputError(f"Backbone name {name!r} may not contain ':' (reserved for library:model).")
+    if name in backbones:
+        raise InvalidInputError(f"backbone {name!r} is registered twice.")
+
+
+def register_backbone_alias(name: str, model: str, *, description: str | None = None, final: str | None = None,
+                            model_kwargs: Mapping[str, Any] | None = None,
+                            preprocessing: Preprocessing | None = None) -> BackboneSpec:
+    """Register ``name`` as a short name of ``model``, with no adapter code.
+
+    The model and its tag are checked at once, and the spec is the one the model gets when named
+    directly (its parameter count taken from its structure on the meta device), under ``name``.
+    Weights are fetched by :func:`load_backbone` on first use, and may be stored as
+    ``$EEGBENCH_HOME/weights/<name>.<ext>``.
+
+    Parameters
+    ----------
+    name : str
+        The new short name (no ``:``).
+    model : str
+        What it names: ``timm:<model>[.<tag>]``, ``open_clip:<arch>/<tag>`` or a registered name.
+    description, final : str, optional
+        One line for ``eegbench list backbones``, and what the final embedding is (default: the model's).
+    model_kwargs : mapping, optional
+        Extra keyword arguments for the library's model constructor (e.g. ``{"img_size": 224}``).
+    preprocessing : Preprocessing, optional
+        Evaluation preprocessing to use instead of the library's default.
+    """
+    _check_new_name(name)  # before any work
+    base = get_backbone_spec(model)
+    spec = replace(base, name=name, description=description or base.description, final=final or base.final,
+                   model_kwargs={**base.model_kwargs, **(model_kwargs or {})},
+                   preprocessing=preprocessing or base.preprocessing)
+    if model_kwargs:  # another structure: count its parameters again
+        spec = replace(spec, params_millions=_params_millions(spec))
+    return register_backbone(spec)
+
+
+def _params_millions(spec: BackboneSpec) -> float:
+    """Parameter count of ``spec``'s model in millions, from its structure built without values."""
+    twin = spec.loader(spec, weights_file=None, pretrained=False, device="meta")
+    return round(twin.n_params / 1e6, 2)
 
 
 def get_backbone_spec(name: str) -> BackboneSpec:
@@ -105,9 +152,7 @@ def get_backbone_spec(name: str) -> BackboneSpec:
         raise InvalidInputError(f"Backbone {name!r} names no model; write {prefix}:<model>.")
     if name not in _DIRECT:
         spec = libraries.get(prefix)(model)
-        # the parameter count of a directly named model comes from its structure, built without values
-        twin = spec.loader(spec, weights_file=None, pretrained=False, device="meta")
-        _DIRECT[name] = replace(spec, params_millions=round(twin.n_params / 1e6, 2))
+        _DIRECT[name] = replace(spec, params_millions=_params_millions(spec))
     return _DIRECT[name]
 
 

@@ -1,8 +1,8 @@
 """The registry of datasets by name: ``load_dataset("things-eeg2")`` looks its :class:`DatasetSpec` up here.
 
-The built-in datasets are listed explicitly below (rather than registering themselves when
-imported), so the registry is complete as soon as this module is imported. Another dataset joins
-with :func:`register_dataset`.
+The built-in datasets are listed explicitly at the end of this module (rather than registering
+themselves when imported), so the registry is complete as soon as this module is imported: a dataset
+shipped with eegbench adds its spec there. Other code adds one with :func:`register_dataset`.
 """
 
 from __future__ import annotations

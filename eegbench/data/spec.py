@@ -10,6 +10,8 @@ its subjects, its loader options and its loader; everything else is derived from
   its variants, default variant and subjects come from the spec, and each file's variants and
   subject are checked against it (:mod:`eegbench.data.download`);
 * :meth:`DatasetSpec.download_hint` tells users the ``eegbench data download`` command to run.
+
+CONTRIBUTING.md ("Adding a dataset") walks through a new dataset, from its files to ``load_dataset``.
 """
 
 from __future__ import annotations
