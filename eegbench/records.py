@@ -51,7 +51,6 @@ SCHEMA_VERSION = 2
 ANALYSIS_SCHEMA_VERSION = 1
 #: folder of analysis records under a results root (task ids cannot start with "_")
 ANALYSES_DIR = "_analyses"
-ANALYSIS_KINDS = ("data-scaling", "backbone-scaling", "rsa")
 
 Subject = Annotated[str, Field(pattern=SUBJECT_PATTERN)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
