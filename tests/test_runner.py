@@ -78,7 +78,7 @@ def test_final_wins_when_the_final_layer_is_planted(tmp_path):
     final = run(task, "final", results_dir=tmp_path)
     intermediate = run(task, "shallow", layer="blocks.3", results_dir=tmp_path)
     assert _top1(final) >= _top1(intermediate) + 0.05
-    assert intermediate.records[0].report["layer"]["name"] == "blocks.3"
+    assert intermediate.records[0].report.layers[0].layer.name == "blocks.3"
 
 
 class _Tracked(np.ndarray):
