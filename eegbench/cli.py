@@ -1,27 +1,54 @@
 """The ``eegbench`` command line: a thin layer over the Python API.
 
-Every command parses options, calls one API function and prints; errors caused by user input are
-printed as one clear message with exit code 2 (set ``EEGBENCH_DEBUG=1`` for the traceback).
+Every command parses options, calls one API function and prints. Errors caused by user input or data
+(:class:`eegbench.errors.EegbenchError`) are printed as one message on stderr with exit code 2 by
+:meth:`EegbenchGroup.main`, for every command (set ``EEGBENCH_DEBUG=1`` for the traceback). Usage
+errors exit with 2 as well, an interrupt with 130.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import os
+import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from eegbench._check import EegbenchError, InvalidInputError
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import console, setup_logging
+from eegbench.errors import DataError, EegbenchError, InvalidInputError
+
+
+class EegbenchGroup(TyperGroup):
+    """The root command; its :meth:`main` maps eegbench's errors to exit code 2, once for all commands."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run the command line; an :class:`EegbenchError` becomes one line on stderr and exit code 2.
+
+        Click's own usage errors keep exit code 2 and an interrupt exits with 130 (typer maps both).
+        """
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        except EegbenchError as err:
+            if os.environ.get("EEGBENCH_DEBUG"):
+                raise
+            console.print(f"[bold red]Error:[/bold red] {escape(str(err))}", markup=True, highlight=False,
+                          soft_wrap=True)
+            if standalone_mode:
+                sys.exit(2)
+            return 2
+
 
 app = typer.Typer(
     name="eegbench",
+    cls=EegbenchGroup,
     help="An honest, reproducible benchmark for decoding seen images from EEG and MEG.",
     no_args_is_help=True,
     add_completion=False,
@@ -31,23 +58,6 @@ list_app = typer.Typer(help="List registered tasks, methods, backbones or encode
 app.add_typer(list_app, name="list")
 
 out = typer.echo  # results go to stdout; logs and progress go to stderr
-
-
-def handle_errors(func):
-    """Turn eegbench's input and data errors into a one-line message and exit code 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except EegbenchError as err:
-            if os.environ.get("EEGBENCH_DEBUG"):
-                raise
-            console.print(f"[bold red]Error:[/bold red] {escape(str(err))}", markup=True, highlight=False,
-                          soft_wrap=True)
-            raise typer.Exit(2) from None
-
-    return wrapper
 
 
 def _csv(value: str | None, cast=str) -> list | None:
@@ -81,7 +91,6 @@ EncoderOpt = Annotated[str | None, typer.Option(
 
 
 @app.command()
-@handle_errors
 def run(
     task: TaskOpt = "synthetic-intra",
     method: MethodOpt = "shallow",
@@ -140,7 +149,6 @@ def _summary_table(summary: dict) -> str:
 
 
 @app.command()
-@handle_errors
 def leaderboard(
     results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     out_dir: Annotated[Path | None, typer.Option(
@@ -166,7 +174,6 @@ def leaderboard(
 
 
 @list_app.command("tasks")
-@handle_errors
 def list_tasks_cmd() -> None:
     """Task ids with version, protocol and dataset."""
     from tabulate import tabulate
@@ -182,7 +189,6 @@ def list_tasks_cmd() -> None:
 
 
 @list_app.command("methods")
-@handle_errors
 def list_methods_cmd() -> None:
     """Submissions found in submissions/ (and $EEGBENCH_SUBMISSIONS_PATH)."""
     from tabulate import tabulate
@@ -198,7 +204,6 @@ def list_methods_cmd() -> None:
 
 
 @list_app.command("backbones")
-@handle_errors
 def list_backbones_cmd() -> None:
     """Registered backbones (any can be used with --backbone)."""
     from tabulate import tabulate
@@ -215,7 +220,6 @@ def list_backbones_cmd() -> None:
 
 
 @list_app.command("encoders")
-@handle_errors
 def list_encoders_cmd() -> None:
     """Brain encoders selectable with --encoder NAME (or `encoder:` in a task file's training section)."""
     from tabulate import tabulate
@@ -249,7 +253,6 @@ ImagesOpt = Annotated[bool, typer.Option("--images/--no-images", help="Include t
 
 
 @data_app.command("download")
-@handle_errors
 def data_download(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, subjects: SubjectsOpt = None,
                   images: ImagesOpt = True) -> None:
     """Fetch a dataset's files (resumable), each checked against the packaged manifest."""
@@ -264,14 +267,12 @@ def data_download(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None
 
 
 @data_app.command("verify")
-@handle_errors
 def data_verify(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, subjects: SubjectsOpt = None,
                 images: ImagesOpt = True,
                 as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
     """Re-check the files under a data root (present, size, sha256); exit code 2 if any is bad."""
     from tabulate import tabulate
 
-    from eegbench._check import DataError
     from eegbench.data.download import verify
 
     statuses = verify(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images)
@@ -288,7 +289,6 @@ def data_verify(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, 
 
 
 @data_app.command("info")
-@handle_errors
 def data_info(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None,
               as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
     """Subjects, variant, shapes, channels, sampling rate, time window and image counts (converts once)."""
@@ -314,7 +314,6 @@ app.add_typer(features_app, name="features")
 
 
 @features_app.command("extract")
-@handle_errors
 def features_extract_cmd(
     backbone: BackboneOpt = "efficientnet_lite0",
     layers: Annotated[str, typer.Option(
@@ -369,7 +368,6 @@ def features_extract_cmd(
 
 
 @features_app.command("layers")
-@handle_errors
 def features_layers_cmd(
     backbone: Annotated[str, typer.Argument(help="Backbone name (see `eegbench list backbones`).")],
     image_size: Annotated[int | None, typer.Option(help="Input size for CNNs fed small images.")] = None,
@@ -396,7 +394,6 @@ def features_layers_cmd(
 
 
 @features_app.command("ls")
-@handle_errors
 def features_ls_cmd(
     backbone: Annotated[str | None, typer.Option("--backbone", "-b", help="Only this backbone's entries.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON on stdout.")] = False,
@@ -432,7 +429,6 @@ def features_ls_cmd(
 # --- check: validate a submission ----------------------------------------------------------------
 
 @app.command()
-@handle_errors
 def check(
     submission: Annotated[str, typer.Argument(help="A submission folder (submissions/<id>) or id.")],
     task: TaskOpt = "synthetic-intra",
@@ -460,7 +456,6 @@ def check(
 
 
 @app.command()
-@handle_errors
 def reproduce(
     result: Annotated[Path, typer.Argument(help="A result file (JSON) written by `eegbench run`.")],
     task: Annotated[str | None, typer.Option(
@@ -541,7 +536,6 @@ def _sweep_spec(sweep_file: Path | None, tasks: str | None, methods: str | None,
 
 
 @sweep_app.command("run")
-@handle_errors
 def sweep_run(
     sweep_file: SweepFileArg = None,
     tasks: TasksOpt = None,
@@ -601,7 +595,6 @@ def sweep_run(
 
 
 @sweep_app.command("status")
-@handle_errors
 def sweep_status(
     sweep_file: SweepFileArg = None,
     tasks: TasksOpt = None,
@@ -660,7 +653,6 @@ def _report_analysis(result, plot: Path | None, as_json: bool, tables: list[str]
 
 
 @scaling_app.command("data")
-@handle_errors
 def scaling_data(
     task: TaskOpt = "synthetic-intra",
     method: MethodOpt = "shallow",
@@ -694,7 +686,6 @@ def scaling_data(
 
 
 @scaling_app.command("backbones")
-@handle_errors
 def scaling_backbones(
     task: TaskOpt = "synthetic-intra",
     version: Annotated[int | None, typer.Option(help="Task version (default: the latest with results).")] = None,
@@ -710,7 +701,6 @@ def scaling_backbones(
 
 
 @app.command()
-@handle_errors
 def rsa(
     task: TaskOpt = "synthetic-intra",
     backbone: BackboneOpt = "efficientnet_lite0",
@@ -737,7 +727,7 @@ def rsa(
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (errors are mapped to exit codes by :meth:`EegbenchGroup.main`)."""
     from eegbench._compat import keep_freed_memory
 
     keep_freed_memory()

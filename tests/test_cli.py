@@ -1,12 +1,21 @@
-"""The command line: the JSON contract, listings and exit code 2 with clear messages on bad input."""
+"""The command line: the JSON contract, listings and exit code 2 with clear messages on bad input; errors
+mapped once."""
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from eegbench.cli import app
+from eegbench.errors import InvalidInputError
 from helpers import write_tiny_task_file
+
+ROOT = Path(__file__).resolve().parents[1]
 
 runner = CliRunner()
 
@@ -79,3 +88,40 @@ def test_malformed_task_file_exits_2(tmp_path):
 def test_list(what, expected):
     result = _invoke("list", what)
     assert result.exit_code == 0 and expected in result.stdout
+
+
+# --- errors are mapped once, for every command and for the console script --------------------------------
+
+def _env() -> dict:
+    return os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+def test_the_console_entry_point_maps_errors_to_exit_2(tmp_path):
+    missing = tmp_path / "none"
+    done = subprocess.run([sys.executable, "-m", "eegbench.cli", "leaderboard", "--results-dir", str(missing)],
+                          capture_output=True, text=True, env=_env())
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.startswith(f"Error: Results folder {missing} does not exist") and done.stderr.count("\n") == 1
+    usage = subprocess.run([sys.executable, "-m", "eegbench.cli", "run", "--no-such-option"], capture_output=True,
+                           text=True, env=_env())
+    assert usage.returncode == 2 and "No such option" in usage.stderr
+
+
+def test_debug_shows_the_error_and_an_interrupt_exits_130(tmp_path, monkeypatch):
+    result = runner.invoke(app, ["leaderboard", "--results-dir", str(tmp_path / "none")],
+                           env={"EEGBENCH_DEBUG": "1"})
+    assert isinstance(result.exception, InvalidInputError) and result.exit_code == 1
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    import eegbench.leaderboard
+
+    monkeypatch.setattr(eegbench.leaderboard, "build_leaderboard", interrupted)
+    assert _invoke("leaderboard", "--results-dir", tmp_path).exit_code == 130
+
+
+def test_non_standalone_callers_get_the_exit_code(tmp_path, capsys):
+    command = typer.main.get_command(app)
+    assert command.main(["leaderboard", "--results-dir", str(tmp_path / "none")], standalone_mode=False) == 2
+    assert "Results folder" in capsys.readouterr().err
