@@ -4,6 +4,9 @@ Every command parses options, calls one API function and prints. Errors caused b
 (:class:`eegbench.errors.EegbenchError`) are printed as one message on stderr with exit code 2 by
 :meth:`EegbenchGroup.main`, for every command (set ``EEGBENCH_DEBUG=1`` for the traceback). Usage
 errors exit with 2 as well, an interrupt with 130.
+
+``--hp`` takes ``KEY=VALUE`` with the value in YAML everywhere; a sweep reads the value as the items
+of a YAML list (``KEY=V1,V2``), see :func:`parse_hp`.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -60,7 +63,7 @@ app.add_typer(list_app, name="list")
 out = typer.echo  # results go to stdout; logs and progress go to stderr
 
 
-def _csv(value: str | None, cast=str) -> list | None:
+def _csv(value: str | None, cast: Callable[[str], Any] = str) -> list | None:
     if value is None:
         return None
     try:
@@ -69,13 +72,37 @@ def _csv(value: str | None, cast=str) -> list | None:
         raise InvalidInputError(f"Expected a comma-separated list of {cast.__name__}, got {value!r}.") from None
 
 
-def _hyperparameters(pairs: list[str] | None, epochs: int | None, encoder: str | None = None) -> dict[str, Any]:
+def parse_hp(pairs: list[str] | None, *, several: bool = False) -> dict[str, Any]:
+    """Parse repeated ``--hp KEY=VALUE`` options into ``{key: value}``, each VALUE read as YAML.
+
+    ``lr=0.001`` gives 0.001, ``dims=[64,32]`` a list, ``name=x`` a string. With ``several`` (a
+    sweep's values to try), VALUE is read as the items of a YAML list: ``lr=0.001,0.01`` gives
+    ``[0.001, 0.01]``, ``lr=0.001`` ``[0.001]`` and ``dims=[64,32]`` the one value ``[[64, 32]]``.
+    A later KEY replaces an earlier one. Malformed input raises one :class:`InvalidInputError`.
+    """
+    form = "KEY=V1,V2,..." if several else "KEY=VALUE"
     values: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"--hp expects KEY=VALUE, got {pair!r}.")
-        values[key.strip()] = yaml.safe_load(raw)
+        if not sep:
+            problem = "no '='"
+        elif not key.strip():
+            problem = "no key before '='"
+        elif not raw.strip():
+            problem = "no value after '=' (write null for none)"
+        else:
+            try:
+                values[key.strip()] = yaml.safe_load(f"[{raw}]" if several else raw)
+                continue
+            except yaml.YAMLError as err:
+                problem = "the value is not valid YAML: " + " ".join(str(getattr(err, "problem", None) or err).split())
+        raise InvalidInputError(f"--hp expects {form} with values in YAML (e.g. lr=0.001), got {pair!r}: {problem}.")
+    return values
+
+
+def _hyperparameters(hp: list[str] | None, epochs: int | None, encoder: str | None = None) -> dict[str, Any]:
+    """``--hp`` overrides with the ``--epochs`` and ``--encoder`` shorthands on top."""
+    values = parse_hp(hp)
     for key, value in (("epochs", epochs), ("encoder", encoder)):
         if value is not None:
             values[key] = value
@@ -510,6 +537,7 @@ def _sweep_spec(sweep_file: Path | None, tasks: str | None, methods: str | None,
                 layers: str | None, subjects: str | None, seeds: str | None, epochs: str | None,
                 hp: list[str] | None, **settings: Any):
     """The sweep of a file, or of grid options; settings given on the command line win."""
+    hp_values = parse_hp(hp, several=True)  # malformed input fails before the sweep machinery loads
     from eegbench.sweep import load_sweep, sweep_from_options
 
     grid_options = {"--tasks": tasks, "--methods": methods, "--backbones": backbones, "--layers": layers,
@@ -522,16 +550,10 @@ def _sweep_spec(sweep_file: Path | None, tasks: str | None, methods: str | None,
         return load_sweep(sweep_file).with_settings(**settings)
     if not (tasks and methods):
         raise InvalidInputError("Pass a sweep file, or at least --tasks and --methods.")
-    values: dict[str, list] = {}
-    for pair in hp or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"--hp expects KEY=V1,V2,..., got {pair!r}.")
-        values[key.strip()] = yaml.safe_load(f"[{raw}]")
     if epochs is not None:
-        values["epochs"] = _csv(epochs, int)
+        hp_values["epochs"] = _csv(epochs, int)
     return sweep_from_options(tasks=_csv(tasks), methods=_csv(methods), backbones=_csv(backbones),
-                              layers=_csv(layers), subjects=_csv(subjects), seeds=_csv(seeds, int), hp=values,
+                              layers=_csv(layers), subjects=_csv(subjects), seeds=_csv(seeds, int), hp=hp_values,
                               **settings)
 
 

@@ -1,5 +1,5 @@
-"""The command line: the JSON contract, listings and exit code 2 with clear messages on bad input; errors
-mapped once."""
+"""The command line: the JSON contract, listings and exit code 2 with clear messages on bad input; one ``--hp``
+grammar; errors mapped once."""
 
 import json
 import os
@@ -11,7 +11,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from eegbench.cli import app
+from eegbench.cli import app, parse_hp
 from eegbench.errors import InvalidInputError
 from helpers import write_tiny_task_file
 
@@ -88,6 +88,45 @@ def test_malformed_task_file_exits_2(tmp_path):
 def test_list(what, expected):
     result = _invoke("list", what)
     assert result.exit_code == 0 and expected in result.stdout
+
+
+# --- one --hp grammar ---------------------------------------------------------------------------------
+
+def test_hp_values_are_yaml_and_a_sweep_takes_lists_of_them():
+    pairs = ["lr=0.001", "dims=[64,32]", "name=x", " flag =true", "epochs=3", "epochs=4", "off=null"]
+    assert parse_hp(pairs) == {"lr": 0.001, "dims": [64, 32], "name": "x", "flag": True, "epochs": 4, "off": None}
+    # the sweep form is the list-valued case of the same grammar
+    assert parse_hp(pairs, several=True) == {key: [value] for key, value in parse_hp(pairs).items()}
+    assert parse_hp(["lr=0.001,0.01", "dims=[64,32],[128]"], several=True) == {
+        "lr": [0.001, 0.01], "dims": [[64, 32], [128]]}
+    assert parse_hp(None) == {} and parse_hp(["url=a=b"]) == {"url": "a=b"}
+
+
+HP_COMMANDS = {
+    "run": ["run"],
+    "check": ["check", "final"],
+    "scaling data": ["scaling", "data"],
+    "sweep run": ["sweep", "run", "--tasks", "synthetic-intra", "--methods", "final"],
+    "sweep status": ["sweep", "status"],
+}
+
+
+@pytest.mark.parametrize("bad, problem", [
+    ("lr=[1", "the value is not valid YAML: expected ',' or ']', but got '<stream end>'"),
+    ("lr={a", "the value is not valid YAML:"),
+    ("lr", "no '='"),
+    ("=1", "no key before '='"),
+    (" =1", "no key before '='"),
+    ("lr=", "no value after '=' (write null for none)"),
+])
+@pytest.mark.parametrize("command", list(HP_COMMANDS))
+def test_malformed_hp_exits_2_with_one_line(command, bad, problem):
+    result = _invoke(*HP_COMMANDS[command], "--hp", bad)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: --hp expects KEY=")
+    assert f"got {bad!r}: {problem}" in lines[0]
+    assert result.stdout == ""
 
 
 # --- errors are mapped once, for every command and for the console script --------------------------------
