@@ -1,27 +1,108 @@
-"""The ``eegbench`` command line: a thin layer over the Python API.
+"""The ``eegbench`` command line: a thin layer over the Python API (:mod:`eegbench`).
 
-Every command parses options, calls one API function and prints; errors caused by user input are
-printed as one clear message with exit code 2 (set ``EEGBENCH_DEBUG=1`` for the traceback).
+Every command parses options, calls one API function and prints. Three things are defined once:
+
+- **Options.** An option that several commands take is declared once below (the ``*Opt`` aliases),
+  with one help text.
+- **Defaults.** An option left out takes the default of the same-named parameter of the API function
+  that the command calls (:func:`api_defaults`), read when needed, so that ``eegbench run`` and
+  ``eegbench.run()`` cannot drift apart and ``eegbench --help`` does not import torch.
+- **Errors.** Errors caused by user input or data (:class:`eegbench.errors.EegbenchError`) are printed
+  as one message on stderr with exit code 2 by :meth:`EegbenchGroup.main`, for every command (set
+  ``EEGBENCH_DEBUG=1`` for the traceback). Usage errors exit with 2 as well, an interrupt with 130.
+
+``--hp`` takes ``KEY=VALUE`` with the value in YAML everywhere; a sweep reads the value as the items
+of a YAML list (``KEY=V1,V2``), see :func:`parse_hp`.
 """
 
 from __future__ import annotations
 
-import functools
+import inspect
 import json
 import os
+import sys
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 import yaml
 from rich.markup import escape
+from typer.core import TyperGroup
 
-from eegbench._check import EegbenchError, InvalidInputError
+import eegbench
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import console, setup_logging
+from eegbench.errors import DataError, EegbenchError, InvalidInputError
+
+
+class EegbenchGroup(TyperGroup):
+    """The root command; its :meth:`main` maps eegbench's errors to exit code 2, once for all commands."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Run the command line; an :class:`EegbenchError` becomes one line on stderr and exit code 2.
+
+        Click's own usage errors keep exit code 2 and an interrupt exits with 130 (typer maps both).
+        """
+        try:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        except EegbenchError as err:
+            if os.environ.get("EEGBENCH_DEBUG"):
+                raise
+            console.print(f"[bold red]Error:[/bold red] {escape(str(err))}", markup=True, highlight=False,
+                          soft_wrap=True)
+            if standalone_mode:
+                sys.exit(2)
+            return 2
+
+
+class ApiDefaults(Mapping[str, Any]):
+    """Defaults of API parameters, read on first use: a command's ``default_map``.
+
+    Each source returns an API function (the defaults of its parameters) or a mapping of defaults;
+    ``name`` maps to the default that the first source gives it.
+    """
+
+    def __init__(self, *sources: Callable[[], Callable[..., Any] | Mapping[str, Any]]) -> None:
+        self.sources = sources  # called on first use, so that the API is imported only when needed
+        self._defaults: dict[str, Any] | None = None
+
+    def _load(self) -> dict[str, Any]:
+        if self._defaults is None:
+            defaults: dict[str, Any] = {}
+            for get in self.sources:
+                source = get()
+                if not isinstance(source, Mapping):
+                    parameters = inspect.signature(source).parameters.values()
+                    source = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+                for name, value in source.items():
+                    defaults.setdefault(name, value)
+            self._defaults = defaults
+        return self._defaults
+
+    def __getitem__(self, name: str) -> Any:
+        return self._load()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+
+def api_defaults(*sources: Callable[[], Callable[..., Any] | Mapping[str, Any]]) -> dict[str, Any]:
+    """``context_settings`` of a command whose left-out options take the defaults of ``sources`` (first wins)."""
+    return {"default_map": ApiDefaults(*sources)}
+
+
+def _run_api() -> Callable[..., Any]:
+    return eegbench.run
+
 
 app = typer.Typer(
     name="eegbench",
+    cls=EegbenchGroup,
     help="An honest, reproducible benchmark for decoding seen images from EEG and MEG.",
     no_args_is_help=True,
     add_completion=False,
@@ -33,24 +114,51 @@ app.add_typer(list_app, name="list")
 out = typer.echo  # results go to stdout; logs and progress go to stderr
 
 
-def handle_errors(func):
-    """Turn eegbench's input and data errors into a one-line message and exit code 2."""
+# --- options shared by several commands: declared once, one help text each ---------------------------
+# Defaults are None here: a command takes them from the API (see api_defaults).
 
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except EegbenchError as err:
-            if os.environ.get("EEGBENCH_DEBUG"):
-                raise
-            console.print(f"[bold red]Error:[/bold red] {escape(str(err))}", markup=True, highlight=False,
-                          soft_wrap=True)
-            raise typer.Exit(2) from None
+TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Task id or task YAML file.")]
+MethodOpt = Annotated[str | None, typer.Option("--method", "-m", help="Submission id (see `eegbench list methods`).")]
+BackboneOpt = Annotated[str | None, typer.Option(
+    "--backbone", "-b", help="Backbone name (see `eegbench list backbones`).")]
+LayerOpt = Annotated[str | None, typer.Option(
+    "--layer", help="Layer for methods that take one: index (1..L or -1), relative depth (0.5), name, or 'auto'.")]
+LayersOpt = Annotated[str | None, typer.Option(
+    "--layers", help="Comma-separated layers, each as for --layer; to extract or compare features also 'all' "
+                     "(every layer) or 'sweep' (about ten evenly spaced ones), both with the final embedding.")]
+SubjectsOpt = Annotated[str | None, typer.Option(
+    "--subjects", help="Comma-separated subjects, e.g. 1,2 (default: all of the task's or dataset's).")]
+SeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1 (default: the task's).")]
+_EPOCHS = typer.Option("--epochs", help="Training epochs, overriding the task file; a sweep takes several (10,20).")
+EpochsOpt = Annotated[int | None, _EPOCHS]
+EpochsListOpt = Annotated[str | None, _EPOCHS]
+HpOpt = Annotated[list[str] | None, typer.Option(
+    "--hp", help="Hyperparameter override KEY=VALUE, the value in YAML (repeatable); a sweep takes the values "
+                 "to try, KEY=V1,V2.")]
+EncoderOpt = Annotated[str | None, typer.Option(
+    "--encoder", help="Brain encoder, e.g. tsconv (see `eegbench list encoders`); short for --hp encoder=NAME.")]
+DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N.")]
+ResultsOpt = Annotated[Path | None, typer.Option("--results-dir", help="Root folder of result files.")]
+DataRootOpt = Annotated[Path | None, typer.Option("--data-root", help="Folder of a real dataset (THINGS tasks).")]
+WeightsOpt = Annotated[Path | None, typer.Option("--weights", help="Local weights file for the backbone.")]
+BatchUnitsOpt = Annotated[int | None, typer.Option(
+    "--batch-units", help="Units fitted together (default: 1 on CPU, memory-bounded on GPU); results are identical.")]
+OverwriteOpt = Annotated[str | None, typer.Option(
+    "--overwrite", help="missing: keep existing results; always: recompute; never: fail if any exist.")]
+IsolationOpt = Annotated[str | None, typer.Option(
+    "--isolation", help="process: the method runs in worker processes that see training data only; sandbox: also "
+                        "no network and no files but its own (Linux, needs bubblewrap); strongest: sandbox where "
+                        "it works, else process. See CONTRIBUTING.md.")]
+ImageSizeOpt = Annotated[int | None, typer.Option(
+    "--image-size", help="Input size for CNNs fed small images (uncropped).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON on stdout instead of tables.")]
+PlotOpt = Annotated[Path | None, typer.Option(
+    "--plot", help="Where to write the PNG plot (default: beside the analysis record).")]
 
-    return wrapper
 
+# --- parsing of option values ------------------------------------------------------------------------
 
-def _csv(value: str | None, cast=str) -> list | None:
+def _csv(value: str | None, cast: Callable[[str], Any] = str) -> list | None:
     if value is None:
         return None
     try:
@@ -59,63 +167,75 @@ def _csv(value: str | None, cast=str) -> list | None:
         raise InvalidInputError(f"Expected a comma-separated list of {cast.__name__}, got {value!r}.") from None
 
 
-def _hyperparameters(pairs: list[str] | None, epochs: int | None, encoder: str | None = None) -> dict[str, Any]:
+def parse_hp(pairs: list[str] | None, *, several: bool = False) -> dict[str, Any]:
+    """Parse repeated ``--hp KEY=VALUE`` options into ``{key: value}``, each VALUE read as YAML.
+
+    ``lr=0.001`` gives 0.001, ``dims=[64,32]`` a list, ``name=x`` a string. With ``several`` (a
+    sweep's values to try), VALUE is read as the items of a YAML list: ``lr=0.001,0.01`` gives
+    ``[0.001, 0.01]``, ``lr=0.001`` ``[0.001]`` and ``dims=[64,32]`` the one value ``[[64, 32]]``.
+    A later KEY replaces an earlier one. Malformed input raises one :class:`InvalidInputError`.
+    """
+    form = "KEY=V1,V2,..." if several else "KEY=VALUE"
     values: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"--hp expects KEY=VALUE, got {pair!r}.")
-        values[key.strip()] = yaml.safe_load(raw)
-    for key, value in (("epochs", epochs), ("encoder", encoder)):
-        if value is not None:
-            values[key] = value
+        if not sep:
+            problem = "no '='"
+        elif not key.strip():
+            problem = "no key before '='"
+        elif not raw.strip():
+            problem = "no value after '=' (write null for none)"
+        else:
+            try:
+                values[key.strip()] = yaml.safe_load(f"[{raw}]" if several else raw)
+                continue
+            except yaml.YAMLError as err:
+                problem = "the value is not valid YAML: " + " ".join(str(getattr(err, "problem", None) or err).split())
+        raise InvalidInputError(f"--hp expects {form} with values in YAML (e.g. lr=0.001), got {pair!r}: {problem}.")
     return values
 
 
-TaskOpt = Annotated[str, typer.Option("--task", "-t", help="Task id or task YAML file.")]
-MethodOpt = Annotated[str, typer.Option("--method", "-m", help="Submission id (see `eegbench list methods`).")]
-BackboneOpt = Annotated[str, typer.Option("--backbone", "-b", help="Backbone name (see `eegbench list backbones`).")]
-ResultsOpt = Annotated[Path, typer.Option("--results-dir", help="Root folder of result files.")]
-EncoderOpt = Annotated[str | None, typer.Option(
-    help="Brain encoder, e.g. tsconv (see `eegbench list encoders`); short for --hp encoder=NAME.")]
+def _hyperparameters(hp: list[str] | None, *, epochs: int | None = None,
+                     encoder: str | None = None) -> dict[str, Any] | None:
+    """``--hp`` overrides with the ``--epochs`` and ``--encoder`` shorthands on top; None when there are none."""
+    values = parse_hp(hp)
+    for key, value in (("epochs", epochs), ("encoder", encoder)):
+        if value is not None:
+            values[key] = value
+    return values or None
 
 
-@app.command()
-@handle_errors
+# --- run, leaderboard, list ----------------------------------------------------------------------------
+
+@app.command(context_settings=api_defaults(_run_api))
 def run(
-    task: TaskOpt = "synthetic-intra",
-    method: MethodOpt = "shallow",
-    backbone: BackboneOpt = "efficientnet_lite0",
-    layer: Annotated[str | None, typer.Option(
-        help="Layer for methods that take one: index (1..L or -1), relative depth (0.5), name, or 'auto'.")] = None,
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects, e.g. 1,2 (default: the task's).")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the task's).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
+    task: TaskOpt = None,
+    method: MethodOpt = None,
+    backbone: BackboneOpt = None,
+    layer: LayerOpt = None,
+    subjects: SubjectsOpt = None,
+    seeds: SeedsOpt = None,
+    epochs: EpochsOpt = None,
     encoder: EncoderOpt = None,
-    hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE (repeatable).")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
-    overwrite: Annotated[str, typer.Option(help="missing: keep existing results; always: recompute; "
-                                                "never: fail if any exist.")] = "missing",
-    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
-    batch_units: Annotated[int | None, typer.Option(
-        help="Units fitted together (default: 1 on CPU, memory-bounded on GPU); results are identical.")] = None,
-    isolation: Annotated[str, typer.Option(
-        help="process: the method runs in worker processes that see training data only; sandbox: also no "
-             "network and no files but its own (Linux, needs bubblewrap). See CONTRIBUTING.md.")] = "process",
+    hp: HpOpt = None,
+    device: DeviceOpt = None,
+    results_dir: ResultsOpt = None,
+    overwrite: OverwriteOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
+    batch_units: BatchUnitsOpt = None,
+    isolation: IsolationOpt = None,
     timeout: Annotated[float | None, typer.Option(
         help="Seconds one unit may take to fit before the method is stopped and the unit recorded as failed "
              "(default: the task's limits.unit_seconds, 6 h).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON summary object on stdout.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Run a method on a task: features, training, harness-owned retrieval, one result file per unit."""
-    from eegbench.runner import run as run_api
-
-    result = run_api(task, method, backbone, layer, subjects=_csv(subjects), seeds=_csv(seeds, int),
-                     hyperparameters=_hyperparameters(hp, epochs, encoder), device=device, results_dir=results_dir,
-                     overwrite=overwrite, data_root=data_root, weights=weights, batch_units=batch_units,
-                     isolation=isolation, timeout=timeout)
+    hyperparameters = _hyperparameters(hp, encoder=encoder)
+    result = eegbench.run(task, method, backbone, layer, subjects=_csv(subjects), seeds=_csv(seeds, int),
+                          hyperparameters=hyperparameters, epochs=epochs, device=device, results_dir=results_dir,
+                          overwrite=overwrite, data_root=data_root, weights=weights, batch_units=batch_units,
+                          isolation=isolation, timeout=timeout)
     summary = result.summary()
     if as_json:
         out(json.dumps(summary, indent=2))
@@ -140,21 +260,17 @@ def _summary_table(summary: dict) -> str:
 
 
 @app.command()
-@handle_errors
 def leaderboard(
     results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for the markdown pages (default: <results-dir>/leaderboard).")] = None,
 ) -> None:
     """Regenerate the leaderboard markdown from result files, and print the main tables."""
-    from eegbench.leaderboard import build_leaderboard, build_rows, code_notes, group_by_task, main_table
-    from eegbench.results import ResultStore
+    from eegbench.leaderboard import build_rows, code_notes, group_by_task, main_table
 
-    if not results_dir.is_dir():
-        raise InvalidInputError(f"Results folder {results_dir} does not exist; run `eegbench run` first or "
-                                "pass --results-dir.")
-    every = list(ResultStore(results_dir).records())  # read once: a skipped file is reported once
-    written = build_leaderboard(results_dir, out_dir or results_dir / "leaderboard", every)
+    every = eegbench.load_results(results_dir)  # read once: a skipped file is reported once
+    out_dir = out_dir or results_dir / "leaderboard"
+    written = eegbench.build_leaderboard(results_dir, out_dir, every)
     for (task, version), records in group_by_task(every).items():
         chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task.chance.items())
         out(f"\n{task} (v{version}) | chance: {chance}\n")
@@ -166,47 +282,42 @@ def leaderboard(
 
 
 @list_app.command("tasks")
-@handle_errors
 def list_tasks_cmd() -> None:
     """Task ids with version, protocol and dataset."""
     from tabulate import tabulate
 
-    from eegbench.tasks import list_tasks, load_task
-
     rows = []
-    for name in list_tasks():
-        task = load_task(name)
+    for name in eegbench.list_tasks():
+        task = eegbench.load_task(name)
         rows.append([task.id, task.version, task.protocol, task.dataset.name + (f" ({task.dataset.variant})"
                      if task.dataset.variant else ""), len(task.seeds)])
     out(tabulate(rows, ["task", "version", "protocol", "dataset", "seeds"], tablefmt="simple"))
 
 
 @list_app.command("methods")
-@handle_errors
 def list_methods_cmd() -> None:
     """Submissions found in submissions/ (and $EEGBENCH_SUBMISSIONS_PATH)."""
     from tabulate import tabulate
 
-    from eegbench.submissions import list_submissions, read_meta, submission_folders
+    from eegbench.submissions import read_meta, submission_folders
 
     folders = submission_folders()
     rows = []
-    for name in list_submissions():
+    for name in eegbench.list_methods():
         meta = read_meta(folders[name])
         rows.append([meta.id, meta.name, meta.features])
     out(tabulate(rows, ["method", "name", "features"], tablefmt="simple"))
 
 
 @list_app.command("backbones")
-@handle_errors
 def list_backbones_cmd() -> None:
     """Registered backbones (any can be used with --backbone)."""
     from tabulate import tabulate
 
-    from eegbench.backbones import get_backbone_spec, list_backbones
+    from eegbench.backbones import get_backbone_spec
 
     rows = []
-    for name in list_backbones():
+    for name in eegbench.list_backbones():
         spec = get_backbone_spec(name)
         rows.append([name, spec.library, spec.model_id, spec.pretrained or "-",
                      f"{spec.params_millions:g}M" if spec.params_millions else "?",
@@ -215,7 +326,6 @@ def list_backbones_cmd() -> None:
 
 
 @list_app.command("encoders")
-@handle_errors
 def list_encoders_cmd() -> None:
     """Brain encoders selectable with --encoder NAME (or `encoder:` in a task file's training section)."""
     from tabulate import tabulate
@@ -244,18 +354,27 @@ app.add_typer(data_app, name="data")
 DatasetArg = Annotated[str, typer.Argument(help="things-eeg2 or things-meg.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="Data root folder (give it to `eegbench run --data-root`).")]
 VariantOpt = Annotated[str | None, typer.Option(help="Preprocessing variant (default: the dataset's default).")]
-SubjectsOpt = Annotated[str | None, typer.Option(help="Comma-separated subject numbers, e.g. 1,2 (default: all).")]
+# A flag's default is written out (typer's help shows it from here, not from the API); a test keeps it the API's.
 ImagesOpt = Annotated[bool, typer.Option("--images/--no-images", help="Include the image set.")]
 
 
-@data_app.command("download")
-@handle_errors
+def _download_api() -> Callable[..., Any]:
+    from eegbench.data.download import download
+
+    return download
+
+
+def _verify_api() -> Callable[..., Any]:
+    from eegbench.data.download import verify
+
+    return verify
+
+
+@data_app.command("download", context_settings=api_defaults(_download_api))
 def data_download(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, subjects: SubjectsOpt = None,
                   images: ImagesOpt = True) -> None:
     """Fetch a dataset's files (resumable), each checked against the packaged manifest."""
-    from eegbench.data.download import download
-
-    report = download(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images)
+    report = _download_api()(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images)
     out(f"{dataset}: {len(report.downloaded)} files downloaded, {len(report.present)} already present, in "
         f"{report.root}.")
     for note in report.notes:
@@ -263,18 +382,13 @@ def data_download(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None
     out(f"Use it with: eegbench run --task <task> --data-root {report.root}")
 
 
-@data_app.command("verify")
-@handle_errors
+@data_app.command("verify", context_settings=api_defaults(_verify_api))
 def data_verify(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, subjects: SubjectsOpt = None,
-                images: ImagesOpt = True,
-                as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+                images: ImagesOpt = True, as_json: JsonOpt = False) -> None:
     """Re-check the files under a data root (present, size, sha256); exit code 2 if any is bad."""
     from tabulate import tabulate
 
-    from eegbench._check import DataError
-    from eegbench.data.download import verify
-
-    statuses = verify(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images)
+    statuses = _verify_api()(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images)
     if as_json:
         out(json.dumps([{"path": s.path, "status": s.status, "detail": s.detail} for s in statuses], indent=2))
     else:
@@ -288,9 +402,7 @@ def data_verify(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, 
 
 
 @data_app.command("info")
-@handle_errors
-def data_info(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None,
-              as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False) -> None:
+def data_info(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, as_json: JsonOpt = False) -> None:
     """Subjects, variant, shapes, channels, sampling rate, time window and image counts (converts once)."""
     from tabulate import tabulate
 
@@ -307,51 +419,62 @@ def data_info(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None,
     out(tabulate(rows, tablefmt="plain", disable_numparse=True, maxcolwidths=[None, 100]))
 
 
-# --- features: extract, ls ---------------------------------------------------------------------
+# --- features: extract, layers, ls ---------------------------------------------------------------
 
 features_app = typer.Typer(help="Extract, inspect and list cached backbone features.", no_args_is_help=True)
 app.add_typer(features_app, name="features")
 
 
-@features_app.command("extract")
-@handle_errors
+def _extract_api() -> Callable[..., Any]:
+    from eegbench.backbones import extract_image_sets
+
+    return extract_image_sets
+
+
+def _default_backbone() -> dict[str, str]:
+    from eegbench.backbones import DEFAULT_BACKBONE
+
+    return {"backbone": DEFAULT_BACKBONE}
+
+
+@features_app.command("extract", context_settings=api_defaults(_extract_api, _default_backbone))
 def features_extract_cmd(
-    backbone: BackboneOpt = "efficientnet_lite0",
-    layers: Annotated[str, typer.Option(
-        help="Comma-separated layers: index (1..L, -1), relative depth (0.5), name, 'final'; 'all' is every "
-             "layer, 'sweep' about ten evenly spaced ones, both with the final embedding.")] = "sweep",
+    backbone: BackboneOpt = None,
+    layers: LayersOpt = "sweep",
     pooling: Annotated[str | None, typer.Option(
         help="Pooling of intermediate layers: gap (feature maps), cls or mean (tokens). Default: per layer.")] = None,
     images: Annotated[Path | None, typer.Option(help="A folder of images (searched recursively).")] = None,
-    task: Annotated[str | None, typer.Option(
-        "--task", "-t", help="Extract for this task's dataset at its image size, as `eegbench run` does.")] = None,
+    task: TaskOpt = None,
     dataset: Annotated[str | None, typer.Option(help="A dataset's train and test images (e.g. synthetic).")] = None,
-    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    image_size: Annotated[int | None, typer.Option(help="Feed CNNs images of this size, uncropped.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Images per forward pass.")] = 64,
-    workers: Annotated[int | None, typer.Option(help="Image decoding processes (default: 0 on CPU, up to 16 on CUDA).")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16.")] = "auto",
-    as_json: Annotated[bool, typer.Option("--json", help="Print the extracted layers as JSON on stdout.")] = False,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
+    device: DeviceOpt = None,
+    image_size: ImageSizeOpt = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per forward pass.")] = None,
+    num_workers: Annotated[int | None, typer.Option(
+        "--workers", help="Image decoding processes (default: 0 on CPU, up to 16 on CUDA).")] = None,
+    precision: Annotated[str | None, typer.Option(
+        help="auto (bf16 autocast on CUDA, fp32 on CPU), fp32, bf16 or fp16.")] = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Extract features of backbone layers for images or a dataset into the feature cache."""
-    from eegbench.backbones import extract_image_sets
+    """Extract features of backbone layers for images or a dataset into the feature cache.
+
+    The images are a folder (--images), a dataset (--dataset), or a task's dataset at the task's
+    image size (--task), as `eegbench run` extracts them.
+    """
     from eegbench.data.images import image_sets
 
     options, variant = None, None
     if task is not None:
         if dataset is not None or images is not None:
             raise InvalidInputError("--task already names the images; drop --dataset and --images.")
-        from eegbench.tasks import load_task
-
-        spec = load_task(task)
+        spec = eegbench.load_task(task)
         dataset, options, variant = spec.dataset.name, spec.dataset.options, spec.dataset.variant
         image_size = image_size or spec.features.image_size
     sets = image_sets(images=images, dataset=dataset, data_root=data_root, options=options, variant=variant)
-    extracted = extract_image_sets(backbone, _csv(layers) or [], sets, pooling=pooling, weights=weights, device=device,
-                                   image_size=image_size, batch_size=batch_size, num_workers=workers,
-                                   precision=precision)
+    extracted = _extract_api()(backbone, _csv(layers) or [], sets, pooling=pooling, weights=weights, device=device,
+                               image_size=image_size, batch_size=batch_size, num_workers=num_workers,
+                               precision=precision)
     rows = [{"images": name, "n_images": len(fs[key]), "key": key,
              **{k: info[k] for k in ("index", "relative_depth", "module", "pooling", "output_shape", "dim", "cached")},
              "cache_key": fs.cache_keys[key]}
@@ -369,11 +492,10 @@ def features_extract_cmd(
 
 
 @features_app.command("layers")
-@handle_errors
 def features_layers_cmd(
     backbone: Annotated[str, typer.Argument(help="Backbone name (see `eegbench list backbones`).")],
-    image_size: Annotated[int | None, typer.Option(help="Input size for CNNs fed small images.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the description as JSON on stdout.")] = False,
+    image_size: ImageSizeOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """A backbone's addressable layers with module, relative depth and output shape (no weights needed)."""
     from tabulate import tabulate
@@ -396,12 +518,11 @@ def features_layers_cmd(
 
 
 @features_app.command("ls")
-@handle_errors
-def features_ls_cmd(
-    backbone: Annotated[str | None, typer.Option("--backbone", "-b", help="Only this backbone's entries.")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON on stdout.")] = False,
-) -> None:
-    """What the feature cache holds: one row per backbone, layer and image set, with its size."""
+def features_ls_cmd(backbone: BackboneOpt = None, as_json: JsonOpt = False) -> None:
+    """What the feature cache holds: one row per backbone, layer and image set, with its size.
+
+    With --backbone, only that backbone's entries.
+    """
     from tabulate import tabulate
 
     from eegbench.backbones import FeatureCache
@@ -428,26 +549,22 @@ def features_ls_cmd(
     out(f"\n{len(entries)} entries, {sum(e['bytes'] for e in entries) / 2**20:.1f} MiB in {cache.root}")
 
 
-
 # --- check: validate a submission ----------------------------------------------------------------
 
-@app.command()
-@handle_errors
+@app.command(context_settings=api_defaults(lambda: eegbench.check_submission))
 def check(
     submission: Annotated[str, typer.Argument(help="A submission folder (submissions/<id>) or id.")],
-    task: TaskOpt = "synthetic-intra",
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects (default: the task's).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
-    hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE.")] = None,
+    task: TaskOpt = None,
+    subjects: SubjectsOpt = None,
+    epochs: EpochsOpt = None,
+    hp: HpOpt = None,
     encoder: EncoderOpt = None,
-    isolation: Annotated[str, typer.Option(
-        help="strongest (sandbox where bubblewrap works, else process), process or sandbox.")] = "strongest",
+    isolation: IsolationOpt = None,
 ) -> None:
     """Validate a submission and run it on the synthetic task on CPU, next to `final`."""
-    from eegbench.runner import check_submission
-
-    report = check_submission(submission, task, subjects=_csv(subjects),
-                              hyperparameters=_hyperparameters(hp, epochs, encoder), isolation=isolation)
+    report = eegbench.check_submission(submission, task, subjects=_csv(subjects),
+                                       hyperparameters=_hyperparameters(hp, epochs=epochs, encoder=encoder),
+                                       isolation=isolation)
     out(f"Submission {report.submission.id!r} ({report.submission.folder}) on {report.result.task.id}: "
         f"metadata, import and interface OK; ran in {report.seconds:.0f} s with isolation {report.isolation!r}.\n")
     out(report.table())
@@ -458,25 +575,31 @@ def check(
 
 # --- reproduce: re-run a recorded configuration --------------------------------------------------
 
+def _reproduce_api() -> Callable[..., Any]:
+    # not eegbench.reproduce: once the submodule eegbench.reproduce is imported, that name is the module
+    from eegbench.reproduce import reproduce
 
-@app.command()
-@handle_errors
+    return reproduce
+
+
+@app.command(context_settings=api_defaults(_reproduce_api))
 def reproduce(
     result: Annotated[Path, typer.Argument(help="A result file (JSON) written by `eegbench run`.")],
-    task: Annotated[str | None, typer.Option(
-        "--task", "-t", help="Task file of the recorded version, if the registered one has changed.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    task: TaskOpt = None,
+    device: DeviceOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
     tolerance: Annotated[float, typer.Option(
         help="Largest accepted |difference| of a task metric, in points of %; exit code 1 beyond it.")] = 1.0,
 ) -> None:
-    """Re-run exactly the configuration recorded in RESULT and report the difference in scores."""
-    from eegbench.reproduce import reproduce as reproduce_api
+    """Re-run exactly the configuration recorded in RESULT and report the difference in scores.
 
+    The task is the recorded one; pass --task with the task file of the recorded version if the
+    registered task has changed since.
+    """
     if not result.is_file():
         raise InvalidInputError(f"Result file {result} does not exist.")
-    report = reproduce_api(result, task=task, device=device, data_root=data_root, weights=weights)
+    report = _reproduce_api()(result, task=task, device=device, data_root=data_root, weights=weights)
     out(report.table())
     for warning in report.warnings:
         console.print(f"[yellow]Warning:[/yellow] {warning}", markup=True, highlight=False)
@@ -499,15 +622,6 @@ SweepFileArg = Annotated[Path | None, typer.Argument(
 TasksOpt = Annotated[str | None, typer.Option("--tasks", help="Comma-separated task ids or files.")]
 MethodsOpt = Annotated[str | None, typer.Option("--methods", help="Comma-separated submission ids.")]
 BackbonesOpt = Annotated[str | None, typer.Option("--backbones", help="Comma-separated backbone names.")]
-LayersOpt = Annotated[str | None, typer.Option(
-    "--layers", help="Comma-separated layers, for methods that take one (others run once).")]
-SweepSubjectsOpt = Annotated[str | None, typer.Option("--subjects", help="Comma-separated subjects.")]
-SweepSeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds.")]
-SweepEpochsOpt = Annotated[str | None, typer.Option("--epochs", help="Comma-separated epoch counts to sweep.")]
-SweepHpOpt = Annotated[list[str] | None, typer.Option(
-    "--hp", help="KEY=V1,V2: values of a hyperparameter to sweep (YAML, repeatable).")]
-SweepResultsOpt = Annotated[Path | None, typer.Option(
-    "--results-dir", help="Root folder of result files (default: the file's, else results).")]
 MaxAttemptsOpt = Annotated[int | None, typer.Option(help="Attempts per failing unit (default 3).")]
 
 
@@ -515,6 +629,7 @@ def _sweep_spec(sweep_file: Path | None, tasks: str | None, methods: str | None,
                 layers: str | None, subjects: str | None, seeds: str | None, epochs: str | None,
                 hp: list[str] | None, **settings: Any):
     """The sweep of a file, or of grid options; settings given on the command line win."""
+    hp_values = parse_hp(hp, several=True)  # malformed input fails before the sweep machinery loads
     from eegbench.sweep import load_sweep, sweep_from_options
 
     grid_options = {"--tasks": tasks, "--methods": methods, "--backbones": backbones, "--layers": layers,
@@ -527,36 +642,29 @@ def _sweep_spec(sweep_file: Path | None, tasks: str | None, methods: str | None,
         return load_sweep(sweep_file).with_settings(**settings)
     if not (tasks and methods):
         raise InvalidInputError("Pass a sweep file, or at least --tasks and --methods.")
-    values: dict[str, list] = {}
-    for pair in hp or []:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise InvalidInputError(f"--hp expects KEY=V1,V2,..., got {pair!r}.")
-        values[key.strip()] = yaml.safe_load(f"[{raw}]")
     if epochs is not None:
-        values["epochs"] = _csv(epochs, int)
+        hp_values["epochs"] = _csv(epochs, int)
     return sweep_from_options(tasks=_csv(tasks), methods=_csv(methods), backbones=_csv(backbones),
-                              layers=_csv(layers), subjects=_csv(subjects), seeds=_csv(seeds, int), hp=values,
+                              layers=_csv(layers), subjects=_csv(subjects), seeds=_csv(seeds, int), hp=hp_values,
                               **settings)
 
 
 @sweep_app.command("run")
-@handle_errors
 def sweep_run(
     sweep_file: SweepFileArg = None,
     tasks: TasksOpt = None,
     methods: MethodsOpt = None,
     backbones: BackbonesOpt = None,
     layers: LayersOpt = None,
-    subjects: SweepSubjectsOpt = None,
-    seeds: SweepSeedsOpt = None,
-    epochs: SweepEpochsOpt = None,
-    hp: SweepHpOpt = None,
+    subjects: SubjectsOpt = None,
+    seeds: SeedsOpt = None,
+    epochs: EpochsListOpt = None,
+    hp: HpOpt = None,
     name: Annotated[str | None, typer.Option(help="Sweep name (folder of its jobs and logs).")] = None,
-    results_dir: SweepResultsOpt = None,
-    device: Annotated[str | None, typer.Option(help="auto, cpu or cuda (default auto).")] = None,
-    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
-    batch_units: Annotated[int | None, typer.Option(help="Units fitted together (default: the runner's).")] = None,
+    results_dir: ResultsOpt = None,
+    device: DeviceOpt = None,
+    data_root: DataRootOpt = None,
+    batch_units: BatchUnitsOpt = None,
     max_attempts: MaxAttemptsOpt = None,
     units_per_job: Annotated[int | None, typer.Option(
         help="Split each backbone's units into jobs of at most N units (default: one job per backbone).")] = None,
@@ -573,7 +681,13 @@ def sweep_run(
     retry_failed: Annotated[bool, typer.Option(
         "--retry-failed", help="Run again the units that used up their attempts.")] = False,
 ) -> None:
-    """Plan a sweep, skip finished units, and run the rest here or submit them as a Slurm job array."""
+    """Plan a sweep, skip finished units, and run the rest here or submit them as a Slurm job array.
+
+    Without a sweep file, --tasks, --methods, --backbones, --layers (layer settings for the
+    methods that take one; the others run once), --subjects, --seeds, --epochs and --hp describe
+    one grid. The other options override the file's settings; those left out take the file's, else
+    the defaults.
+    """
     from eegbench.sweep import describe_jobs, plan_sweep, run_sweep
 
     spec = _sweep_spec(sweep_file, tasks, methods, backbones, layers, subjects, seeds, epochs, hp, name=name,
@@ -601,21 +715,23 @@ def sweep_run(
 
 
 @sweep_app.command("status")
-@handle_errors
 def sweep_status(
     sweep_file: SweepFileArg = None,
     tasks: TasksOpt = None,
     methods: MethodsOpt = None,
     backbones: BackbonesOpt = None,
     layers: LayersOpt = None,
-    subjects: SweepSubjectsOpt = None,
-    seeds: SweepSeedsOpt = None,
-    epochs: SweepEpochsOpt = None,
-    hp: SweepHpOpt = None,
-    results_dir: SweepResultsOpt = None,
+    subjects: SubjectsOpt = None,
+    seeds: SeedsOpt = None,
+    epochs: EpochsListOpt = None,
+    hp: HpOpt = None,
+    results_dir: ResultsOpt = None,
     max_attempts: MaxAttemptsOpt = None,
 ) -> None:
-    """Units of a sweep that are done, running (who, log), failed (error, log) and remaining."""
+    """Units of a sweep that are done, running (who, log), failed (error, log) and remaining.
+
+    The sweep is a file or grid options, as for `eegbench sweep run`.
+    """
     from eegbench.sweep import plan_sweep
 
     spec = _sweep_spec(sweep_file, tasks, methods, backbones, layers, subjects, seeds, epochs, hp,
@@ -635,8 +751,6 @@ def sweep_status(
 scaling_app = typer.Typer(help="Scaling analyses: accuracy against data amount or backbone size.",
                           no_args_is_help=True)
 app.add_typer(scaling_app, name="scaling")
-PlotOpt = Annotated[Path | None, typer.Option(
-    "--plot", help="Where to write the PNG plot (default: beside the analysis record).")]
 
 
 def _fractions(value: str | None) -> list[float] | None:
@@ -649,7 +763,7 @@ def _fractions(value: str | None) -> list[float] | None:
         raise InvalidInputError(f"Expected comma-separated fractions such as 0.25 or 1/4, got {value!r}.") from None
 
 
-def _report_analysis(result, plot: Path | None, as_json: bool, tables: list[str]) -> None:
+def _report_analysis(result: Any, plot: Path | None, as_json: bool, tables: list[str]) -> None:
     """Write the plot, then print the record (``--json``) or the tables."""
     plot_path = result.plot(plot or result.path.with_suffix(".png"))
     if as_json:
@@ -659,85 +773,98 @@ def _report_analysis(result, plot: Path | None, as_json: bool, tables: list[str]
     console.print(f"Wrote {result.path} and {plot_path}.", highlight=False)
 
 
-@scaling_app.command("data")
-@handle_errors
+def _data_scaling_api() -> Callable[..., Any]:
+    from eegbench.analyses import data_scaling
+
+    return data_scaling
+
+
+def _backbone_scaling_api() -> Callable[..., Any]:
+    from eegbench.analyses import backbone_scaling
+
+    return backbone_scaling
+
+
+def _rsa_api() -> Callable[..., Any]:
+    from eegbench.analyses import rsa
+
+    return rsa
+
+
+@scaling_app.command("data", context_settings=api_defaults(_data_scaling_api, _run_api))
 def scaling_data(
-    task: TaskOpt = "synthetic-intra",
-    method: MethodOpt = "shallow",
-    backbone: BackboneOpt = "efficientnet_lite0",
-    layer: Annotated[str | None, typer.Option(help="Layer for methods that take one (as for `run`).")] = None,
+    task: TaskOpt = None,
+    method: MethodOpt = None,
+    backbone: BackboneOpt = None,
+    layer: LayerOpt = None,
     fractions: Annotated[str | None, typer.Option(
         help="Comma-separated fractions of the training images, e.g. 1/16,1/4,1 (default 1/16,1/8,1/4,1/2,1).")] = None,
     repetitions: Annotated[str | None, typer.Option(
         help="Comma-separated test repetition counts (default 1,2,4,... and all).")] = None,
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects (default: the task's).")] = None,
-    seeds: Annotated[str | None, typer.Option(help="Comma-separated seeds (default: the task's).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Training epochs (overrides the task file).")] = None,
-    hp: Annotated[list[str] | None, typer.Option("--hp", help="Hyperparameter override KEY=VALUE.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
-    overwrite: Annotated[str, typer.Option(help="missing, always or never (as for `run`).")] = "missing",
-    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    subjects: SubjectsOpt = None,
+    seeds: SeedsOpt = None,
+    epochs: EpochsOpt = None,
+    hp: HpOpt = None,
+    device: DeviceOpt = None,
+    results_dir: ResultsOpt = None,
+    overwrite: OverwriteOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
     plot: PlotOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis record as JSON on stdout.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Train on nested fractions of the training images; fit accuracy against log(amount)."""
-    from eegbench.analyses import data_scaling
-
-    result = data_scaling(task, method, backbone, layer, fractions=_fractions(fractions),
-                          repetitions=_csv(repetitions, int), subjects=_csv(subjects), seeds=_csv(seeds, int),
-                          hyperparameters=_hyperparameters(hp, epochs), device=device, results_dir=results_dir,
-                          overwrite=overwrite, data_root=data_root, weights=weights)
+    result = _data_scaling_api()(task, method, backbone, layer, fractions=_fractions(fractions),
+                                 repetitions=_csv(repetitions, int), subjects=_csv(subjects), seeds=_csv(seeds, int),
+                                 hyperparameters=_hyperparameters(hp, epochs=epochs), device=device,
+                                 results_dir=results_dir, overwrite=overwrite, data_root=data_root, weights=weights)
     _report_analysis(result, plot, as_json, [result.title(), result.table(), result.repetition_table(),
                                              result.summary()])
 
 
-@scaling_app.command("backbones")
-@handle_errors
+@scaling_app.command("backbones", context_settings=api_defaults(_backbone_scaling_api, _run_api))
 def scaling_backbones(
-    task: TaskOpt = "synthetic-intra",
+    task: TaskOpt = None,
     version: Annotated[int | None, typer.Option(help="Task version (default: the latest with results).")] = None,
-    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
+    results_dir: ResultsOpt = None,
     plot: PlotOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis record as JSON on stdout.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Accuracy against backbone parameter count from existing results (final vs selected layer)."""
-    from eegbench.analyses import backbone_scaling
-
-    result = backbone_scaling(results_dir, task, version)
+    result = _backbone_scaling_api()(results_dir, task, version)
     _report_analysis(result, plot, as_json, [result.table(), result.summary()])
 
 
-@app.command()
-@handle_errors
+@app.command(context_settings=api_defaults(_rsa_api, _run_api))
 def rsa(
-    task: TaskOpt = "synthetic-intra",
-    backbone: BackboneOpt = "efficientnet_lite0",
-    layers: Annotated[str | None, typer.Option(
-        help="Comma-separated layers (names, indices, depths, final); default every layer and final.")] = None,
-    subjects: Annotated[str | None, typer.Option(help="Comma-separated subjects (default: the task's).")] = None,
-    permutations: Annotated[int, typer.Option(help="Permutations of the image labels.")] = 1000,
-    splits: Annotated[int, typer.Option(help="Split-half partitions for the noise ceiling.")] = 10,
-    seed: Annotated[int, typer.Option(help="Seed of permutations and splits.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
-    data_root: Annotated[Path | None, typer.Option(help="Folder of a real dataset (THINGS tasks).")] = None,
-    weights: Annotated[Path | None, typer.Option(help="Local weights file for the backbone.")] = None,
+    task: TaskOpt = None,
+    backbone: BackboneOpt = None,
+    layers: LayersOpt = None,
+    subjects: SubjectsOpt = None,
+    n_permutations: Annotated[int | None, typer.Option(
+        "--permutations", help="Permutations of the image labels.")] = None,
+    n_splits: Annotated[int | None, typer.Option(
+        "--splits", help="Split-half partitions for the noise ceiling.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of permutations and splits.")] = None,
+    device: DeviceOpt = None,
+    results_dir: ResultsOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
     plot: PlotOpt = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the analysis record as JSON on stdout.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Time-resolved representational similarity of every backbone layer with the test responses."""
-    from eegbench.analyses import rsa as rsa_api
+    """Time-resolved representational similarity of every backbone layer with the test responses.
 
-    result = rsa_api(task, backbone, layers=_csv(layers), subjects=_csv(subjects), n_permutations=permutations,
-                     n_splits=splits, seed=seed, device=device, results_dir=results_dir, data_root=data_root,
-                     weights=weights)
+    Without --layers, every layer and the final embedding.
+    """
+    result = _rsa_api()(task, backbone, layers=_csv(layers), subjects=_csv(subjects), n_permutations=n_permutations,
+                        n_splits=n_splits, seed=seed, device=device, results_dir=results_dir, data_root=data_root,
+                        weights=weights)
     _report_analysis(result, plot, as_json, [result.table(), result.summary()])
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point (errors are mapped to exit codes by :meth:`EegbenchGroup.main`)."""
     from eegbench._compat import keep_freed_memory
 
     keep_freed_memory()
