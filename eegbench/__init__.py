@@ -46,7 +46,7 @@ def __getattr__(name: str) -> Any:
     elif name == "build_leaderboard":
         from eegbench.leaderboard import build_leaderboard as value
     elif name == "reproduce":
-        from eegbench.reproduce import reproduce as value
+        from eegbench.reproduction import reproduce as value
     elif name == "load_results":
         from eegbench.results import load_results as value
     elif name == "errors":

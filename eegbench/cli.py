@@ -576,8 +576,7 @@ def check(
 # --- reproduce: re-run a recorded configuration --------------------------------------------------
 
 def _reproduce_api() -> Callable[..., Any]:
-    # not eegbench.reproduce: once the submodule eegbench.reproduce is imported, that name is the module
-    from eegbench.reproduce import reproduce
+    from eegbench import reproduce
 
     return reproduce
 

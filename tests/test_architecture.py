@@ -51,7 +51,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # One configuration, end to end.
     ("runner",),
     # Many runs: sweeps, re-runs of records, scaling and RSA analyses.
-    ("sweep", "reproduce", "analyses"),
+    ("sweep", "reproduction", "analyses"),
     ("leaderboard",),
     # The public Python API, then the command line over it.
     ("eegbench",),

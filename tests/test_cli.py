@@ -149,8 +149,8 @@ def test_run_without_options_calls_the_api_with_its_defaults(monkeypatch):
 
 
 def test_every_command_over_the_api_takes_its_defaults(tmp_path):
-    importlib.import_module("eegbench.reproduce")  # the submodule then shadows the function eegbench.reproduce
-
+    importlib.import_module("eegbench.reproduction")  # importing the module leaves eegbench.reproduce the function
+    assert callable(eegbench.reproduce)
     missing = _invoke("reproduce", tmp_path / "none.json")
     assert missing.exit_code == 2 and "Result file" in missing.output, missing.output
     checked = set()

@@ -16,7 +16,7 @@ from eegbench._check import DataError, InvalidInputError
 from eegbench._progress import logger
 from eegbench.cli import app
 from eegbench.leaderboard import build_leaderboard
-from eegbench.reproduce import reproduce
+from eegbench.reproduction import reproduce
 from eegbench.records import ResultRecord
 from eegbench.results import ResultStore
 from eegbench.runner import run

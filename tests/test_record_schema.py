@@ -16,7 +16,7 @@ import eegbench.leaderboard as leaderboard
 from eegbench.errors import DataError
 from eegbench.records import RESULT_UPGRADES, SCHEMA_VERSION, ResultRecord, upgrade
 from eegbench.reports import AlignerReport
-from eegbench.reproduce import _analysis_options
+from eegbench.reproduction import _analysis_options
 from eegbench.results import ResultStore
 
 DATA = Path(__file__).parent / "data"

@@ -10,7 +10,7 @@ import pytest
 
 from eegbench._check import InvalidInputError
 from eegbench.leaderboard import build_leaderboard
-from eegbench.reproduce import reproduce
+from eegbench.reproduction import reproduce
 from eegbench.runner import run
 from helpers import tiny_task, write_tiny_task_file
 
