@@ -33,17 +33,23 @@ def compile_requested() -> bool:
     return os.environ.get("EEGBENCH_COMPILE", "0") == "1"
 
 
+#: the parts of a checkout that decide a result's numbers
+_CODE_PATHS = ("eegbench", "submissions", "tasks", "pyproject.toml")
+
+
 @functools.cache
 def git_state() -> dict[str, Any]:
-    """Commit and dirty flag of the eegbench checkout, if it runs from one."""
+    """Commit and dirty flag of the eegbench checkout, if it runs from one. Dirty means that what
+    decides a number (the package, the submissions, the task files) differs from the commit; result
+    files and generated pages do not count."""
     root = Path(__file__).resolve().parent.parent
     if not (root / ".git").exists():
         return {"commit": None, "dirty": None}
     try:
         commit = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
                                 text=True, timeout=10).stdout.strip() or None
-        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
-                                capture_output=True, text=True, timeout=10).stdout
+        status = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                 *_CODE_PATHS], capture_output=True, text=True, timeout=10).stdout
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
     return {"commit": commit, "dirty": bool(status.strip())}

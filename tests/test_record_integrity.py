@@ -156,7 +156,7 @@ def test_strings_from_records_are_escaped_in_tables(results, tmp_path):
     crafted = "<script>alert(1)</script> | `x` *y* [link](http://e)\n| row |"
     for path in results.glob(f"{INTER}/v1/shallow/**/*.json"):
         data = json.loads(path.read_text())
-        data["report"]["layer"]["name"] = crafted
+        data["report"]["layers"][0]["layer"]["name"] = crafted
         path.write_text(json.dumps(data))
 
     page = build_leaderboard(results, tmp_path / "board")[f"{INTER}-v1"].read_text()
