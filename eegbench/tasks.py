@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
 from eegbench._io import hash_json, read_yaml_mapping
 from eegbench._paths import task_dirs
+from eegbench.identifiers import ID_PATTERN
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -74,6 +75,8 @@ class Limits(BaseModel):
 
 
 METRICS = ("top1", "top5")
+#: Task fields that enter :attr:`Task.content_hash` only when they differ from their default
+_HASHED_ONLY_WHEN_SET = ("main_score", "reference_method")
 
 
 class Task(BaseModel):
@@ -96,6 +99,10 @@ class Task(BaseModel):
     features: FeatureOptions = FeatureOptions()
     metrics: list[Literal["top1", "top5"]] = Field(default_factory=lambda: list(METRICS))
     chance: dict[str, float]
+    #: the metric that ranks the board and decides its significance tiers
+    main_score: Literal["top1", "top5"] = "top1"
+    #: the method every board entry is tested against on the same backbone
+    reference_method: str = Field("final", pattern=ID_PATTERN)
     seeds: list[int] = Field(min_length=1)
     training: dict = Field(default_factory=dict)
     superseded_by: str | None = None
@@ -113,12 +120,18 @@ class Task(BaseModel):
         missing = [m for m in self.metrics if m not in self.chance]
         if missing:
             raise ValueError(f"chance must give a level for every metric; missing {missing}")
+        if self.main_score not in self.metrics:
+            raise ValueError(f"main_score must be one of the task's metrics {self.metrics}, got {self.main_score!r}")
         return self
 
     @property
     def content_hash(self) -> str:
         """sha256 of the task's parsed content: any change to the file's meaning changes it."""
-        return hash_json(self.model_dump(mode="json"))
+        content = self.model_dump(mode="json")
+        for name in _HASHED_ONLY_WHEN_SET:  # fields added later: tasks that leave them alone keep their hash
+            if content[name] == Task.model_fields[name].default:
+                del content[name]
+        return hash_json(content)
 
     def check_chance(self, n_gallery: int) -> None:
         """Fail if the declared chance levels disagree with a gallery of ``n_gallery`` images."""
