@@ -444,7 +444,7 @@ def check(
         help="strongest (sandbox where bubblewrap works, else process), process or sandbox.")] = "strongest",
 ) -> None:
     """Validate a submission and run it on the synthetic task on CPU, next to `final`."""
-    from eegbench.runner import check_submission
+    from eegbench.check import check_submission
 
     report = check_submission(submission, task, subjects=_csv(subjects),
                               hyperparameters=_hyperparameters(hp, epochs, encoder), isolation=isolation)

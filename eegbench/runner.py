@@ -22,7 +22,7 @@ from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features, load_backbone
 from eegbench.data import Dataset, load_dataset
 from eegbench.devices import resolve_device
-from eegbench.isolation import FittedAligner, MethodPlan, SubmissionSession, resolve_isolation
+from eegbench.isolation import FittedAligner, MethodPlan, SubmissionSession
 from eegbench.protocols import (
     ResponseCache,
     ResponsePipeline,
@@ -451,64 +451,3 @@ class _RunContext:
 
 def _l2(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-
-
-@dataclass
-class CheckReport:
-    """Outcome of :func:`check_submission`: the submission's run, the reference run, and timing."""
-
-    submission: Submission
-    result: RunResult
-    reference: RunResult | None
-    seconds: float
-    warnings: list[str]
-    isolation: str = "process"
-
-    def table(self) -> str:
-        from tabulate import tabulate
-
-        rows = []
-        for name, result in ((self.submission.id, self.result), ("final (reference)", self.reference)):
-            if result is None:
-                continue
-            summary = result.summary()
-            rows.append([name, result.layer_setting,
-                         *[f"{100 * summary['metrics'][m]['mean']:.1f} ± {100 * summary['metrics'][m]['sd_subjects']:.1f}"
-                           for m in result.task.metrics]])
-        chance = ["chance", "", *[f"{100 * self.result.task.chance[m]:g}" for m in self.result.task.metrics]]
-        headers = ["method", "layer", *[f"{m} (%)" for m in self.result.task.metrics]]
-        return tabulate([*rows, chance], headers, tablefmt="github", disable_numparse=True)
-
-
-def check_submission(submission: str | Path, task: str | Task = DEFAULT_TASK, *,
-                     subjects: Sequence[str | int] | None = None,
-                     hyperparameters: Mapping[str, Any] | None = None,
-                     results_dir: str | Path | None = None, isolation: str = "strongest") -> CheckReport:
-    """Validate a submission folder and run it on a synthetic task on CPU, beside ``final``.
-
-    Checks the metadata, then (in the method's worker, never in this process) its interface,
-    hyperparameters and requested layers, runs it with fresh results at the strongest isolation
-    level available here, runs (or reuses) the ``final`` reference on the same units, and returns
-    both. Raises a clear error at the first problem, including any failure of the method's code.
-    """
-    from eegbench._paths import cache_home
-
-    start = time.perf_counter()
-    loaded = load_submission(submission)
-    task = task if isinstance(task, Task) else load_task(task)
-    if task.dataset.name != "synthetic":
-        raise InvalidInputError("eegbench check runs on a synthetic task (it needs no download); "
-                                f"{task.id!r} uses {task.dataset.name!r}.")
-    root = Path(results_dir) if results_dir else cache_home() / "check-results"
-    common = {"subjects": subjects, "device": "cpu", "hyperparameters": hyperparameters,
-              "isolation": resolve_isolation(isolation)}
-    result = run(task, str(loaded.folder), results_dir=root / "submission", overwrite="always", **common)
-    reference = None if loaded.id == "final" else run(task, "final", results_dir=root / "reference", **common)
-    warnings = []
-    chance = task.chance["top1"]
-    if result.summary()["metrics"]["top1"]["mean"] <= 2 * chance:
-        warnings.append(f"mean top-1 is not clearly above chance ({100 * chance:g} %): check the method.")
-    seconds = time.perf_counter() - start
-    if seconds > 120:
-        warnings.append(f"the check took {seconds:.0f} s; CI expects under 2 minutes on 2 CPU cores.")
-    return CheckReport(loaded, result, reference, seconds, warnings, common["isolation"])

@@ -53,8 +53,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("stats",),
     # One configuration, end to end.
     ("runner",),
-    # Many runs: sweeps, re-runs of records, scaling and RSA analyses.
-    ("sweep", "reproduce", "analyses"),
+    # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission.
+    ("sweep", "reproduce", "analyses", "check"),
     ("leaderboard",),
     # The public Python API, then the command line over it.
     ("eegbench",),
