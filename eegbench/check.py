@@ -11,6 +11,7 @@ from typing import Any
 from eegbench._check import InvalidInputError
 from eegbench._paths import cache_home
 from eegbench.isolation import resolve_isolation
+from eegbench.plan import DatasetCache
 from eegbench.runner import DEFAULT_TASK, RunResult, run
 from eegbench.submissions import Submission, load_submission
 from eegbench.tasks import Task, load_task
@@ -67,8 +68,8 @@ def check_submission(submission: str | Path, task: str | Task = DEFAULT_TASK, *,
                                 f"{task.id!r} uses {task.dataset.name!r}.")
     root = Path(results_dir) if results_dir else cache_home() / "check-results"
     common = {"subjects": subjects, "device": "cpu", "hyperparameters": hyperparameters,
-              "isolation": resolve_isolation(isolation)}
-    result = run(task, str(loaded.folder), results_dir=root / "submission", overwrite="always", **common)
+              "isolation": resolve_isolation(isolation), "datasets": DatasetCache()}
+    result = run(task, loaded, results_dir=root / "submission", overwrite="always", **common)
     reference = None
     if loaded.id != task.reference_method:
         reference = run(task, task.reference_method, results_dir=root / "reference", **common)

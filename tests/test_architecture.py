@@ -51,6 +51,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("isolation", "_worker", "scoring"),
     # Statistics over result records.
     ("stats",),
+    # Resolving a configuration: task, dataset, backbone, method plan, units and their result keys.
+    ("plan",),
     # One configuration, end to end.
     ("runner",),
     # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission.
