@@ -34,7 +34,7 @@ def __getattr__(name: str) -> Any:
     if name == "run":
         from eegbench.runner import run as value
     elif name == "check_submission":
-        from eegbench.runner import check_submission as value
+        from eegbench.check import check_submission as value
     elif name == "load_task":
         from eegbench.tasks import load_task as value
     elif name == "list_tasks":

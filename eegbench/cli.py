@@ -462,16 +462,18 @@ def features_extract_cmd(
     The images are a folder (--images), a dataset (--dataset), or a task's dataset at the task's
     image size (--task), as `eegbench run` extracts them.
     """
-    from eegbench.data.images import image_sets
+    from eegbench.data.images import dataset_image_sets, image_sets
 
-    options, variant = None, None
     if task is not None:
         if dataset is not None or images is not None:
             raise InvalidInputError("--task already names the images; drop --dataset and --images.")
-        spec = eegbench.load_task(task)
-        dataset, options, variant = spec.dataset.name, spec.dataset.options, spec.dataset.variant
-        image_size = image_size or spec.features.image_size
-    sets = image_sets(images=images, dataset=dataset, data_root=data_root, options=options, variant=variant)
+        from eegbench.plan import resolve_task
+
+        resolved = resolve_task(task, backbone, data_root=data_root)
+        sets = dataset_image_sets(resolved.dataset)
+        image_size = image_size or resolved.task.features.image_size
+    else:
+        sets = image_sets(images=images, dataset=dataset, data_root=data_root)
     extracted = _extract_api()(backbone, _csv(layers) or [], sets, pooling=pooling, weights=weights, device=device,
                                image_size=image_size, batch_size=batch_size, num_workers=num_workers,
                                precision=precision)

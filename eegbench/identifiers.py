@@ -15,7 +15,7 @@ ID_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
 TASK_ID_PATTERN = r"^[a-z0-9][a-z0-9-]*$"
 #: subject labels, BIDS style (``sub-01``)
 SUBJECT_PATTERN = r"^sub-[A-Za-z0-9]+$"
-#: ``default``, or ``hp-`` and 10 hex digits of the overrides' hash (:func:`eegbench.runner.hyperparameter_tag`)
+#: ``default``, or ``hp-`` and 10 hex digits of the overrides' hash (:func:`eegbench.plan.hyperparameter_tag`)
 HP_TAG_PATTERN = r"^(default|hp-[0-9a-f]{10})$"
 #: a sha256 hex digest
 SHA256_PATTERN = r"^[0-9a-f]{64}$"

@@ -30,6 +30,7 @@ from tabulate import tabulate
 
 from eegbench._io import atomic_write_text
 from eegbench._plots import finish_axes, save_png, subplots
+from eegbench.metrics import metric as named_metric
 from eegbench.records import AnalysisRecord, ResultRecord
 from eegbench.reports import RecordedLayer
 from eegbench.results import ResultStore
@@ -171,7 +172,7 @@ def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
         for metric in metrics:
             row.per_subject[metric] = seed_averaged(mine, metric)
             row.summary[metric] = mean_sd(list(row.per_subject[metric].values()))
-            row.ci[metric] = hierarchical_bootstrap_ci(subject_trials(mine, int(metric[3:])))
+            row.ci[metric] = hierarchical_bootstrap_ci(subject_trials(mine, named_metric(metric).k))
         rows.append(row)
     rows.sort(key=lambda r: (-r.summary[main][0], r.entry.label, r.entry.backbone, r.entry.layer_setting))
     for row, tier in zip(rows, significance_tiers([r.per_subject[main] for r in rows])):

@@ -7,15 +7,23 @@ outputs identical embeddings scores exactly chance (a strict ">" rule would give
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
+
+from eegbench._check import InvalidInputError
+
+if TYPE_CHECKING:  # torch is imported where it computes, so that tasks and boards can name metrics without it
+    import torch
 
 
 def cosine_similarity(brain: np.ndarray | torch.Tensor, images: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``(n_brain, n_images)`` cosine similarities between two sets of embeddings."""
+    import torch
+
     a = torch.as_tensor(np.ascontiguousarray(brain), dtype=torch.float64)
     b = torch.as_tensor(np.ascontiguousarray(images), dtype=torch.float64)
     a = a / a.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -69,6 +77,8 @@ def retrieve(brain: np.ndarray | torch.Tensor, images: np.ndarray | torch.Tensor
         Gallery index of the true image of each trial; defaults to ``arange(n_trials)``
         (trial ``i`` saw gallery image ``i``).
     """
+    import torch
+
     sims = cosine_similarity(brain, images)
     n_trials, n_gallery = sims.shape
     targets = torch.arange(n_trials) if targets is None else torch.as_tensor(np.asarray(targets), dtype=torch.long)
@@ -83,3 +93,42 @@ def retrieve(brain: np.ndarray | torch.Tensor, images: np.ndarray | torch.Tensor
 def top_k_accuracy(brain: np.ndarray | torch.Tensor, images: np.ndarray | torch.Tensor, k: int = 1) -> float:
     """Top-``k`` accuracy of retrieving image ``i`` for brain response ``i``."""
     return retrieve(brain, images).top_k(k)
+
+
+_TOP_K = re.compile(r"top([1-9][0-9]*)")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A retrieval metric: ``top<k>`` accuracy (``k`` set) or the mean rank (``k`` None). Get one with :func:`metric`."""
+
+    name: str
+    k: int | None
+
+    @property
+    def higher_is_better(self) -> bool:
+        """Top-k accuracy is better higher, the mean rank lower."""
+        return self.k is not None
+
+    def score(self, result: RetrievalResult) -> float:
+        """This metric of one retrieval."""
+        return result.top_k(self.k) if self.k is not None else result.mean_rank
+
+    def selection_score(self, result: RetrievalResult) -> float:
+        """The score, negated where lower is better: for every metric higher is better (selection on validation)."""
+        value = self.score(result)
+        return value if self.higher_is_better else -value
+
+    def chance(self, n_gallery: int) -> float:
+        """The expected score of a random ranking of ``n_gallery`` images."""
+        return min(self.k, n_gallery) / n_gallery if self.k is not None else (n_gallery + 1) / 2
+
+
+def metric(name: str) -> Metric:
+    """The metric called ``name``: ``top1``, ``top5``... (``top<k>`` for any ``k`` >= 1) or ``mean_rank``."""
+    if name == "mean_rank":
+        return Metric(name, None)
+    match = _TOP_K.fullmatch(name) if isinstance(name, str) else None
+    if match is None:
+        raise InvalidInputError(f"Unknown metric {name!r}: metrics are top<k> (top1, top5...) and mean_rank.")
+    return Metric(name, int(match.group(1)))

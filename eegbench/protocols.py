@@ -13,7 +13,7 @@ validation split is a seeded, concept-disjoint subset of the training concepts.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,14 +42,21 @@ def task_subjects(task: Task, dataset: Dataset) -> list[str]:
     return [dataset.resolve_subject(s) for s in task.subjects]
 
 
-def plan_units(task: Task, dataset: Dataset, subjects: Sequence[str | int] | None = None,
-               seeds: Sequence[int] | None = None) -> list[Unit]:
-    """The units to run: every (evaluated subject, seed), optionally restricted to a subset."""
+def evaluated_subjects(task: Task, dataset: Dataset, subjects: Sequence[str | int] | None = None) -> list[str]:
+    """The task's subjects, or those of ``subjects`` (``3``, ``"sub-03"``...), which must be part of the task."""
     pool = task_subjects(task, dataset)
     chosen = pool if subjects is None else [dataset.resolve_subject(s) for s in subjects]
     outside = [s for s in chosen if s not in pool]
     if outside:
         raise InvalidInputError(f"Subjects {outside} are not part of task {task.id!r} (its subjects: {pool}).")
+    return chosen
+
+
+def plan_units(task: Task, dataset: Dataset, subjects: Sequence[str | int] | None = None,
+               seeds: Sequence[int] | None = None) -> list[Unit]:
+    """The units to run: every (evaluated subject, seed), optionally restricted to a subset."""
+    pool = task_subjects(task, dataset)
+    chosen = evaluated_subjects(task, dataset, subjects)
     seed_list = list(task.seeds) if seeds is None else list(seeds)
     if task.protocol == "inter" and len(pool) < 2:
         raise InvalidInputError(f"Task {task.id!r} is inter-subject but has only {len(pool)} subject.")
@@ -191,39 +198,39 @@ class PreparedResponses:
 class ResponseCache:
     """Preprocessed training responses, shared by the units that train on the same responses.
 
-    The units of one subject differ only in their seed, so (unless ``train_fraction`` subsamples
-    images per seed) they train on the same responses: preprocessing them once saves seconds per
-    unit at THINGS-EEG2 size, and the units then hold the very same arrays, which the trainer keeps
-    on the device once. :meth:`retain` bounds memory to the units at hand.
+    The units of one subject differ only in their seed, so (unless each seed keeps its own subset
+    of the training images, :func:`nested_training_images`) they train on the same responses:
+    preprocessing them once saves seconds per unit at THINGS-EEG2 size, and the units then hold the
+    very same arrays, which the trainer keeps on the device once. :meth:`retain` bounds memory to
+    the units at hand. One cache serves one run: its seeds keep the same subsets throughout.
     """
 
     def __init__(self) -> None:
         self._entries: dict[tuple, PreparedResponses] = {}
 
     @staticmethod
-    def key(unit: Unit, train_fraction: float) -> tuple:
-        return unit.train_subjects, train_fraction, (unit.seed if train_fraction != 1.0 else None)
+    def key(unit: Unit, kept: np.ndarray | None) -> tuple:
+        return unit.train_subjects, (unit.seed if kept is not None else None)
 
-    def retain(self, units: Sequence[Unit], train_fraction: float) -> None:
-        """Drop the entries none of ``units`` uses."""
-        keep = {self.key(unit, train_fraction) for unit in units}
+    def retain(self, units: Mapping[Unit, np.ndarray | None]) -> None:
+        """Drop the entries none of ``units`` (each with its kept training images) uses."""
+        keep = {self.key(unit, kept) for unit, kept in units.items()}
         self._entries = {k: v for k, v in self._entries.items() if k in keep}
 
-    def get(self, task: Task, dataset: Dataset, unit: Unit, train_fraction: float) -> PreparedResponses:
-        key = self.key(unit, train_fraction)
+    def get(self, task: Task, dataset: Dataset, unit: Unit, kept: np.ndarray | None) -> PreparedResponses:
+        key = self.key(unit, kept)
         if key not in self._entries:
-            self._entries[key] = prepare_responses(task, dataset, unit, train_fraction)
+            self._entries[key] = prepare_responses(task, dataset, unit, kept)
         return self._entries[key]
 
 
-def prepare_responses(task: Task, dataset: Dataset, unit: Unit, train_fraction: float = 1.0) -> PreparedResponses:
+def prepare_responses(task: Task, dataset: Dataset, unit: Unit, kept: np.ndarray | None = None) -> PreparedResponses:
     """The training subjects' responses of ``unit``: selected, averaged, z-scored and split.
 
-    With ``train_fraction < 1`` only the responses to :func:`nested_training_images` are kept
-    (normalisation statistics included), for data-scaling analyses.
+    With ``kept`` (a mask over training images, :func:`nested_training_images`) only the responses
+    to those images are kept (normalisation statistics included), for data-scaling analyses.
     """
     pipeline = ResponsePipeline(task, dataset.info)
-    kept = None if train_fraction == 1.0 else nested_training_images(task, dataset, train_fraction, unit.seed)
     parts, index, subjects = [], [], []
     for subject in unit.train_subjects:
         responses, image_index = pipeline.train(dataset.load_subject(subject).train)
@@ -250,16 +257,16 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 
 def training_data(task: Task, dataset: Dataset, unit: Unit, features: dict[str, np.ndarray],
-                  layers: Sequence[LayerRef], device: torch.device, train_fraction: float = 1.0,
+                  layers: Sequence[LayerRef], device: torch.device, kept: np.ndarray | None = None,
                   cache: ResponseCache | None = None) -> tuple[TrainingData, Normalizer]:
     """Build what the method sees for ``unit`` (no test data), and the fitted normaliser.
 
-    With ``train_fraction < 1`` only the responses to :func:`nested_training_images` are kept
-    (normalisation statistics included), for data-scaling analyses. With a ``cache``, units that
-    train on the same responses share one preprocessed copy.
+    With ``kept`` (a mask over training images, :func:`nested_training_images`) only the responses
+    to those images are kept (normalisation statistics included), for data-scaling analyses. With a
+    ``cache``, units that train on the same responses share one preprocessed copy.
     """
-    prepared = (cache.get(task, dataset, unit, train_fraction) if cache is not None
-                else prepare_responses(task, dataset, unit, train_fraction))
+    prepared = (cache.get(task, dataset, unit, kept) if cache is not None
+                else prepare_responses(task, dataset, unit, kept))
     data = TrainingData(
         train=prepared.train,
         val=prepared.val,

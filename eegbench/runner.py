@@ -19,16 +19,15 @@ from eegbench._check import InvalidInputError, check_option
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
-from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features, load_backbone
-from eegbench.data import Dataset, load_dataset
+from eegbench.backbones import DEFAULT_BACKBONE, Backbone, FeatureSet, LayerRef, get_backbone_spec, get_features
+from eegbench.data import Dataset
 from eegbench.devices import resolve_device
-from eegbench.isolation import FittedAligner, MethodPlan, SubmissionSession, resolve_isolation
+from eegbench.isolation import FittedAligner, MethodPlan, SubmissionSession
+from eegbench.plan import DatasetCache, ResolvedRun, resolve_run
 from eegbench.protocols import (
     ResponseCache,
     ResponsePipeline,
     Unit,
-    nested_training_images,
-    plan_units,
     test_responses,
     training_data,
 )
@@ -106,12 +105,7 @@ class RunResult:
         }
 
 
-def hyperparameter_tag(overrides: Mapping[str, Any]) -> str:
-    """The results-folder tag of a set of hyperparameter overrides: ``default``, or ``hp-`` and their hash."""
-    return "default" if not overrides else "hp-" + hash_json(dict(overrides))[:10]
-
-
-def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone: str = DEFAULT_BACKBONE,
+def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METHOD, backbone: str = DEFAULT_BACKBONE,
         layer: str | None = None, *, subjects: Sequence[str | int] | None = None,
         seeds: Sequence[int] | None = None, hyperparameters: Mapping[str, Any] | None = None,
         device: str = "auto", results_dir: str | Path = DEFAULT_RESULTS_DIR, overwrite: str = "missing",
@@ -119,15 +113,16 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         batch_units: int | None = None, on_error: str = "raise", max_attempts: int | None = None,
         wait: bool = True, worker: Worker | None = None,
         train_fraction: float = 1.0, test_repetitions: Sequence[int] | None = None,
-        isolation: str = "process", timeout: float | None = None, epochs: int | None = None) -> RunResult:
+        isolation: str = "process", timeout: float | None = None, epochs: int | None = None,
+        datasets: DatasetCache | None = None) -> RunResult:
     """Run a method on a task and write one result file per (subject, seed) unit.
 
     Parameters
     ----------
     task : str or Task
         Task id, task file path, or a :class:`Task`.
-    method : str
-        Submission id (``"final"``, ``"shallow"``...) or a submission folder.
+    method : str or Submission
+        Submission id (``"final"``, ``"shallow"``...), a submission folder, or a loaded submission.
     backbone : str
         Registered backbone name.
     layer : str, optional
@@ -179,39 +174,31 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
     timeout : float, optional
         Seconds one unit may take to fit (and one embedding call to run) before the method is
         stopped and the unit recorded as failed. Default: the task's ``limits.unit_seconds``.
+    datasets : DatasetCache, optional
+        Datasets already loaded, shared with other runs (of an analysis, a check or a sweep job).
     """
     started = time.perf_counter()
     overwrite = check_overwrite(overwrite)
     check_option("on_error", on_error, ON_ERROR_MODES)
     task = task if isinstance(task, Task) else load_task(task)
-    submission = load_submission(method)
-    if not submission.supports(task.id):
-        raise InvalidInputError(f"Method {submission.id!r} does not support task {task.id!r} "
-                                f"(it supports {submission.meta.tasks}).")
+    submission = method if isinstance(method, Submission) else load_submission(method)
     overrides = dict(hyperparameters or {}) | ({"epochs": epochs} if epochs is not None else {})
     device_t = resolve_device(device)
     store = ResultStore(results_dir)
     with SubmissionSession(submission, isolation=isolation, device=str(device_t),
                            timeout=timeout if timeout is not None else task.limits.unit_seconds) as session:
-        layout = load_backbone(backbone, pretrained=False, device="meta").layout()
-        plan = session.describe(task.training, overrides, layer, layout)  # before any heavy work
-        model = load_backbone(backbone, weights=weights, device=str(device_t)).at_size(task.features.image_size)
-        dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
-                               data_root=data_root)
-        task.check_chance(len(dataset.test_images))
-        nested_training_images(task, dataset, train_fraction, 0)  # validates the fraction before any work
-        repetitions = _check_repetitions(test_repetitions, dataset)
-        hp_tag = hyperparameter_tag(overrides)
-        units = plan_units(task, dataset, subjects, seeds)
-        keys = {u: UnitKey(task.id, task.version, submission.id, backbone, plan.layer_setting, hp_tag, u.subject,
-                           u.seed) for u in units}
+        resolved = resolve_run(task, submission, backbone, layer, overrides, planner=session, subjects=subjects,
+                               seeds=seeds, data_root=data_root, datasets=datasets, device=str(device_t),
+                               weights=weights, train_fraction=train_fraction)
+        repetitions = _check_repetitions(test_repetitions, resolved.dataset)
+        plan, units, keys = resolved.plan, resolved.units, resolved.keys
         existing = [u for u in units if store.exists(keys[u])]
         if overwrite == "never" and existing:
             raise InvalidInputError(
                 f"{len(existing)} requested units already have result files (e.g. {store.path(keys[existing[0]])}); "
                 "use --overwrite missing to keep them or --overwrite always to recompute them."
             )
-        todo = units if overwrite == "always" else [u for u in units if u not in existing]
+        todo = list(units) if overwrite == "always" else [u for u in units if u not in existing]
         exhausted = []
         if max_attempts is not None:
             exhausted = [u for u in todo if (failure := store.failure(keys[u])) and failure.attempts >= max_attempts]
@@ -220,9 +207,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
                     task.id, task.version, submission.id, backbone, plan.layer_setting, len(units), len(todo),
                     session.isolation)
 
-        context = _RunContext(task, dataset, submission, session, plan, layer, model, hp_tag, device_t, store,
-                              keys, worker or Worker.here(), train_fraction=train_fraction,
-                              test_repetitions=repetitions, overrides=overrides)
+        context = _RunContext(resolved, session, device_t, store, worker or Worker.here(), test_repetitions=repetitions)
         failed, busy = [], []
         if todo:
             with UnitClaims(store, context.worker) as claims:
@@ -246,7 +231,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str = DEFAULT_METHOD, backbone:
         logger.warning("%d units were skipped: they failed %d times already (see %s).", len(exhausted),
                        max_attempts, store.failure_path(keys[exhausted[0]]))
     logger.info("Done in %.1f s.", time.perf_counter() - started)
-    return RunResult(task, submission.id, backbone, plan.layer_setting, hp_tag, plan.hyperparameters,
+    return RunResult(task, submission.id, backbone, plan.layer_setting, resolved.hp_tag, plan.hyperparameters,
                      records, context.computed, len(records) - context.computed, Path(results_dir), stale,
                      [keys[u] for u in [*exhausted, *failed]], [keys[u] for u in busy])
 
@@ -280,24 +265,56 @@ def _batches(units: list[Unit], dataset: Dataset, batch_units: int | None,
 
 @dataclass
 class _RunContext:
-    task: Task
-    dataset: Dataset
-    submission: Submission
+    resolved: ResolvedRun
     session: SubmissionSession
-    plan: MethodPlan
-    layer_request: str | None
-    backbone: Any
-    hp_tag: str
     device: torch.device
     store: ResultStore
-    keys: dict[Unit, UnitKey]
     worker: Worker
     features: dict[str, FeatureSet] = field(default_factory=dict)
     responses: ResponseCache = field(default_factory=ResponseCache)  # the seeds of a subject share them
     computed: int = 0
-    train_fraction: float = 1.0
     test_repetitions: tuple[int, ...] = ()
-    overrides: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def task(self) -> Task:
+        return self.resolved.task
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.resolved.dataset
+
+    @property
+    def submission(self) -> Submission:
+        return self.resolved.submission
+
+    @property
+    def plan(self) -> MethodPlan:
+        return self.resolved.plan
+
+    @property
+    def layer_request(self) -> str | None:
+        return self.resolved.layer
+
+    @property
+    def backbone(self) -> Backbone:
+        """The backbone with its weights (a run resolves with a device)."""
+        return self.resolved.model
+
+    @property
+    def hp_tag(self) -> str:
+        return self.resolved.hp_tag
+
+    @property
+    def keys(self) -> Mapping[Unit, UnitKey]:
+        return self.resolved.keys
+
+    @property
+    def train_fraction(self) -> float:
+        return self.resolved.train_fraction
+
+    @property
+    def overrides(self) -> Mapping[str, Any]:
+        return self.resolved.overrides
 
     @property
     def refs(self) -> list[LayerRef]:
@@ -382,9 +399,10 @@ class _RunContext:
         train_features = self.features["train"].arrays
         if self.task.features.normalization == "l2":
             train_features = {k: _l2(v) for k, v in train_features.items()}
-        self.responses.retain(units, self.train_fraction)
-        prepared = [training_data(self.task, self.dataset, u, train_features, self.refs, self.device,
-                                  self.train_fraction, cache=self.responses) for u in units]
+        kept = {u: self.resolved.training_images[u] for u in units}
+        self.responses.retain(kept)
+        prepared = [training_data(self.task, self.dataset, u, train_features, self.refs, self.device, kept[u],
+                                  cache=self.responses) for u in units]
         start = time.perf_counter()
         aligners = self.session.fit(self.task.training, self.overrides, self.layer_request,
                                     [data for data, _ in prepared])
@@ -441,7 +459,7 @@ class _RunContext:
                         time_window=task.time_window, main_score=task.main_score,
                         reference_method=task.reference_method)
         if self.train_fraction != 1.0:
-            kept = nested_training_images(task, self.dataset, self.train_fraction, unit.seed)
+            kept = self.resolved.training_images[unit]
             info = info.model_copy(update={"train_fraction": self.train_fraction, "n_train_images": int(kept.sum())})
         return info
 
@@ -464,64 +482,3 @@ class _RunContext:
 
 def _l2(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
-
-
-@dataclass
-class CheckReport:
-    """Outcome of :func:`check_submission`: the submission's run, the reference run, and timing."""
-
-    submission: Submission
-    result: RunResult
-    reference: RunResult | None
-    seconds: float
-    warnings: list[str]
-    isolation: str = "process"
-
-    def table(self) -> str:
-        from tabulate import tabulate
-
-        rows = []
-        for name, result in ((self.submission.id, self.result), ("final (reference)", self.reference)):
-            if result is None:
-                continue
-            summary = result.summary()
-            rows.append([name, result.layer_setting,
-                         *[f"{100 * summary['metrics'][m]['mean']:.1f} ± {100 * summary['metrics'][m]['sd_subjects']:.1f}"
-                           for m in result.task.metrics]])
-        chance = ["chance", "", *[f"{100 * self.result.task.chance[m]:g}" for m in self.result.task.metrics]]
-        headers = ["method", "layer", *[f"{m} (%)" for m in self.result.task.metrics]]
-        return tabulate([*rows, chance], headers, tablefmt="github", disable_numparse=True)
-
-
-def check_submission(submission: str | Path, task: str | Task = DEFAULT_TASK, *,
-                     subjects: Sequence[str | int] | None = None,
-                     hyperparameters: Mapping[str, Any] | None = None,
-                     results_dir: str | Path | None = None, isolation: str = "strongest") -> CheckReport:
-    """Validate a submission folder and run it on a synthetic task on CPU, beside ``final``.
-
-    Checks the metadata, then (in the method's worker, never in this process) its interface,
-    hyperparameters and requested layers, runs it with fresh results at the strongest isolation
-    level available here, runs (or reuses) the ``final`` reference on the same units, and returns
-    both. Raises a clear error at the first problem, including any failure of the method's code.
-    """
-    from eegbench._paths import cache_home
-
-    start = time.perf_counter()
-    loaded = load_submission(submission)
-    task = task if isinstance(task, Task) else load_task(task)
-    if task.dataset.name != "synthetic":
-        raise InvalidInputError("eegbench check runs on a synthetic task (it needs no download); "
-                                f"{task.id!r} uses {task.dataset.name!r}.")
-    root = Path(results_dir) if results_dir else cache_home() / "check-results"
-    common = {"subjects": subjects, "device": "cpu", "hyperparameters": hyperparameters,
-              "isolation": resolve_isolation(isolation)}
-    result = run(task, str(loaded.folder), results_dir=root / "submission", overwrite="always", **common)
-    reference = None if loaded.id == "final" else run(task, "final", results_dir=root / "reference", **common)
-    warnings = []
-    chance = task.chance["top1"]
-    if result.summary()["metrics"]["top1"]["mean"] <= 2 * chance:
-        warnings.append(f"mean top-1 is not clearly above chance ({100 * chance:g} %): check the method.")
-    seconds = time.perf_counter() - start
-    if seconds > 120:
-        warnings.append(f"the check took {seconds:.0f} s; CI expects under 2 minutes on 2 CPU cores.")
-    return CheckReport(loaded, result, reference, seconds, warnings, common["isolation"])

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eegbench.isolation import FittedAligner, SubmissionSession
-from eegbench.metrics import RetrievalResult, retrieve
+from eegbench.metrics import RetrievalResult, metric, retrieve
 from eegbench.errors import InvalidInputError, TransductiveMethodError
 
 #: largest accepted distance between the unit-normalised embeddings of a row embedded in two
@@ -126,6 +126,6 @@ def _directions(embedded: np.ndarray) -> np.ndarray:
 
 def metric_scores(result: RetrievalResult, metrics: Sequence[str]) -> dict[str, float]:
     """The task's metrics (``top1``, ``top5``...) and the mean rank of one retrieval."""
-    scores = {m: round(result.top_k(int(m[3:])), 6) for m in metrics}
+    scores = {m: round(metric(m).score(result), 6) for m in metrics}
     scores["mean_rank"] = round(result.mean_rank, 4)
     return scores

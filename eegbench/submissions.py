@@ -350,12 +350,10 @@ def score_on_validation(aligner: Aligner, data: TrainingData, metric: str | None
     own image. ``metric`` (default: the task's) is ``"top1"``, ``"top5"`` or ``"mean_rank"``
     (returned negated, so that higher is better for every metric).
     """
-    from eegbench.metrics import retrieve
+    from eegbench.metrics import metric as named_metric, retrieve
 
     metric = metric or data.validation_metric
     gallery, targets = np.unique(data.val.image_index, return_inverse=True)
     features = {key: array[gallery] for key, array in data.features.items()}
     result = retrieve(aligner.embed_brain(data.val.responses), aligner.embed_images(features), targets)
-    if metric == "mean_rank":
-        return -result.mean_rank
-    return result.top_k(int(metric[3:]))
+    return named_metric(metric).selection_score(result)

@@ -35,6 +35,7 @@ A sweep file (``sweeps/*.yaml``)::
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -45,7 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -57,6 +58,9 @@ from eegbench.backbones import DEFAULT_BACKBONE
 from eegbench.registry import Registry
 from eegbench.records import UnitKey
 from eegbench.results import ResultStore, UnitStatus, Worker
+
+if TYPE_CHECKING:  # the resolver (and torch with it) is imported where a sweep plans or runs
+    from eegbench.plan import DatasetCache
 
 #: sweep folders (job files, logs) live inside the results folder, which every job can reach
 SWEEPS_FOLDER = ".sweeps"
@@ -231,13 +235,16 @@ class SweepJob:
         return sum(len(item.keys) for item in self.items)
 
     def __call__(self, advance: Callable[[int], None] | None = None) -> JobReport:
+        from eegbench.plan import DatasetCache
+
         worker = _submitit_worker() or Worker.here(log=str(self.log) if self.log else None)
         store = ResultStore(self.results_dir)
         report = JobReport(self.index)
+        datasets = DatasetCache()  # the job's configurations share their dataset
         if any(store.status(key).state in ("todo", "failed") for item in self.items for key in item.keys):
-            self._extract_features()
+            self._extract_features(datasets)
         for item in self.items:
-            self._run_item(item, store, worker, report)
+            self._run_item(item, store, worker, report, datasets)
             if advance is not None:
                 advance(len(item.keys))
         logger.info("Job %d: %d computed, %d already done, %d failed, %d left to other jobs.", self.index,
@@ -250,35 +257,27 @@ class SweepJob:
 
         return DelayedSubmission(self, *args, **kwargs)
 
-    def _extract_features(self) -> None:
+    def _extract_features(self, datasets: DatasetCache) -> None:
         """Features of every layer the job's configurations need, in one pass, into the cache."""
-        from eegbench.backbones import get_features, load_backbone
-        from eegbench.data import load_dataset
+        from eegbench.backbones import get_features
         from eegbench.isolation import MethodPlanner
-        from eegbench.devices import resolve_device
-        from eegbench.submissions import load_submission
-        from eegbench.tasks import load_task
+        from eegbench.plan import resolve_run
 
-        first = self.items[0].config
         try:
-            task = load_task(first.task)
-            model = load_backbone(first.backbone, device=str(resolve_device(self.device)))
-            model = model.at_size(task.features.image_size)
-            refs = {}
             with MethodPlanner() as planner:
-                for item in self.items:
-                    config = item.config
-                    plan = planner.describe(load_submission(config.method), load_task(config.task).training,
-                                            config.hyperparameters, config.layer, model.layout())
-                    refs.update({ref.key: ref for ref in plan.layers})
-            dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
-                                   data_root=self.data_root)
-            for images in (dataset.train_images, dataset.test_images):
-                get_features(model, dataset.image_root, images.files, list(refs.values()))
+                resolved = [resolve_run(item.config.task, item.config.method, item.config.backbone, item.config.layer,
+                                        item.config.hyperparameters, planner=planner, subjects=item.subjects,
+                                        seeds=item.config.seeds, data_root=self.data_root, datasets=datasets,
+                                        device=self.device) for item in self.items]
+            refs = {ref.key: ref for configuration in resolved for ref in configuration.plan.layers}
+            first = resolved[0]  # the job's configurations share dataset, image size and backbone
+            for images in (first.dataset.train_images, first.dataset.test_images):
+                get_features(first.model, first.dataset.image_root, images.files, list(refs.values()))
         except Exception as error:  # each run below records the error for its own units
             logger.error("Job %d: extracting features failed (%s: %s).", self.index, type(error).__name__, error)
 
-    def _run_item(self, item: JobItem, store: ResultStore, worker: Worker, report: JobReport) -> None:
+    def _run_item(self, item: JobItem, store: ResultStore, worker: Worker, report: JobReport,
+                  datasets: DatasetCache) -> None:
         """Run one configuration, retrying its failed units until they succeed or reach the limit."""
         from eegbench.runner import run
 
@@ -290,7 +289,8 @@ class SweepJob:
                              subjects=list(item.subjects), seeds=config.seeds,
                              hyperparameters=config.hyperparameters, device=self.device,
                              results_dir=self.results_dir, data_root=self.data_root, batch_units=self.batch_units,
-                             on_error="record", max_attempts=self.max_attempts, wait=False, worker=worker)
+                             on_error="record", max_attempts=self.max_attempts, wait=False, worker=worker,
+                             datasets=datasets)
                 failed, elsewhere = result.failed, result.elsewhere
                 report.computed += result.computed
             except Exception as error:  # the configuration itself failed: backbone, data, method import...
@@ -453,13 +453,13 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
     layers are resolved on a backbone built without weights on PyTorch's ``meta`` device.
     """
     from eegbench.isolation import MethodPlanner
-    from eegbench.protocols import plan_units
-    from eegbench.runner import hyperparameter_tag
+    from eegbench.plan import DatasetCache, resolve_run
     from eegbench.submissions import load_submission
     from eegbench.tasks import load_task
 
     store = ResultStore(spec.results_dir)
-    cache = _PlanningCache(spec.data_root)
+    datasets = DatasetCache()
+    task_named, submission_named = functools.cache(load_task), functools.cache(load_submission)
     configs: dict[UnitKey, PlannedConfig] = {}
     seen: set[UnitKey] = set()
     with progress("Planning", total=sum(_grid_size(grid) for grid in spec.grids)) as advance, \
@@ -468,25 +468,20 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
             for task_name, method_name, backbone, layer, hp in itertools.product(
                     grid.tasks, grid.methods, grid.backbones, grid.layers, _hp_product(grid.hp)):
                 advance(1)
-                task = cache.get(load_task, task_name)
-                submission = cache.get(load_submission, method_name)
-                if not submission.supports(task.id):
-                    raise InvalidInputError(
-                        f"Grid {number}: method {submission.id!r} does not support task {task.id!r} (it supports "
-                        f"{submission.meta.tasks}); put them in separate grids.")
-                plan = planner.describe(submission, task.training, hp, layer, cache.layout_backbone(backbone).layout())
-                layer = layer if plan.accepts_layer else None  # swept layers apply to methods that take one
-                layer_setting = plan.layer_setting
-                dataset = cache.dataset(task)
-                units = plan_units(task, dataset, grid.subjects, grid.seeds)
-                keys = [UnitKey(task.id, task.version, submission.id, backbone, layer_setting, hyperparameter_tag(hp),
-                                unit.subject, unit.seed) for unit in units]
-                keys = [key for key in keys if key not in seen]  # the same unit from another grid
+                try:
+                    resolved = resolve_run(task_named(task_name), submission_named(method_name),
+                                           backbone, layer, hp, planner=planner, subjects=grid.subjects,
+                                           seeds=grid.seeds, data_root=spec.data_root, datasets=datasets)
+                except InvalidInputError as error:
+                    raise type(error)(f"Grid {number}: {error}") from None
+                keys = [key for key in resolved.keys.values() if key not in seen]  # the same unit from another grid
                 if not keys:
                     continue
                 seen.update(keys)
-                config = RunConfig(_stable_path(task_name), _stable_path(method_name), backbone, layer, hp,
+                # swept layers apply to methods that take one (the resolved layer is None for the others)
+                config = RunConfig(_stable_path(task_name), _stable_path(method_name), backbone, resolved.layer, hp,
                                    tuple(grid.seeds) if grid.seeds is not None else None)
+                task = resolved.task
                 group = f"{task.dataset.name}{'/' + task.dataset.variant if task.dataset.variant else ''} " \
                         f"{hash_json(task.dataset.options)[:6]} @{task.features.image_size or 'native'}px | {backbone}"
                 configs[keys[0]] = PlannedConfig(config, group, keys, {key: store.status(key) for key in keys})
@@ -507,42 +502,6 @@ def _stable_path(name: str) -> str:
     """A task file or submission folder as an absolute path (jobs may start elsewhere); ids as they are."""
     path = Path(name)
     return str(path.resolve()) if ("/" in name or name.endswith((".yaml", ".yml"))) and path.exists() else name
-
-
-class _PlanningCache:
-    """Tasks, submissions, datasets and weightless backbones, each loaded once while planning."""
-
-    def __init__(self, data_root: Path | None) -> None:
-        self.data_root = data_root
-        self._items: dict[tuple, Any] = {}
-
-    def get(self, loader: Callable[[str], Any], name: str) -> Any:
-        key = (loader.__name__, name)
-        if key not in self._items:
-            self._items[key] = loader(name)
-        return self._items[key]
-
-    def dataset(self, task: Any) -> Any:
-        from eegbench.data import load_dataset
-
-        spec = task.dataset
-        key = ("dataset", hash_json(spec.model_dump(mode="json")))
-        if key not in self._items:
-            self._items[key] = load_dataset(spec.name, options=spec.options, variant=spec.variant,
-                                            data_root=self.data_root)
-        return self._items[key]
-
-    def layout_backbone(self, name: str) -> Any:
-        """The backbone's architecture without weights (on the meta device: no memory, no download)."""
-        import torch
-
-        from eegbench.backbones import load_backbone
-
-        key = ("backbone", name)
-        if key not in self._items:
-            with torch.device("meta"):
-                self._items[key] = load_backbone(name, pretrained=False, device="meta")
-        return self._items[key]
 
 
 def _pack_jobs(spec: SweepSpec, configs: list[PlannedConfig], retry_failed: bool) -> list[SweepJob]:

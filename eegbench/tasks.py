@@ -18,6 +18,7 @@ from eegbench._check import InvalidInputError, describe_validation_error, unknow
 from eegbench._io import hash_json, read_yaml_mapping
 from eegbench._paths import task_dirs
 from eegbench.identifiers import ID_PATTERN
+from eegbench.metrics import metric as named_metric
 
 _STRICT = ConfigDict(extra="forbid", frozen=True)
 
@@ -136,8 +137,7 @@ class Task(BaseModel):
     def check_chance(self, n_gallery: int) -> None:
         """Fail if the declared chance levels disagree with a gallery of ``n_gallery`` images."""
         for metric in self.metrics:
-            k = int(metric[3:])
-            expected = min(k, n_gallery) / n_gallery
+            expected = named_metric(metric).chance(n_gallery)
             if abs(self.chance[metric] - expected) > 1e-9:
                 raise InvalidInputError(
                     f"Task {self.id!r} declares chance {metric} = {self.chance[metric]}, but its gallery "

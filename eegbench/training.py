@@ -33,7 +33,7 @@ from eegbench.provenance import compile_requested
 from eegbench._progress import logger, progress
 from eegbench.backbones.base import LayerRef
 from eegbench.encoders import StackedLinear, count_parameters, encoders
-from eegbench.metrics import retrieve
+from eegbench.metrics import metric, retrieve
 from eegbench.reports import AlignerReport, LayerUse
 from eegbench.submissions import Aligner, Split, TrainingData
 
@@ -388,7 +388,7 @@ def _track_best(model: AlignmentStack, problems: Sequence[ContrastiveProblem], v
         gallery, targets = np.unique(val.image_index, return_inverse=True)
         result = retrieve(member.embed_brain(val.brain), member.embed_images([t[gallery] for t in val.targets]),
                           targets)
-        score = -result.mean_rank if val.metric == "mean_rank" else result.top_k(int(val.metric[3:]))
+        score = metric(val.metric).selection_score(result)
         val_history[epoch, k] = score
         if score > val_history[:epoch, k].max(initial=-np.inf):
             _copy_member(current, best_state, k)

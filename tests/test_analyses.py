@@ -11,6 +11,7 @@ from scipy.spatial.distance import pdist
 from typer.testing import CliRunner
 
 from eegbench._check import InvalidInputError, MissingDataError
+from eegbench import plan
 from eegbench.analyses import RSAResult, backbone_scaling, data_scaling
 from eegbench.analyses.rsa import compare_spearman
 from eegbench.backbones import BackboneSpec
@@ -164,6 +165,15 @@ def test_data_scaling_records_stay_out_of_the_main_tables(scaling, store):
     unit = next(runs.records())
     assert unit.task.train_fraction == 0.125 and unit.task.n_train_images == 50
     assert set(unit.test_repetitions) == {1, 8, 40}
+
+
+def test_data_scaling_loads_its_dataset_once_for_every_run(scaling, store, monkeypatch):
+    loads = []
+    original = plan.load_dataset
+    monkeypatch.setattr(plan, "load_dataset", lambda *args, **kwargs: loads.append(args) or original(*args, **kwargs))
+    again = data_scaling(tiny_task(), "ridge", layer="blocks.3", fractions=FRACTIONS, repetitions=REPETITIONS,
+                         device="cpu", results_dir=store)
+    assert loads == [("synthetic",)] and again.record.results == scaling.record.results
 
 
 def test_scaling_data_cli_reuses_finished_runs(scaling, store, task_file, tmp_path):

@@ -48,10 +48,12 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("isolation", "_worker", "scoring"),
     # Statistics over result records.
     ("stats",),
+    # Resolving a configuration: task, dataset, backbone, method plan, units and their result keys.
+    ("plan",),
     # One configuration, end to end.
     ("runner",),
-    # Many runs: sweeps, re-runs of records, scaling and RSA analyses.
-    ("sweep", "reproduction", "analyses"),
+    # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission.
+    ("sweep", "reproduction", "analyses", "check"),
     ("leaderboard",),
     # The public Python API, then the command line over it.
     ("eegbench",),

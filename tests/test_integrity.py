@@ -150,7 +150,7 @@ def test_fit_cannot_reach_the_harness_state_or_test_data(tmp_path):
                     frame = frame.f_back
                 kinds = {type(o).__name__ for o in gc.get_objects()}
                 harness = sorted(kinds & {"_RunContext", "Dataset", "FeatureSet", "ResultStore", "HiddenScorer",
-                                          "SubmissionSession", "ResponseCache"})
+                                          "SubmissionSession", "ResponseCache", "ResolvedRun", "DatasetCache"})
                 write_probe(frame_names=sorted(names), harness_objects=harness,
                             runner_loaded="eegbench.runner" in sys.modules, pid=os.getpid())
                 return fit_linear(data)

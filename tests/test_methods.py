@@ -5,7 +5,8 @@ import pytest
 from typer.testing import CliRunner
 
 from eegbench.cli import app
-from eegbench.runner import check_submission, run
+from eegbench.check import check_submission
+from eegbench.runner import run
 from eegbench.submissions import import_method, list_submissions, load_submission
 from helpers import tiny_task
 

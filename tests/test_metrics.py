@@ -3,7 +3,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegbench.metrics import cosine_similarity, retrieve, top_k_accuracy
+from eegbench.errors import InvalidInputError
+from eegbench.metrics import cosine_similarity, metric, retrieve, top_k_accuracy
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "nice_clip_vitl14"
 
@@ -61,3 +62,23 @@ def test_real_clip_centroid_retrieval():
     assert result.n_gallery == 200
     assert 0.85 < result.top_k(1) < 1.0  # the fixture's README measured 92.5 %
     assert result.top_k(5) > result.top_k(1)
+
+
+def test_metrics_by_name_score_rank_and_know_their_chance():
+    brain = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    gallery = np.array([[1.0, 0.1], [1.0, 0.0], [0.0, 1.0]])
+    result = retrieve(brain, gallery)
+    top2, rank = metric("top2"), metric("mean_rank")
+    assert (top2.k, top2.higher_is_better, rank.k, rank.higher_is_better) == (2, True, None, False)
+    assert top2.score(result) == top2.selection_score(result) == result.top_k(2)
+    assert rank.score(result) == result.mean_rank and rank.selection_score(result) == -result.mean_rank
+    assert (metric("top1").chance(200), metric("top5").chance(200), metric("top5").chance(3)) == (0.005, 0.025, 1.0)
+    constant = retrieve(np.ones((9, 2)), np.ones((9, 2)))  # identical embeddings score exactly chance
+    assert [m.score(constant) for m in (metric("top1"), metric("top5"), rank)] == pytest.approx(
+        [m.chance(9) for m in (metric("top1"), metric("top5"), rank)])
+
+
+@pytest.mark.parametrize("name", ["top0", "top05", "top", "top-1", "Top1", "accuracy", "mean rank", 5])
+def test_unknown_metric_names_are_refused(name):
+    with pytest.raises(InvalidInputError, match=r"Unknown metric .*: metrics are top<k> \(top1, top5...\) and mean_rank"):
+        metric(name)

@@ -1,8 +1,13 @@
+import json
+from pathlib import Path
+
 import pytest
 import yaml
 
 from eegbench._check import InvalidInputError, UnknownNameError
 from eegbench.tasks import list_tasks, load_task, task_path
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", list_tasks())
@@ -81,3 +86,47 @@ def test_overrides_merge_dataset_options():
     task = load_task("synthetic-intra").with_overrides(dataset_options={"n_subjects": 2}, seeds=[3])
     assert task.dataset.options == {"planted_layer": "blocks.3", "n_subjects": 2}
     assert task.seeds == [3]
+
+
+#: content hashes of the committed tasks: results record them, so a schema change must leave them as they are
+COMMITTED_HASHES = {
+    "synthetic-inter": "fc5683fed1dcd0b6b2f149715f02ebdfb37e99df64710097cbf54e548e0b330e",
+    "synthetic-intra": "1ffb8e202d5688fc942c194f57e3990fa1f588de4f1f9b5c8294b44448f3a0ca",
+    "things-eeg-inter": "c7653af567b471a4f381c8e5b74341ce64cc0fcc609e9399b1fde77b4ec4513e",
+    "things-eeg-intra": "8414984ad37cbbaff3716f59ec532ebf59d3c76545d8dbc1efe8f1114dac3e5f",
+    "things-meg-inter": "6689fd8de3790018e6f1e954d9a18a314f60173b459da6f90094bd5aa3d0f439",
+    "things-meg-intra": "3a5229ec8dac22ea619b367fe5395df4f556841bb74d4b46b2921f87e7613815",
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMMITTED_HASHES))
+def test_committed_task_hashes_are_unchanged(name):
+    assert load_task(name).content_hash == COMMITTED_HASHES[name]
+
+
+def test_committed_results_match_their_task_hash():
+    for path in sorted((REPO / "leaderboard" / "results").rglob("*.json")):
+        recorded = json.loads(path.read_text())["task"]
+        task = load_task(recorded["id"])
+        if task.version == recorded["version"]:
+            assert recorded["hash"] == task.content_hash, path
+
+
+def test_main_score_and_reference_method_enter_the_hash_only_when_set(tmp_path):
+    task = load_task("synthetic-intra")
+    assert (task.main_score, task.reference_method) == ("top1", "final")
+    assert task.with_overrides(main_score="top1", reference_method="final").content_hash == task.content_hash
+    changed = {task.with_overrides(main_score="top5").content_hash,
+               task.with_overrides(reference_method="shallow").content_hash}
+    assert len(changed) == 2 and task.content_hash not in changed
+    assert load_task(_write(tmp_path, main_score="top5")).main_score == "top5"
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"main_score": "top5", "metrics": ["top1"]}, r"main_score must be one of the task's metrics \['top1'\]"),
+    ({"main_score": "mean_rank"}, r"main_score: Input should be 'top1' or 'top5'"),
+    ({"reference_method": "../final"}, r"reference_method: String should match pattern"),
+])
+def test_main_score_and_reference_method_are_validated(tmp_path, changes, message):
+    with pytest.raises(InvalidInputError, match=message):
+        load_task(_write(tmp_path, **changes))

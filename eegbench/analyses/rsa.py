@@ -33,14 +33,14 @@ from eegbench._check import InvalidInputError
 from eegbench._plots import finish_axes, save_png, subplots
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
-from eegbench.backbones import DEFAULT_BACKBONE, LayerRef, get_features, load_backbone
-from eegbench.data import load_dataset
-from eegbench.protocols import Normalizer, ResponsePipeline, task_subjects
+from eegbench.backbones import DEFAULT_BACKBONE, LayerRef, get_features
+from eegbench.plan import backbone_layout, resolve_task
+from eegbench.protocols import Normalizer, ResponsePipeline
 from eegbench.provenance import environment, now
 from eegbench.records import AnalysisRecord
 from eegbench.results import ResultStore
 from eegbench.stats import paired_spearman, rsa_permutation_test, split_half_noise_ceiling
-from eegbench.tasks import Task, load_task
+from eegbench.tasks import Task
 
 
 def _rsatoolbox():
@@ -182,17 +182,11 @@ def rsa(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, layers: Sequence[
     if n_permutations < 1 or n_splits < 1:
         raise InvalidInputError(f"n_permutations and n_splits must be at least 1, got {n_permutations} and "
                                 f"{n_splits}.")
-    task = task if isinstance(task, Task) else load_task(task)
     device_t = resolve_device(device)
-    model = load_backbone(backbone, weights=weights, device=str(device_t)).at_size(task.features.image_size)
-    refs: list[LayerRef] = model.resolve_layers(["all"] if layers is None else list(layers))
-    dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
-                           data_root=data_root)
-    pool = task_subjects(task, dataset)
-    chosen = pool if subjects is None else [dataset.resolve_subject(s) for s in subjects]
-    outside = [s for s in chosen if s not in pool]
-    if outside:
-        raise InvalidInputError(f"Subjects {outside} are not part of task {task.id!r} (its subjects: {pool}).")
+    refs: list[LayerRef] = backbone_layout(backbone).resolve_layers(["all"] if layers is None else list(layers))
+    resolved = resolve_task(task, backbone, subjects=subjects, data_root=data_root, device=str(device_t),
+                            weights=weights)
+    task, dataset, model, chosen = resolved.task, resolved.dataset, resolved.model, list(resolved.subjects)
     features = get_features(model, dataset.image_root, dataset.test_images.files, refs)
     models = model_rdms([features[ref.key] for ref in refs])
     pipeline = ResponsePipeline(task, dataset.info)

@@ -29,13 +29,13 @@ from eegbench._plots import finish_axes, save_png, subplots
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench.backbones import DEFAULT_BACKBONE, get_backbone_spec
-from eegbench.data import load_dataset
+from eegbench.plan import DatasetCache, resolve_task
 from eegbench.protocols import nested_training_images
 from eegbench.provenance import environment, now
 from eegbench.records import AnalysisRecord, ResultRecord, analysis_folder
 from eegbench.results import ResultStore
 from eegbench.stats import LogLinearFit, loglinear_fit, mean_sd, pearson, seed_averaged
-from eegbench.tasks import Task, load_task
+from eegbench.tasks import Task
 
 DEFAULT_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 #: layer kinds (:attr:`eegbench.records.ResultRecord.layer_kind`) compared by backbone scaling, and their names
@@ -201,12 +201,12 @@ def data_scaling(task: str | Task, method: str, backbone: str = DEFAULT_BACKBONE
     """
     from eegbench.runner import run
 
-    task = task if isinstance(task, Task) else load_task(task)
     fractions = sorted(set(DEFAULT_FRACTIONS if fractions is None else (float(f) for f in fractions)))
     if not fractions or fractions[0] <= 0 or fractions[-1] > 1:
         raise InvalidInputError(f"Training fractions must be in (0, 1], got {fractions}.")
-    dataset = load_dataset(task.dataset.name, options=task.dataset.options, variant=task.dataset.variant,
-                           data_root=data_root)
+    datasets = DatasetCache()  # loaded once, for this function and every run
+    resolved = resolve_task(task, backbone, subjects=subjects, data_root=data_root, datasets=datasets)
+    task, dataset = resolved.task, resolved.dataset
     available = dataset.load_subject(dataset.subjects[0]).test.shape[1]
     repetitions = repetition_counts(available) if repetitions is None else sorted({int(n) for n in repetitions})
     store = ResultStore(results_dir)
@@ -219,7 +219,7 @@ def data_scaling(task: str | Task, method: str, backbone: str = DEFAULT_BACKBONE
                             hyperparameters=hyperparameters, device=device,
                             results_dir=runs_root / f"fraction-{fraction:g}", overwrite=overwrite,
                             data_root=data_root, weights=weights, train_fraction=fraction,
-                            test_repetitions=repetitions))
+                            test_repetitions=repetitions, datasets=datasets))
             advance(1)
     seed = runs[0].records[0].seed
     amounts = [int(nested_training_images(task, dataset, f, seed).sum()) for f in fractions]

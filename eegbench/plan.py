@@ -1,0 +1,177 @@
+"""Resolving a configuration: what one (task, method, backbone, layer, hyperparameters) run computes.
+
+:func:`resolve_task` and :func:`resolve_run` are the one place where a configuration becomes its
+task, dataset, backbone model at the task's image size, method plan (layers, layer setting,
+hyperparameters), hyperparameter tag, units and result keys. The runner, sweep planning and
+feature pre-extraction, the RSA and scaling analyses, ``eegbench check`` and ``eegbench features
+extract --task`` all resolve through them.
+
+The method plan comes from the method's own worker process (a :class:`SubmissionSession`, or a
+:class:`MethodPlanner` for many configurations): the harness never imports submission code.
+Resolving is cheap unless asked otherwise: layers are resolved on the backbone's architecture
+without weights (PyTorch's ``meta`` device), and the weights are loaded only for a ``device``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eegbench._check import InvalidInputError
+from eegbench._io import hash_json
+from eegbench.backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from eegbench.backbones.base import BackboneLayers
+from eegbench.data import Dataset, load_dataset
+from eegbench.devices import resolve_device
+from eegbench.isolation import MethodPlan, MethodPlanner, SubmissionSession
+from eegbench.protocols import Unit, evaluated_subjects, nested_training_images, plan_units
+from eegbench.results import UnitKey
+from eegbench.submissions import Submission, load_submission
+from eegbench.tasks import Task, TaskDataset, load_task
+
+
+def hyperparameter_tag(overrides: Mapping[str, Any]) -> str:
+    """The results-folder tag of a set of hyperparameter overrides: ``default``, or ``hp-`` and their hash."""
+    return "default" if not overrides else "hp-" + hash_json(dict(overrides))[:10]
+
+
+def backbone_layout(backbone: str) -> BackboneLayers:
+    """A backbone's layers, from its architecture alone (on the meta device: no weights, no memory)."""
+    return load_backbone(backbone, pretrained=False, device="meta").layout()
+
+
+class DatasetCache:
+    """Datasets loaded once each, by task ``dataset`` section and data root, for runs that share them."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Dataset] = {}
+
+    def load(self, spec: TaskDataset, data_root: str | Path | None = None) -> Dataset:
+        key = hash_json({"dataset": spec.model_dump(mode="json"), "data_root": str(data_root) if data_root else None})
+        if key not in self._loaded:
+            self._loaded[key] = load_dataset(spec.name, options=spec.options, variant=spec.variant,
+                                             data_root=data_root)
+        return self._loaded[key]
+
+
+@dataclass(frozen=True)
+class ResolvedTask:
+    """A task with its dataset, evaluated subjects and backbone."""
+
+    task: Task
+    dataset: Dataset
+    #: the evaluated subjects: the task's, or those requested
+    subjects: tuple[str, ...]
+    backbone: str
+    #: the backbone with its weights, fed the task's image size; None when resolved without a device
+    model: Backbone | None
+
+
+@dataclass(frozen=True)
+class ResolvedRun(ResolvedTask):
+    """A run's configuration, resolved: a :class:`ResolvedTask` and the method, its plan, units and result keys."""
+
+    submission: Submission
+    #: the layer request, for methods that take one (None for the others)
+    layer: str | None
+    #: hyperparameter overrides (after the task file's ``training`` section)
+    overrides: Mapping[str, Any]
+    #: hyperparameters, layers and layer setting, as the method's worker described them
+    plan: MethodPlan
+    hp_tag: str
+    units: tuple[Unit, ...]
+    keys: Mapping[Unit, UnitKey]
+    train_fraction: float
+    #: per unit, its seed's nested subset of the training images (None: all of them)
+    training_images: Mapping[Unit, np.ndarray | None]
+
+
+def resolve_task(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, subjects: Sequence[str | int] | None = None,
+                 data_root: str | Path | None = None, datasets: DatasetCache | None = None,
+                 device: str | None = None, weights: str | Path | None = None) -> ResolvedTask:
+    """Resolve a task, its dataset (with the task's chance levels checked against its gallery) and subjects.
+
+    Parameters
+    ----------
+    task : str or Task
+        Task id, task file path, or a :class:`Task`.
+    backbone : str
+        Backbone name.
+    subjects : sequence, optional
+        Restrict the task's subjects.
+    data_root : path-like, optional
+        Where a real dataset lives.
+    datasets : DatasetCache, optional
+        Datasets already loaded (by other runs of a sweep or an analysis).
+    device : str, optional
+        Load the backbone with its weights there (``"auto"``, ``"cpu"``, ``"cuda"``...), before
+        the dataset, so that missing weights fail first; default: not loaded.
+    weights : path-like, optional
+        Local weights file for the backbone.
+    """
+    task = task if isinstance(task, Task) else load_task(task)
+    model = None
+    if device is not None:
+        model = load_backbone(backbone, weights=weights, device=str(resolve_device(device)))
+        model = model.at_size(task.features.image_size)
+    dataset = (datasets or DatasetCache()).load(task.dataset, data_root)
+    task.check_chance(len(dataset.test_images))
+    chosen = tuple(evaluated_subjects(task, dataset, subjects))
+    return ResolvedTask(task, dataset, chosen, backbone, model)
+
+
+def resolve_run(task: str | Task, method: str | Submission, backbone: str = DEFAULT_BACKBONE,
+                layer: str | None = None, hyperparameters: Mapping[str, Any] | None = None, *,
+                planner: SubmissionSession | MethodPlanner, subjects: Sequence[str | int] | None = None,
+                seeds: Sequence[int] | None = None, data_root: str | Path | None = None,
+                datasets: DatasetCache | None = None, device: str | None = None,
+                weights: str | Path | None = None, train_fraction: float = 1.0) -> ResolvedRun:
+    """Resolve a run: the method is described by its worker before anything heavy is loaded.
+
+    Parameters
+    ----------
+    task, backbone, subjects, data_root, datasets, device, weights
+        As for :func:`resolve_task`.
+    method : str or Submission
+        Submission id or folder, or a loaded :class:`Submission`.
+    layer : str, optional
+        Layer request for methods that take one; :class:`MethodPlanner` drops it for the others.
+    hyperparameters : mapping, optional
+        Overrides of the method's hyperparameters.
+    planner : SubmissionSession or MethodPlanner
+        The worker that describes the method: the run's own session (of this submission), or a
+        planner of many configurations.
+    seeds : sequence of int, optional
+        Restrict the task's seeds.
+    train_fraction : float
+        Train on this nested fraction of the training images (:func:`nested_training_images`).
+    """
+    task = task if isinstance(task, Task) else load_task(task)
+    submission = method if isinstance(method, Submission) else load_submission(method)
+    if not submission.supports(task.id):
+        raise InvalidInputError(f"Method {submission.id!r} does not support task {task.id!r} "
+                                f"(it supports {submission.meta.tasks}).")
+    overrides = dict(hyperparameters or {})
+    layout = backbone_layout(backbone)
+    if isinstance(planner, MethodPlanner):
+        plan = planner.describe(submission, task.training, overrides, layer, layout)
+    elif planner.submission.folder == submission.folder:
+        plan = planner.describe(task.training, overrides, layer, layout)
+    else:
+        raise ValueError(f"The session of {planner.submission.id!r} cannot describe {submission.id!r}.")
+    resolved = resolve_task(task, backbone, subjects=subjects, data_root=data_root, datasets=datasets, device=device,
+                            weights=weights)
+    units = tuple(plan_units(task, resolved.dataset, resolved.subjects, seeds))
+    hp_tag = hyperparameter_tag(overrides)
+    keys = {u: UnitKey(task.id, task.version, submission.id, backbone, plan.layer_setting, hp_tag, u.subject, u.seed)
+            for u in units}
+    subsets = {} if train_fraction == 1.0 else {  # one per seed: the units of a seed keep the same images
+        seed: nested_training_images(task, resolved.dataset, train_fraction, seed) for seed in {u.seed for u in units}}
+    return ResolvedRun(task=task, dataset=resolved.dataset, subjects=resolved.subjects, backbone=backbone,
+                       model=resolved.model, submission=submission, layer=layer if plan.accepts_layer else None,
+                       overrides=overrides, plan=plan, hp_tag=hp_tag, units=units, keys=keys,
+                       train_fraction=train_fraction, training_images={u: subsets.get(u.seed) for u in units})
