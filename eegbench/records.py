@@ -269,7 +269,7 @@ class AnalysisRecord(_Section):
     config: dict[str, Any]
     results: dict[str, Any]
     inputs: dict[str, Any] = Field(default_factory=dict)
-    environment: dict[str, Any]
+    environment: Environment
 
     @classmethod
     def from_disk(cls, data: Mapping[str, Any]) -> AnalysisRecord:

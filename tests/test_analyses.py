@@ -205,11 +205,15 @@ def _fake_results(scaling, root):
     unit = json.loads(next((scaling.path.parent / "runs").rglob("sub-01_seed-0.json")).read_text())
     top1 = {("final", "test_small"): 0.1, ("final", "test_mid"): 0.2, ("final", "test_big"): 0.3,
             ("auto", "test_small"): 0.2, ("auto", "test_mid"): 0.4, ("auto", "test_big"): 0.3}
+    layer = unit["backbone"]["layers"][0]
+    final = layer | {"name": "final", "module": "final", "pooling": "embedding", "index": None, "relative_depth": None}
     for (setting, backbone), score in top1.items():
         for subject, shift in (("sub-01", 0.01), ("sub-02", -0.01)):
             record = json.loads(json.dumps(unit))
             record["task"] = {k: v for k, v in record["task"].items() if k not in ("train_fraction", "n_train_images")}
-            record["backbone"] |= {"name": backbone, "layer_setting": setting}
+            record["backbone"] |= {"name": backbone, "layer_setting": setting,  # final: one layer; auto: several
+                                   "layers": [final] if setting == "final" else [layer, final]}
+            record["report"]["layers"] = [{"layer": final if setting == "final" else layer}]
             record["subject"], record["scores"]["top1"] = subject, score + shift
             path = root / "synthetic-intra/v1/ridge" / backbone / setting / "default" / f"{subject}_seed-0.json"
             path.parent.mkdir(parents=True, exist_ok=True)

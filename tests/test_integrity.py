@@ -385,7 +385,7 @@ def test_the_sandbox_hides_the_cache_the_network_and_other_workers(tmp_path):
 
         class Reporting(Linear):
             def report(self):
-                return {"details": self.found}
+                return {{"details": self.found}}
 
 
         class Snooper(Honest):
