@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eegbench._check import InvalidInputError, check_option
+from eegbench._check import InvalidInputError, SubmissionError, check_option
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
@@ -44,7 +44,7 @@ from eegbench.records import (
     Timing,
     UnitKey,
 )
-from eegbench.reports import LayerUse, RecordedLayer
+from eegbench.reports import AlignerReport, LayerUse, RecordedLayer
 from eegbench.results import ResultStore, UnitClaims, Worker, check_overwrite
 from eegbench.stats import mean_sd, seed_averaged
 from eegbench.submissions import Submission, load_submission
@@ -437,9 +437,7 @@ class _RunContext:
             n: metric_scores(scorer.score(aligner, None, test_responses(self.task, self.dataset, unit, normalizer, n),
                                           gallery, images)[0], self.task.metrics)
             for n in self.test_repetitions}
-        report = aligner.report
-        if not report.layers and len(self.refs) == 1:  # one layer given: the method used it
-            report = report.model_copy(update={"layers": [LayerUse.of(self.refs[0])]})
+        report = self._checked_report(aligner)
         return ResultRecord(
             created=now(), task=self._task_info(unit), dataset=self._dataset_info(), method=self._method_info(),
             backbone=self._backbone_info(), subject=unit.subject, train_subjects=list(unit.train_subjects),
@@ -450,6 +448,20 @@ class _RunContext:
             timing=Timing(**timing, eval_seconds=0.0),
             environment=Environment(**environment(self.device), isolation=self.session.isolation),
         )
+
+    def _checked_report(self, aligner: FittedAligner) -> AlignerReport:
+        """The method's report, its layers described by the harness: a method may name only layers it
+        was given (the board files it by them); left empty with one layer given, it used that one."""
+        report = aligner.report
+        given = {ref.name: ref for ref in self.refs}
+        unknown = sorted({use.layer.name for use in report.layers} - set(given))
+        if unknown:
+            raise SubmissionError(f"Method {self.submission.id!r}: report() names layers it was not given "
+                                  f"({', '.join(map(repr, unknown))}); it was given {', '.join(map(repr, given))}.")
+        if not report.layers and len(self.refs) == 1:
+            return report.model_copy(update={"layers": [LayerUse.of(self.refs[0])]})
+        return report.model_copy(update={"layers": [LayerUse.of(given[use.layer.name], use.weight)
+                                                    for use in report.layers]})
 
     def _task_info(self, unit: Unit) -> TaskInfo:
         task = self.task

@@ -434,3 +434,22 @@ def test_bad_run_options_exit_2_with_one_line(tmp_path):
         outcome = CliRunner().invoke(app, ["run", "--method", "final", "--results-dir", str(tmp_path), *options])
         assert outcome.exit_code == 2 and message in outcome.output, outcome.output
         assert not any(tmp_path.iterdir())
+
+
+def test_a_report_may_name_only_the_layers_the_method_was_given(tmp_path):
+    """The board files entries by the layers a report names: a method cannot claim another one."""
+    folder = submission(tmp_path, "claimer", """
+        class Claiming(Linear):
+            def report(self):
+                return {"layers": [{"layer": {"name": "blocks.3", "module": "blocks.3", "pooling": "gap",
+                                              "index": 5, "n_layers": 8}}]}
+
+
+        class Claimer(Honest):
+            def fit(self, data):
+                aligner = fit_linear(data)
+                aligner.__class__ = Claiming
+                return aligner
+    """, cls="Claimer")
+    with pytest.raises(SubmissionError, match="names layers it was not given .'blocks.3'.; it was given 'final'"):
+        _run(folder, tmp_path / "results")
