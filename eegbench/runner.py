@@ -19,10 +19,10 @@ from eegbench._check import InvalidInputError, SubmissionError, check_option
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
-from eegbench.backbones import DEFAULT_BACKBONE, Backbone, FeatureSet, LayerRef, get_backbone_spec, get_features
+from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features
 from eegbench.data import Dataset
 from eegbench.devices import resolve_device
-from eegbench.isolation import FittedAligner, MethodPlan, SubmissionSession
+from eegbench.isolation import FittedAligner, SubmissionSession
 from eegbench.plan import DatasetCache, ResolvedRun, resolve_run
 from eegbench.protocols import (
     ResponseCache,
@@ -276,65 +276,24 @@ class _RunContext:
     test_repetitions: tuple[int, ...] = ()
 
     @property
-    def task(self) -> Task:
-        return self.resolved.task
-
-    @property
-    def dataset(self) -> Dataset:
-        return self.resolved.dataset
-
-    @property
-    def submission(self) -> Submission:
-        return self.resolved.submission
-
-    @property
-    def plan(self) -> MethodPlan:
-        return self.resolved.plan
-
-    @property
-    def layer_request(self) -> str | None:
-        return self.resolved.layer
-
-    @property
-    def backbone(self) -> Backbone:
-        """The backbone with its weights (a run resolves with a device)."""
-        return self.resolved.model
-
-    @property
-    def hp_tag(self) -> str:
-        return self.resolved.hp_tag
-
-    @property
-    def keys(self) -> Mapping[Unit, UnitKey]:
-        return self.resolved.keys
-
-    @property
-    def train_fraction(self) -> float:
-        return self.resolved.train_fraction
-
-    @property
-    def overrides(self) -> Mapping[str, Any]:
-        return self.resolved.overrides
-
-    @property
     def refs(self) -> list[LayerRef]:
-        return self.plan.layers
+        return self.resolved.plan.layers
 
     @property
     def layout(self):
         """Channels and time axis after the task's selection."""
-        return ResponsePipeline(self.task, self.dataset.info).info
+        return ResponsePipeline(self.resolved.task, self.resolved.dataset.info).info
 
     def config_hash(self) -> str:
         """Everything besides subject and seed that determines a unit's numbers."""
         config = {
-            "task": self.task.content_hash, "dataset": self.dataset.fingerprint,
-            "code": self.submission.code_sha256, "hp": self.plan.hyperparameters,
-            "backbone": self.backbone.identity(), "layers": [r.key for r in self.refs],
+            "task": self.resolved.task.content_hash, "dataset": self.resolved.dataset.fingerprint,
+            "code": self.resolved.submission.code_sha256, "hp": self.resolved.plan.hyperparameters,
+            "backbone": self.resolved.model.identity(), "layers": [r.key for r in self.refs],
         }
         # analysis options enter only when used, so ordinary runs keep their hashes
-        if self.train_fraction != 1.0:
-            config["train_fraction"] = self.train_fraction
+        if self.resolved.train_fraction != 1.0:
+            config["train_fraction"] = self.resolved.train_fraction
         if self.test_repetitions:
             config["test_repetitions"] = list(self.test_repetitions)
         return hash_json(config)
@@ -349,10 +308,10 @@ class _RunContext:
         busy: list[Unit] = []
         if not units:
             return failed, busy
-        for batch in _batches(units, self.dataset, batch_units, self.device):
+        for batch in _batches(units, self.resolved.dataset, batch_units, self.device):
             mine = []
             for unit in batch:
-                key = self.keys[unit]
+                key = self.resolved.keys[unit]
                 if not claims.acquire(key):
                     busy.append(unit)
                 elif not recompute and self.store.exists(key):  # finished while we were busy
@@ -364,7 +323,7 @@ class _RunContext:
                     failed += self._attempt(mine, on_error)
             finally:
                 for unit in mine:
-                    claims.release(self.keys[unit])
+                    claims.release(self.resolved.keys[unit])
         return failed, busy
 
     def _attempt(self, units: list[Unit], on_error: str) -> list[Unit]:
@@ -379,7 +338,7 @@ class _RunContext:
                 logger.warning("A batch of %d units failed (%s: %s); retrying them one at a time.",
                                len(rest), type(error).__name__, error)
                 return [unit for one in rest for unit in self._attempt([one], on_error)]
-            key = self.keys[rest[0]]
+            key = self.resolved.keys[rest[0]]
             failure = self.store.record_failure(key, error, self.worker)
             logger.error("%s seed %d failed (attempt %d): %s: %s. Traceback in %s", key.subject, key.seed,
                          failure.attempts, type(error).__name__, error, self.store.failure_path(key))
@@ -389,22 +348,21 @@ class _RunContext:
 
     def fit_and_evaluate(self, units: list[Unit], written: list[Unit]) -> None:
         """Fit units together, then evaluate and write each (appended to ``written`` once on disk)."""
+        task, dataset, model = self.resolved.task, self.resolved.dataset, self.resolved.model
         if not self.features:
             self.features = {
-                "train": get_features(self.backbone, self.dataset.image_root, self.dataset.train_images.files,
-                                      self.refs),
-                "test": get_features(self.backbone, self.dataset.image_root, self.dataset.test_images.files,
-                                     self.refs),
+                "train": get_features(model, dataset.image_root, dataset.train_images.files, self.refs),
+                "test": get_features(model, dataset.image_root, dataset.test_images.files, self.refs),
             }
         train_features = self.features["train"].arrays
-        if self.task.features.normalization == "l2":
+        if task.features.normalization == "l2":
             train_features = {k: _l2(v) for k, v in train_features.items()}
         kept = {u: self.resolved.training_images[u] for u in units}
         self.responses.retain(kept)
-        prepared = [training_data(self.task, self.dataset, u, train_features, self.refs, self.device, kept[u],
+        prepared = [training_data(task, dataset, u, train_features, self.refs, self.device, kept[u],
                                   cache=self.responses) for u in units]
         start = time.perf_counter()
-        aligners = self.session.fit(self.task.training, self.overrides, self.layer_request,
+        aligners = self.session.fit(task.training, self.resolved.overrides, self.resolved.layer,
                                     [data for data, _ in prepared])
         fit_seconds = time.perf_counter() - start
         with progress("Evaluating", total=len(units)) as advance:
@@ -422,26 +380,27 @@ class _RunContext:
 
     def _gallery(self) -> dict[str, np.ndarray]:
         gallery = self.features["test"].arrays
-        if self.task.features.normalization == "l2":
+        if self.resolved.task.features.normalization == "l2":
             gallery = {k: _l2(v) for k, v in gallery.items()}
         return gallery
 
     def _evaluate(self, unit: Unit, aligner: FittedAligner, normalizer, timing: dict[str, float]) -> ResultRecord:
-        responses = test_responses(self.task, self.dataset, unit, normalizer)
+        task, dataset = self.resolved.task, self.resolved.dataset
+        responses = test_responses(task, dataset, unit, normalizer)
         gallery = self._gallery()
         scorer = HiddenScorer(self.session)
         result, images = scorer.score(aligner, None, responses, gallery)
-        alternatives = {name: metric_scores(scorer.score(aligner, name, responses, gallery)[0], self.task.metrics)
+        alternatives = {name: metric_scores(scorer.score(aligner, name, responses, gallery)[0], task.metrics)
                         for name in aligner.alternatives}
         repetitions = {
-            n: metric_scores(scorer.score(aligner, None, test_responses(self.task, self.dataset, unit, normalizer, n),
-                                          gallery, images)[0], self.task.metrics)
+            n: metric_scores(scorer.score(aligner, None, test_responses(task, dataset, unit, normalizer, n),
+                                          gallery, images)[0], task.metrics)
             for n in self.test_repetitions}
         report = self._checked_report(aligner)
         return ResultRecord(
             created=now(), task=self._task_info(unit), dataset=self._dataset_info(), method=self._method_info(),
             backbone=self._backbone_info(), subject=unit.subject, train_subjects=list(unit.train_subjects),
-            seed=unit.seed, report=report, scores=metric_scores(result, self.task.metrics),
+            seed=unit.seed, report=report, scores=metric_scores(result, task.metrics),
             alternatives=alternatives, test_repetitions=repetitions, n_test_trials=len(responses),
             n_gallery=result.n_gallery, per_trial=PerTrial(n_better=result.n_better.tolist(),
                                                            n_tied=result.n_tied.tolist()),
@@ -456,7 +415,7 @@ class _RunContext:
         given = {ref.name: ref for ref in self.refs}
         unknown = sorted({use.layer.name for use in report.layers} - set(given))
         if unknown:
-            raise SubmissionError(f"Method {self.submission.id!r}: report() names layers it was not given "
+            raise SubmissionError(f"Method {self.resolved.submission.id!r}: report() names layers it was not given "
                                   f"({', '.join(map(repr, unknown))}); it was given {', '.join(map(repr, given))}.")
         if not report.layers and len(self.refs) == 1:
             return report.model_copy(update={"layers": [LayerUse.of(self.refs[0])]})
@@ -464,31 +423,34 @@ class _RunContext:
                                                     for use in report.layers]})
 
     def _task_info(self, unit: Unit) -> TaskInfo:
-        task = self.task
+        task = self.resolved.task
         info = TaskInfo(id=task.id, version=task.version, hash=task.content_hash, protocol=task.protocol,
                         metrics=list(task.metrics), chance=task.chance, description=task.description,
                         repetitions=task.repetitions.model_dump(), normalization=task.normalization,
                         time_window=task.time_window, main_score=task.main_score,
                         reference_method=task.reference_method)
-        if self.train_fraction != 1.0:
+        if self.resolved.train_fraction != 1.0:
             kept = self.resolved.training_images[unit]
-            info = info.model_copy(update={"train_fraction": self.train_fraction, "n_train_images": int(kept.sum())})
+            info = info.model_copy(update={"train_fraction": self.resolved.train_fraction,
+                                           "n_train_images": int(kept.sum())})
         return info
 
     def _dataset_info(self) -> DatasetInfo:
-        return DatasetInfo(name=self.dataset.name, variant=self.dataset.variant, fingerprint=self.dataset.fingerprint,
+        dataset = self.resolved.dataset
+        return DatasetInfo(name=dataset.name, variant=dataset.variant, fingerprint=dataset.fingerprint,
                            channels=list(self.layout.ch_names), sfreq=self.layout.sfreq, n_times=self.layout.n_times)
 
     def _method_info(self) -> MethodInfo:
-        return MethodInfo(id=self.submission.id, version=self.submission.meta.version,
-                          code_sha256=self.submission.code_sha256, hp_tag=self.hp_tag,
-                          hyperparameters=self.plan.hyperparameters, config_hash=self.config_hash())
+        return MethodInfo(id=self.resolved.submission.id, version=self.resolved.submission.meta.version,
+                          code_sha256=self.resolved.submission.code_sha256, hp_tag=self.resolved.hp_tag,
+                          hyperparameters=self.resolved.plan.hyperparameters, config_hash=self.config_hash())
 
     def _backbone_info(self) -> BackboneInfo:
-        return BackboneInfo(name=self.backbone.name, layer_setting=self.plan.layer_setting,
-                            layer_request=self.layer_request, identity=self.backbone.identity(),
-                            layers=[RecordedLayer(**r.to_dict()) for r in self.refs], n_layers=self.backbone.n_layers,
-                            params_millions=get_backbone_spec(self.backbone.name).params_millions,
+        model = self.resolved.model
+        return BackboneInfo(name=model.name, layer_setting=self.resolved.plan.layer_setting,
+                            layer_request=self.resolved.layer, identity=model.identity(),
+                            layers=[RecordedLayer(**r.to_dict()) for r in self.refs], n_layers=model.n_layers,
+                            params_millions=get_backbone_spec(model.name).params_millions,
                             feature_cache_keys={s: f.cache_keys for s, f in self.features.items()})
 
 
