@@ -8,7 +8,9 @@ Messages say what was expected and how to fix it.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable
+import math
+import numbers
+from collections.abc import Iterable, Sequence
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -77,6 +79,54 @@ def check_option(parameter: str, value: T, allowed: Iterable[T]) -> T:
     return value
 
 
+def check_count(name: str, value: int | None, minimum: int = 1) -> int | None:
+    """``value`` unless it is not an integer of at least ``minimum`` (None passes: "the default")."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidInputError(f"{name} must be an integer of at least {minimum}, got {value!r}.")
+    if value < minimum:
+        raise InvalidInputError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def check_positive(name: str, value: float | None, *, zero: bool = False, unit: str = "") -> float | None:
+    """``value`` unless it is not a finite number above 0 (or at least 0 with ``zero``); None passes.
+
+    ``unit`` ends the phrase in messages: "timeout must be a positive number of seconds".
+    """
+    if value is None:
+        return None
+    kind = "non-negative" if zero else "positive"
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or value < 0 or (value == 0 and not zero)):
+        raise InvalidInputError(f"{name} must be a {kind} number{f' of {unit}' if unit else ''}, got {value!r}.")
+    return value
+
+
+def check_unique(values: Iterable[T], what: str = "entries") -> None:
+    """Fail if any of ``values`` appears more than once (a repeated subject or seed would run twice)."""
+    seen: set = set()
+    repeated = list(dict.fromkeys(v for v in values if v in seen or seen.add(v)))
+    if repeated:
+        raise InvalidInputError(f"{what} must not repeat; given more than once: "
+                                f"{', '.join(map(str, repeated))}.")
+
+
+def check_seeds(seeds: Sequence[int] | None) -> list[int] | None:
+    """Requested seeds as a list: non-empty, non-negative integers, none repeated (None: the task's)."""
+    if seeds is None:
+        return None
+    seeds = list(seeds)
+    if not seeds:
+        raise InvalidInputError("No seeds given; pass seeds such as 0,1, or leave them out for the task's seeds.")
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s < 0]
+    if bad:
+        raise InvalidInputError(f"Seeds must be non-negative integers, got {', '.join(map(repr, bad))}.")
+    check_unique(seeds, "Seeds")
+    return [int(s) for s in seeds]
+
+
 def describe_validation_error(error, source: str) -> str:
     """One line per problem of a pydantic ``ValidationError``, prefixed by where it came from."""
     lines = []
@@ -87,5 +137,6 @@ def describe_validation_error(error, source: str) -> str:
         elif item["type"] == "missing":
             lines.append(f"  {where}: required field is missing")
         else:
-            lines.append(f"  {where}: {item['msg']} (got {item.get('input')!r})")
+            message = item["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
+            lines.append(f"  {where}: {message} (got {item.get('input')!r})")
     return f"{source} is invalid:\n" + "\n".join(lines)

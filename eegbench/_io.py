@@ -149,17 +149,47 @@ class FileDigests:
             self.dirty = False
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice (first on line {seen[key]}); keep one",
+                    key_node.start_mark)
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML like ``yaml.safe_load``, but a duplicate mapping key is an error (``yaml.YAMLError``)."""
+    return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """A YAML error in one line: where (line and column, when known) and what."""
+    problem = " ".join(str(getattr(error, "problem", None) or error).split())
+    mark = getattr(error, "problem_mark", None)
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
 def read_yaml_mapping(path: Path, kind: str, expected: str) -> dict[str, Any]:
-    """The mapping in a user's YAML file; a missing file, bad YAML or another type is a clear error.
+    """The mapping in a user's YAML file; a missing file, bad YAML, a duplicate key or another type is a clear error.
 
     ``kind`` names the file in messages ("Task file"); ``expected`` says what it must hold.
     """
     if not path.is_file():
         raise InvalidInputError(f"{kind} {path} does not exist.")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text())
     except yaml.YAMLError as err:
-        raise InvalidInputError(f"{kind} {path} is not valid YAML: {err}") from err
+        raise InvalidInputError(f"{kind} {path} is not valid YAML ({yaml_problem(err)}).") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise InvalidInputError(f"{kind} {path} cannot be read: {err}.") from err
     if not isinstance(raw, dict):
         raise InvalidInputError(f"{kind} {path} must hold {expected}, got {type(raw).__name__}.")
     return raw

@@ -31,8 +31,10 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import eegbench
+from eegbench._io import load_yaml, yaml_problem
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import console, setup_logging
+from eegbench._check import check_count, check_positive
 from eegbench.errors import DataError, EegbenchError, InvalidInputError
 
 
@@ -187,10 +189,10 @@ def parse_hp(pairs: list[str] | None, *, several: bool = False) -> dict[str, Any
             problem = "no value after '=' (write null for none)"
         else:
             try:
-                values[key.strip()] = yaml.safe_load(f"[{raw}]" if several else raw)
+                values[key.strip()] = load_yaml(f"[{raw}]" if several else raw)
                 continue
             except yaml.YAMLError as err:
-                problem = "the value is not valid YAML: " + " ".join(str(getattr(err, "problem", None) or err).split())
+                problem = f"the value is not valid YAML ({yaml_problem(err)})"
         raise InvalidInputError(f"--hp expects {form} with values in YAML (e.g. lr=0.001), got {pair!r}: {problem}.")
     return values
 
@@ -199,6 +201,7 @@ def _hyperparameters(hp: list[str] | None, *, epochs: int | None = None,
                      encoder: str | None = None) -> dict[str, Any] | None:
     """``--hp`` overrides with the ``--epochs`` and ``--encoder`` shorthands on top; None when there are none."""
     values = parse_hp(hp)
+    check_count("epochs", epochs)
     for key, value in (("epochs", epochs), ("encoder", encoder)):
         if value is not None:
             values[key] = value
@@ -462,8 +465,12 @@ def features_extract_cmd(
     The images are a folder (--images), a dataset (--dataset), or a task's dataset at the task's
     image size (--task), as `eegbench run` extracts them.
     """
+    from eegbench.backbones.features import check_extraction_options
     from eegbench.data.images import dataset_image_sets, image_sets
 
+    options = {"pooling": pooling, "weights": weights, "image_size": image_size, "batch_size": batch_size,
+               "num_workers": num_workers, "precision": precision}
+    check_extraction_options(backbone, _csv(layers) or [], **options)  # before any image or dataset is read
     if task is not None:
         if dataset is not None or images is not None:
             raise InvalidInputError("--task already names the images; drop --dataset and --images.")
@@ -474,9 +481,7 @@ def features_extract_cmd(
         image_size = image_size or resolved.task.features.image_size
     else:
         sets = image_sets(images=images, dataset=dataset, data_root=data_root)
-    extracted = _extract_api()(backbone, _csv(layers) or [], sets, pooling=pooling, weights=weights, device=device,
-                               image_size=image_size, batch_size=batch_size, num_workers=num_workers,
-                               precision=precision)
+    extracted = _extract_api()(backbone, _csv(layers) or [], sets, device=device, **options)
     rows = [{"images": name, "n_images": len(fs[key]), "key": key,
              **{k: info[k] for k in ("index", "relative_depth", "module", "pooling", "output_shape", "dim", "cached")},
              "cache_key": fs.cache_keys[key]}
@@ -598,6 +603,7 @@ def reproduce(
     The task is the recorded one; pass --task with the task file of the recorded version if the
     registered task has changed since.
     """
+    check_positive("tolerance", tolerance, zero=True, unit="points")
     if not result.is_file():
         raise InvalidInputError(f"Result file {result} does not exist.")
     report = _reproduce_api()(result, task=task, device=device, data_root=data_root, weights=weights)
@@ -644,7 +650,7 @@ def _sweep_spec(sweep_file: Path | None, tasks: str | None, methods: str | None,
     if not (tasks and methods):
         raise InvalidInputError("Pass a sweep file, or at least --tasks and --methods.")
     if epochs is not None:
-        hp_values["epochs"] = _csv(epochs, int)
+        hp_values["epochs"] = [check_count("epochs", value) for value in _csv(epochs, int)]
     return sweep_from_options(tasks=_csv(tasks), methods=_csv(methods), backbones=_csv(backbones),
                               layers=_csv(layers), subjects=_csv(subjects), seeds=_csv(seeds, int), hp=hp_values,
                               **settings)

@@ -14,6 +14,7 @@ without weights (PyTorch's ``meta`` device), and the weights are loaded only for
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,17 +22,19 @@ from typing import Any
 
 import numpy as np
 
-from eegbench._check import InvalidInputError
+from eegbench._check import InvalidInputError, check_seeds, suggest
 from eegbench._io import hash_json
-from eegbench.backbones import DEFAULT_BACKBONE, Backbone, load_backbone
+from eegbench.backbones import DEFAULT_BACKBONE, Backbone, get_backbone_spec, load_backbone
 from eegbench.backbones.base import BackboneLayers
-from eegbench.data import Dataset, load_dataset
+from eegbench.data import Dataset, get_dataset_spec, load_dataset
+from eegbench.data.base import check_subjects
 from eegbench.devices import resolve_device
 from eegbench.isolation import MethodPlan, MethodPlanner, SubmissionSession
-from eegbench.protocols import Unit, evaluated_subjects, nested_training_images, plan_units
+from eegbench.protocols import Unit, check_recording, evaluated_subjects, nested_training_images, plan_units
 from eegbench.results import UnitKey
 from eegbench.submissions import Submission, load_submission
 from eegbench.tasks import Task, TaskDataset, load_task
+from eegbench.training import TrainingConfig
 
 
 def hyperparameter_tag(overrides: Mapping[str, Any]) -> str:
@@ -90,6 +93,66 @@ class ResolvedRun(ResolvedTask):
     training_images: Mapping[Unit, np.ndarray | None]
 
 
+def check_declared_recording(task: Task) -> None:
+    """Check the task's dataset section, time window and channels against what its dataset declares.
+
+    Reads no file: an unknown dataset, variant or option, or a window or channel the dataset cannot
+    have, fails before anything is loaded, converted or generated.
+    """
+    spec = get_dataset_spec(task.dataset.name)
+    layout = spec.declared_layout(options=task.dataset.options, variant=task.dataset.variant)
+    if layout is not None:
+        variant = spec.variant(task.dataset.variant)
+        source = f"dataset {spec.name!r}" + (f" (variant {variant.name!r})" if variant is not None else "")
+        check_recording(task, layout.times, layout.channels, source)
+
+
+def check_hyperparameters(task: Task, submission: Submission, overrides: Mapping[str, Any], plan: MethodPlan) -> None:
+    """Check the task's ``training`` section and the overrides against what the method's worker made of them.
+
+    A task's ``training`` section serves every method run on it: each key must be a hyperparameter of
+    the method being run or of eegbench's contrastive trainer (:class:`~eegbench.training.TrainingConfig`,
+    which the reference methods share), so that a typo cannot silently leave a method default in place.
+    A yes/no value given for a number (``epochs=true``), or a number for a yes/no, is refused rather
+    than converted.
+    """
+    known = set(plan.hyperparameters)
+    unknown = [key for key in task.training if key not in known | set(TrainingConfig.model_fields)]
+    if unknown:
+        raise InvalidInputError(
+            f"Task {task.id!r}: training.{unknown[0]} is a hyperparameter neither of method {submission.id!r} nor of "
+            f"the contrastive trainer.{suggest(unknown[0], known | set(TrainingConfig.model_fields))} Method "
+            f"{submission.id!r} takes: {', '.join(sorted(known)) or '(none)'}. Fix the task file's training section.")
+    given = {key: value for key, value in task.training.items() if key in known} | dict(overrides)
+    for key, value in given.items():
+        taken = plan.hyperparameters.get(key)
+        if isinstance(value, bool) != isinstance(taken, bool):
+            source = "--hp" if key in overrides else "the task file's training section"
+            expected = "true or false" if isinstance(taken, bool) else (
+                "a number" if isinstance(taken, (int, float)) else f"a {type(taken).__name__}")
+            raise InvalidInputError(f"Hyperparameter {key!r} of method {submission.id!r} expects {expected}, got "
+                                    f"{json.dumps(value)} (from {source}).")
+
+
+def check_request(task: Task, backbone: str | None = None, *, subjects: Sequence[str | int] | None = None,
+                  seeds: Sequence[int] | None = None, weights: str | Path | None = None) -> None:
+    """Every check of a run's request that needs no data, model or worker process.
+
+    The backbone's name, a weights file's presence, subjects and seeds (non-empty, none repeated,
+    seeds non-negative) and the task against its dataset's declaration
+    (:func:`check_declared_recording`): callers run it first, so that such mistakes fail at once,
+    before workers start or anything is loaded.
+    """
+    if backbone is not None:
+        get_backbone_spec(backbone)
+    if weights is not None and not Path(weights).is_file():
+        raise InvalidInputError(f"Weights file {weights} does not exist (or is not a file); pass the path of a "
+                                "local weights file, or leave --weights out to use the backbone's own weights.")
+    check_subjects(subjects)
+    check_seeds(seeds)
+    check_declared_recording(task)
+
+
 def resolve_task(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, subjects: Sequence[str | int] | None = None,
                  data_root: str | Path | None = None, datasets: DatasetCache | None = None,
                  device: str | None = None, weights: str | Path | None = None) -> ResolvedTask:
@@ -114,12 +177,15 @@ def resolve_task(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, subjects
         Local weights file for the backbone.
     """
     task = task if isinstance(task, Task) else load_task(task)
+    subjects = check_subjects(subjects)
+    check_declared_recording(task)  # before the backbone and the dataset are loaded (or generated)
     model = None
     if device is not None:
         model = load_backbone(backbone, weights=weights, device=str(resolve_device(device)))
         model = model.at_size(task.features.image_size)
     dataset = (datasets or DatasetCache()).load(task.dataset, data_root)
     task.check_chance(len(dataset.test_images))
+    check_recording(task, dataset.info.times, dataset.info.ch_names, f"the recording of dataset {dataset.name!r}")
     chosen = tuple(evaluated_subjects(task, dataset, subjects))
     return ResolvedTask(task, dataset, chosen, backbone, model)
 
@@ -151,6 +217,7 @@ def resolve_run(task: str | Task, method: str | Submission, backbone: str = DEFA
         Train on this nested fraction of the training images (:func:`nested_training_images`).
     """
     task = task if isinstance(task, Task) else load_task(task)
+    seeds = check_seeds(seeds)
     submission = method if isinstance(method, Submission) else load_submission(method)
     if not submission.supports(task.id):
         raise InvalidInputError(f"Method {submission.id!r} does not support task {task.id!r} "
@@ -163,6 +230,7 @@ def resolve_run(task: str | Task, method: str | Submission, backbone: str = DEFA
         plan = planner.describe(task.training, overrides, layer, layout)
     else:
         raise ValueError(f"The session of {planner.submission.id!r} cannot describe {submission.id!r}.")
+    check_hyperparameters(task, submission, overrides, plan)
     resolved = resolve_task(task, backbone, subjects=subjects, data_root=data_root, datasets=datasets, device=device,
                             weights=weights)
     units = tuple(plan_units(task, resolved.dataset, resolved.subjects, seeds))

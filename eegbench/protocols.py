@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from eegbench._check import InvalidInputError
+from eegbench._check import InvalidInputError, check_seeds, suggest
 from eegbench.backbones.base import LayerRef
-from eegbench.data.base import Dataset, RecordingInfo
+from eegbench.data.base import Dataset, RecordingInfo, check_subjects
 from eegbench.submissions import Split, TrainingData
 from eegbench.tasks import Task
 
@@ -35,6 +35,25 @@ class Unit:
     seed: int
 
 
+def check_recording(task: Task, times: np.ndarray, channels: Sequence[str] | None, source: str) -> None:
+    """Fail unless the task's time window lies within ``times`` and its channels are among ``channels``.
+
+    ``source`` names the recording in messages; ``channels`` None means they are not known yet.
+    A window reaching past the recording would silently select less than the record says.
+    """
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    start, end = float(times[0]), float(times[-1]) + step
+    tmin, tmax = task.time_window
+    if tmin < start - 1e-6 or tmax > end + 1e-6:
+        raise InvalidInputError(f"Task {task.id!r}: time_window [{tmin:g}, {tmax:g}] s is not within {source}, which "
+                                f"spans [{start:g}, {end:g}) s. Set time_window inside it in the task file.")
+    if channels is not None and task.channels != "all":
+        missing = [c for c in task.channels if c not in channels]
+        if missing:
+            raise InvalidInputError(f"Task {task.id!r}: channels {missing} are not in {source}."
+                                    f"{suggest(missing[0], channels)} Its channels: {', '.join(channels)}.")
+
+
 def task_subjects(task: Task, dataset: Dataset) -> list[str]:
     """The subjects a task uses (``all`` means every subject of the dataset)."""
     if task.subjects == "all":
@@ -45,6 +64,7 @@ def task_subjects(task: Task, dataset: Dataset) -> list[str]:
 def evaluated_subjects(task: Task, dataset: Dataset, subjects: Sequence[str | int] | None = None) -> list[str]:
     """The task's subjects, or those of ``subjects`` (``3``, ``"sub-03"``...), which must be part of the task."""
     pool = task_subjects(task, dataset)
+    subjects = check_subjects(subjects)
     chosen = pool if subjects is None else [dataset.resolve_subject(s) for s in subjects]
     outside = [s for s in chosen if s not in pool]
     if outside:
@@ -57,7 +77,7 @@ def plan_units(task: Task, dataset: Dataset, subjects: Sequence[str | int] | Non
     """The units to run: every (evaluated subject, seed), optionally restricted to a subset."""
     pool = task_subjects(task, dataset)
     chosen = evaluated_subjects(task, dataset, subjects)
-    seed_list = list(task.seeds) if seeds is None else list(seeds)
+    seed_list = list(task.seeds) if seeds is None else check_seeds(seeds)
     if task.protocol == "inter" and len(pool) < 2:
         raise InvalidInputError(f"Task {task.id!r} is inter-subject but has only {len(pool)} subject.")
     units = []

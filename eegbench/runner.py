@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eegbench._check import InvalidInputError, SubmissionError, check_option
+from eegbench._check import InvalidInputError, SubmissionError, check_count, check_option
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
@@ -23,7 +23,7 @@ from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backb
 from eegbench.data import Dataset
 from eegbench.devices import resolve_device
 from eegbench.isolation import FittedAligner, SubmissionSession
-from eegbench.plan import DatasetCache, ResolvedRun, resolve_run
+from eegbench.plan import DatasetCache, ResolvedRun, check_request, resolve_run
 from eegbench.protocols import (
     ResponseCache,
     ResponsePipeline,
@@ -181,6 +181,9 @@ def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METH
     overwrite = check_overwrite(overwrite)
     check_option("on_error", on_error, ON_ERROR_MODES)
     task = task if isinstance(task, Task) else load_task(task)
+    check_request(task, backbone, subjects=subjects, seeds=seeds, weights=weights)
+    check_count("epochs", epochs)
+    check_count("batch_units", batch_units)
     submission = method if isinstance(method, Submission) else load_submission(method)
     overrides = dict(hyperparameters or {}) | ({"epochs": epochs} if epochs is not None else {})
     device_t = resolve_device(device)
@@ -258,8 +261,6 @@ def _batches(units: list[Unit], dataset: Dataset, batch_units: int | None,
         info = dataset.info
         per_unit = len(dataset.train_images) * info.n_channels * info.n_times * 4 * len(units[0].train_subjects)
         batch_units = max(1, _UNIT_BATCH_BYTES // max(per_unit, 1))
-    if batch_units < 1:
-        raise InvalidInputError("batch_units must be at least 1.")
     return [units[i:i + batch_units] for i in range(0, len(units), batch_units)]
 
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from eegbench._check import InvalidInputError, describe_validation_error
+from eegbench._check import InvalidInputError, check_seeds, describe_validation_error
 from eegbench._io import hash_json, read_yaml_mapping
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import logger, progress
@@ -86,6 +86,18 @@ class Grid(BaseModel):
     seeds: list[int] | None = None
     #: hyperparameter -> the values to sweep (a list, even for a single value)
     hp: dict[str, list[Any]] = Field(default_factory=dict)
+
+    @field_validator("seeds")
+    @classmethod
+    def _valid_seeds(cls, seeds: list[int] | None) -> list[int] | None:
+        return check_seeds(seeds)
+
+    @field_validator("subjects")
+    @classmethod
+    def _valid_subjects(cls, subjects: list[int | str] | None) -> list[int | str] | None:
+        from eegbench.data.base import check_subjects  # the data package is heavy to import
+
+        return check_subjects(subjects)
 
     @field_validator("layers", mode="before")
     @classmethod

@@ -10,11 +10,11 @@ that can move a score must bump ``version``; results of different versions never
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
+from eegbench._check import InvalidInputError, check_unique, describe_validation_error, unknown_name
 from eegbench._io import hash_json, read_yaml_mapping
 from eegbench._paths import task_dirs
 from eegbench.identifiers import ID_PATTERN
@@ -104,7 +104,7 @@ class Task(BaseModel):
     main_score: Literal["top1", "top5"] = "top1"
     #: the method every board entry is tested against on the same backbone
     reference_method: str = Field("final", pattern=ID_PATTERN)
-    seeds: list[int] = Field(min_length=1)
+    seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
     training: dict = Field(default_factory=dict)
     superseded_by: str | None = None
     limits: Limits = Field(default_factory=Limits, exclude=True)
@@ -115,6 +115,20 @@ class Task(BaseModel):
         if window[1] <= window[0]:
             raise ValueError("time_window must be [start, end) with end > start")
         return window
+
+    @field_validator("subjects", "channels", "seeds", "metrics")
+    @classmethod
+    def _no_repeats(cls, values: str | list) -> str | list:
+        if isinstance(values, list):
+            check_unique(values)
+        return values
+
+    @field_validator("subjects")
+    @classmethod
+    def _subject_numbers(cls, subjects: str | list[int]) -> str | list[int]:
+        if isinstance(subjects, list) and any(s < 1 for s in subjects):
+            raise ValueError("subject numbers start at 1")
+        return subjects
 
     @model_validator(mode="after")
     def _chance_for_each_metric(self) -> Task:

@@ -241,4 +241,4 @@ def test_encoder_option_of_the_command_line(tmp_path):
 def test_unknown_encoder_on_the_command_line_exits_2():
     result = CliRunner().invoke(app, ["run", "--encoder", "tsconf"])
     assert result.exit_code == 2
-    assert "encoder: Value error, Unknown encoder 'tsconf'. Did you mean 'tsconv'?" in " ".join(result.output.split())
+    assert "encoder: Unknown encoder 'tsconf'. Did you mean 'tsconv'?" in " ".join(result.output.split())

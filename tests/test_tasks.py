@@ -41,10 +41,15 @@ def test_task_loads_from_a_path(tmp_path):
 @pytest.mark.parametrize("changes, message", [
     ({"colour": "blue"}, r"colour: unknown field"),
     ({"protocol": "sideways"}, r"protocol: Input should be 'intra' or 'inter'"),
-    ({"time_window": [1.0, 0.0]}, r"time_window: Value error, time_window must be \[start, end\)"),
+    ({"time_window": [1.0, 0.0]}, r"time_window: time_window must be \[start, end\)"),
     ({"seeds": []}, r"seeds: List should have at least 1 item"),
     ({"chance": {"top1": 0.005}}, r"chance must give a level for every metric; missing \['top5'\]"),
     ({"version": 0}, r"version: Input should be greater than or equal to 1"),
+    ({"seeds": [-5]}, r"seeds.0: Input should be greater than or equal to 0 \(got -5\)"),
+    ({"seeds": [0, 1, 0]}, r"seeds: entries must not repeat; given more than once: 0\."),
+    ({"subjects": [1, 2, 1]}, r"subjects: entries must not repeat; given more than once: 1\."),
+    ({"subjects": [0]}, r"subjects: subject numbers start at 1 \(got \[0\]\)"),
+    ({"channels": ["O1", "O1", "O1"]}, r"channels: entries must not repeat; given more than once: O1\."),
 ])
 def test_malformed_task_files_name_the_problem(tmp_path, changes, message):
     path = _write(tmp_path, **changes)
@@ -68,6 +73,21 @@ def test_missing_field_and_bad_yaml_and_id_mismatch(tmp_path):
     renamed.rename(tmp_path / "file-name.yaml")
     with pytest.raises(InvalidInputError, match="declares id 'other-name'; the id must match the file name"):
         load_task(tmp_path / "file-name.yaml")
+
+
+def test_a_key_given_twice_is_an_error_not_last_wins(tmp_path):
+    text = task_path("synthetic-intra").read_text()
+    path = tmp_path / "synthetic-intra.yaml"
+    path.write_text(text.replace("seeds: [0]", "seeds: [0]\nseeds: [1]"))
+    line = text.splitlines().index("seeds: [0]") + 2
+    with pytest.raises(InvalidInputError, match=rf"is not valid YAML \(line {line}, column 1: key 'seeds' appears "
+                                                r"twice \(first on line \d+\); keep one\)"):
+        load_task(path)
+    nested = tmp_path / "nested" / "synthetic-intra.yaml"
+    nested.parent.mkdir()
+    nested.write_text(text.replace("  lr: 1.0e-3", "  lr: 1.0e-3\n  lr: 5.0"))
+    with pytest.raises(InvalidInputError, match="key 'lr' appears twice"):
+        load_task(nested)
 
 
 def test_unknown_task_lists_the_valid_ones():

@@ -29,18 +29,18 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from eegbench._check import InvalidInputError
+from eegbench._check import InvalidInputError, check_count
 from eegbench._plots import finish_axes, save_png, subplots
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench.backbones import DEFAULT_BACKBONE, LayerRef, get_features
-from eegbench.plan import backbone_layout, resolve_task
+from eegbench.plan import backbone_layout, check_request, resolve_task
 from eegbench.protocols import Normalizer, ResponsePipeline
 from eegbench.provenance import environment, now
 from eegbench.records import AnalysisRecord
 from eegbench.results import ResultStore
 from eegbench.stats import paired_spearman, rsa_permutation_test, split_half_noise_ceiling
-from eegbench.tasks import Task
+from eegbench.tasks import Task, load_task
 
 
 def _rsatoolbox():
@@ -182,6 +182,9 @@ def rsa(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, layers: Sequence[
     if n_permutations < 1 or n_splits < 1:
         raise InvalidInputError(f"n_permutations and n_splits must be at least 1, got {n_permutations} and "
                                 f"{n_splits}.")
+    check_count("seed", seed, 0)
+    task = task if isinstance(task, Task) else load_task(task)
+    check_request(task, backbone, subjects=subjects, weights=weights)
     device_t = resolve_device(device)
     refs: list[LayerRef] = backbone_layout(backbone).resolve_layers(["all"] if layers is None else list(layers))
     resolved = resolve_task(task, backbone, subjects=subjects, data_root=data_root, device=str(device_t),

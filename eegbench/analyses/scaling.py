@@ -23,19 +23,19 @@ from typing import Any
 import numpy as np
 from tabulate import tabulate
 
-from eegbench._check import InvalidInputError, MissingDataError, UnknownNameError
+from eegbench._check import InvalidInputError, MissingDataError, UnknownNameError, check_count
 from eegbench._io import hash_json
 from eegbench._plots import finish_axes, save_png, subplots
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench.backbones import DEFAULT_BACKBONE, get_backbone_spec
-from eegbench.plan import DatasetCache, resolve_task
+from eegbench.plan import DatasetCache, check_request, resolve_task
 from eegbench.protocols import nested_training_images
 from eegbench.provenance import environment, now
 from eegbench.records import AnalysisRecord, ResultRecord, analysis_folder
 from eegbench.results import ResultStore
 from eegbench.stats import LogLinearFit, loglinear_fit, mean_sd, pearson, seed_averaged
-from eegbench.tasks import Task
+from eegbench.tasks import Task, load_task
 
 DEFAULT_FRACTIONS = (1 / 16, 1 / 8, 1 / 4, 1 / 2, 1.0)
 #: layer kinds (:attr:`eegbench.records.ResultRecord.layer_kind`) compared by backbone scaling, and their names
@@ -204,10 +204,17 @@ def data_scaling(task: str | Task, method: str, backbone: str = DEFAULT_BACKBONE
     fractions = sorted(set(DEFAULT_FRACTIONS if fractions is None else (float(f) for f in fractions)))
     if not fractions or fractions[0] <= 0 or fractions[-1] > 1:
         raise InvalidInputError(f"Training fractions must be in (0, 1], got {fractions}.")
+    if repetitions is not None:
+        if not repetitions:
+            raise InvalidInputError("No test repetition counts given; pass counts such as 1,2,4 or leave them out.")
+        for count in repetitions:
+            check_count("Each number of test repetitions", count)
+    task = task if isinstance(task, Task) else load_task(task)
+    check_request(task, backbone, subjects=subjects, seeds=seeds, weights=weights)
     datasets = DatasetCache()  # loaded once, for this function and every run
     resolved = resolve_task(task, backbone, subjects=subjects, data_root=data_root, datasets=datasets)
     task, dataset = resolved.task, resolved.dataset
-    available = dataset.load_subject(dataset.subjects[0]).test.shape[1]
+    available = dataset.load_subject(resolved.subjects[0]).test.shape[1]
     repetitions = repetition_counts(available) if repetitions is None else sorted({int(n) for n in repetitions})
     store = ResultStore(results_dir)
     runs_root = store.root / analysis_folder(task.id, task.version, "data-scaling") / "runs"
@@ -366,6 +373,7 @@ def backbone_scaling(results_dir: str | Path, task: str, version: int | None = N
     seeds then subjects. A series with 3 or more backbones gets a log-linear fit with a 95 %
     band and Pearson's r between top-1 and log(parameters), with scipy's two-sided p-value.
     """
+    check_count("version", version)
     store = ResultStore(results_dir)
     if not store.root.is_dir():
         raise InvalidInputError(f"Results folder {store.root} does not exist; run `eegbench run` first.")

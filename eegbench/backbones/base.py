@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from eegbench._check import InvalidInputError
+from eegbench._check import InvalidInputError, check_count, suggest
 
 FINAL = "final"
 POOLINGS = ("gap", "cls", "mean")
@@ -187,8 +187,9 @@ def _ref(layers: Sequence[LayerInfo], index: int, pooling: str | None, backbone:
 
 def _layer_error(request: object, names: Sequence[str], backbone: str) -> InvalidInputError:
     n = len(names)
+    hint = suggest(request, [*names, FINAL]) if isinstance(request, str) else ""
     return InvalidInputError(
-        f"Invalid layer {request!r} for backbone {backbone!r}. Valid layers: an index 1..{n} or "
+        f"Invalid layer {request!r} for backbone {backbone!r}.{hint} Valid layers: an index 1..{n} or "
         f"-{n}..-1, a relative depth in [0, 1] such as 0.5, 'final', or a name: {', '.join(names)}."
     )
 
@@ -353,7 +354,7 @@ class Backbone(LayerAddressing):
 
         CNNs do; for backbones with a fixed input size (ViTs) ``self`` is returned unchanged.
         """
-        if size is None or not self.flexible_input:
+        if check_count("image_size", size, 16) is None or not self.flexible_input:
             return self
         resized = copy.copy(self)
         resized.preprocessing = self.preprocessing.with_size(size)

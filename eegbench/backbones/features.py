@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eegbench._check import InvalidInputError, MissingDataError, check_option
+from eegbench._check import InvalidInputError, MissingDataError, check_count, check_option
 from eegbench._io import FileDigests, atomic_save_npy, atomic_write_json, hash_json
 from eegbench._paths import cache_home
 from eegbench._progress import logger, progress
@@ -384,6 +384,23 @@ def folder_image_set(images: str | Path) -> ImageSet:
     return ImageSet(root.name or str(root), root, tuple(list_images(root)))
 
 
+def check_extraction_options(backbone: str, layers: Sequence[str | int | float], *, pooling: str | None = None,
+                             weights: str | Path | None = None, image_size: int | None = None, batch_size: int = 64,
+                             num_workers: int | None = None, precision: str = "auto") -> None:
+    """The checks of :func:`extract_image_sets`'s options that need no weights and no image: run them first.
+
+    Layers and pooling are resolved on the backbone's architecture alone (meta device).
+    """
+    from eegbench.backbones.registry import load_backbone
+
+    check_count("batch_size", batch_size)
+    check_count("num_workers", num_workers, 0)
+    check_option("precision", precision, PRECISIONS)
+    if weights is not None and not Path(weights).is_file():
+        raise InvalidInputError(f"Weights file {weights} does not exist (or is not a file).")
+    load_backbone(backbone, pretrained=False, device="meta").at_size(image_size).resolve_layers(layers, pooling)
+
+
 def extract_image_sets(backbone: str, layers: Sequence[str | int | float], sets: Sequence[ImageSet], *,
                        pooling: str | None = None, weights: str | Path | None = None, device: str = "auto",
                        image_size: int | None = None, batch_size: int = 64, num_workers: int | None = None,
@@ -419,6 +436,8 @@ def extract_image_sets(backbone: str, layers: Sequence[str | int | float], sets:
     """
     from eegbench.backbones.registry import load_backbone
 
+    check_extraction_options(backbone, layers, pooling=pooling, weights=weights, image_size=image_size,
+                             batch_size=batch_size, num_workers=num_workers, precision=precision)
     model = load_backbone(backbone, weights=weights, device=str(resolve_device(device))).at_size(image_size)
     refs = model.resolve_layers(layers, pooling)
     return {image_set.name: get_features(model, image_set.root, image_set.files, refs, cache=cache,

@@ -11,9 +11,10 @@ from eegbench.data.base import Dataset, ImageTable, RecordingInfo, SubjectData
 from eegbench.data.canonical import CanonicalWriter, open_canonical
 from eegbench.data.montages import POSTERIOR_17
 from eegbench.data.registry import datasets, get_dataset_spec, list_datasets, load_dataset, register_dataset
-from eegbench.data.spec import DatasetSpec
+from eegbench.data.spec import DatasetSpec, RecordingLayout
 from eegbench.data.synthetic import SyntheticConfig, synthetic_dataset
 
-__all__ = ["POSTERIOR_17", "CanonicalWriter", "Dataset", "DatasetSpec", "ImageTable", "RecordingInfo", "SubjectData",
+__all__ = ["POSTERIOR_17", "CanonicalWriter", "Dataset", "DatasetSpec", "ImageTable", "RecordingInfo", "RecordingLayout",
+           "SubjectData",
            "SyntheticConfig", "datasets", "get_dataset_spec", "list_datasets", "load_dataset", "open_canonical",
            "register_dataset", "synthetic_dataset"]

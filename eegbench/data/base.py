@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eegbench._check import InvalidInputError, unknown_name
+from eegbench._check import InvalidInputError, check_unique, unknown_name
 
 
 @dataclass(frozen=True)
@@ -150,6 +150,27 @@ class SubjectData:
     test: np.ndarray
 
 
+def subject_label(subject: str | int) -> str:
+    """The label of a subject as the datasets name them: ``3``, ``"3"`` and ``"sub-03"`` are ``"sub-03"``."""
+    label = str(subject).strip()
+    return f"sub-{int(label):02d}" if label.isdigit() else label
+
+
+def check_subjects(subjects: Sequence[str | int] | None) -> list[str | int] | None:
+    """Requested subjects as a list: non-empty, none named twice (``1`` and ``"sub-01"`` are one subject).
+
+    Whether each exists is checked against the dataset (:func:`evaluated_subjects`).
+    """
+    if subjects is None:
+        return None
+    subjects = list(subjects)
+    if not subjects:
+        raise InvalidInputError("No subjects given; pass subjects such as 1,2 (or sub-01), or leave them out for all "
+                                "of the task's subjects.")
+    check_unique([subject_label(s) for s in subjects], "Subjects")
+    return subjects
+
+
 @dataclass
 class Dataset:
     """A brain-response dataset in eegbench's canonical form.
@@ -199,9 +220,7 @@ class Dataset:
 
     def resolve_subject(self, subject: str | int) -> str:
         """Map ``3``, ``"3"`` or ``"sub-03"`` to this dataset's label ``"sub-03"``."""
-        label = str(subject)
-        if label.isdigit():
-            label = f"sub-{int(label):02d}"
+        label = subject_label(subject)
         if label not in self.subjects:
             raise unknown_name(f"subject of dataset {self.name!r}", subject, self.subjects)
         return label

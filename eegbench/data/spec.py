@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 
 from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
@@ -37,6 +38,30 @@ class Variant(Protocol):
     @property
     def description(self) -> str: ...
 
+
+@dataclass(frozen=True)
+class RecordingLayout:
+    """A dataset's time axis and channels as declared by its variant and options, before any file is read.
+
+    With it, a task's time window and channels are checked before data is generated, converted or
+    loaded; what the files hold is checked again once they are read.
+    """
+
+    #: time of each sample in seconds, relative to image onset
+    times: np.ndarray
+    #: channel names in array order; None when only the files say (checked once they are read)
+    channels: tuple[str, ...] | None = None
+
+    @classmethod
+    def sampled(cls, sfreq: float, first: float, n_samples: int,
+                channels: tuple[str, ...] | None = None) -> RecordingLayout:
+        """``n_samples`` samples at ``sfreq`` Hz from ``first`` seconds."""
+        return cls(np.round(first + np.arange(n_samples) / sfreq, 9), channels)
+
+
+#: ``layout(variant, options) -> RecordingLayout``, called with the chosen variant (None for a dataset
+#: without variants) and the validated options.
+Layout = Callable[[Any, Any], RecordingLayout]
 
 #: ``loader(data_root, variant, options) -> Dataset``, called with the data root (None when not
 #: given), the chosen variant (None for a dataset without variants) and the validated options.
@@ -70,6 +95,10 @@ class DatasetSpec:
         :mod:`eegbench.data.download`).
     title : str, optional
         The name at the start of a message (default: ``name``).
+    layout : callable, optional
+        ``layout(variant, options) -> RecordingLayout`` (see :data:`Layout`): the time axis and
+        channels the loader will produce, known without reading files, so that a task's window and
+        channels are checked before any heavy work. None when only the files say.
     """
 
     name: str
@@ -81,6 +110,7 @@ class DatasetSpec:
     subjects: tuple[int, ...] = ()
     manifest: bool = False
     title: str | None = None
+    layout: Layout | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A spec is written once by a developer: mistakes in it fail at import, naming the dataset.
@@ -111,6 +141,16 @@ class DatasetSpec:
             source = f"{self.title or self.name} dataset options"
             raise InvalidInputError(describe_validation_error(err, source)) from None
 
+    def declared_layout(self, *, options: Mapping[str, Any] | None = None,
+                        variant: str | None = None) -> RecordingLayout | None:
+        """The time axis and channels ``load`` will produce with these options, without reading a file.
+
+        None when the dataset declares no :attr:`layout`. Bad options or variants raise as in :meth:`load`.
+        """
+        chosen = self.variant(variant)
+        parsed = self.parse_options(options)
+        return None if self.layout is None else self.layout(chosen, parsed)
+
     def download_hint(self, root: Path | str, variant: str | None = None) -> str:
         """The ``eegbench data download`` command that fetches ``variant`` into ``root``.
 
@@ -125,4 +165,8 @@ class DatasetSpec:
         refuse_in_submission_worker("load datasets")
         chosen = self.variant(variant)
         parsed = self.parse_options(options)
-        return self.loader(Path(data_root).expanduser() if data_root else None, chosen, parsed)
+        root = Path(data_root).expanduser() if data_root else None
+        if root is not None and root.exists() and not root.is_dir():
+            raise InvalidInputError(f"Data root {root} is a file, not a folder; pass the folder that "
+                                    f"`eegbench data download {self.name}` fills.")
+        return self.loader(root, chosen, parsed)

@@ -26,7 +26,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from eegbench._io import hash_json
 from eegbench._paths import cache_home
@@ -34,7 +34,7 @@ from eegbench._progress import progress
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo
 from eegbench.data.canonical import CanonicalWriter, cached_canonical
 from eegbench.data.montages import POSTERIOR_17, channel_positions
-from eegbench.data.spec import DatasetSpec
+from eegbench.data.spec import DatasetSpec, RecordingLayout
 from eegbench.data.synthetic_images import concept_style, draw_image, family_priors
 
 # Bump whenever the generator's output changes, so cached datasets are rebuilt.
@@ -62,11 +62,31 @@ class SyntheticConfig(BaseModel):
     tmin: float = -0.1
     n_times: int = Field(110, ge=8)
     backbone: str = "efficientnet_lite0"
-    planted_layer: str = "blocks.3"
+    planted_layer: str = Field("blocks.3", validate_default=True)
     final_share: float = Field(0.25, ge=0.0, le=1.0)
     noise_uv: float = Field(4.0, ge=0.0)
     n_latents_planted: int = Field(24, ge=3)
     n_latents_final: int = Field(8, ge=1)
+
+    @field_validator("backbone")
+    @classmethod
+    def _known_backbone(cls, name: str) -> str:
+        _architecture(name)
+        return name
+
+    @field_validator("planted_layer")
+    @classmethod
+    def _layer_of_the_backbone(cls, layer: str, info: ValidationInfo) -> str:
+        if "backbone" in info.data:  # absent when the backbone itself was refused
+            _architecture(info.data["backbone"]).resolve(layer)
+        return layer
+
+
+def _architecture(backbone: str):
+    """A backbone's layers from its architecture alone (meta device): typos fail before any image is drawn."""
+    from eegbench.backbones import load_backbone
+
+    return load_backbone(backbone, pretrained=False, device="meta").layout()
 
 
 def synthetic_dataset(config: SyntheticConfig | None = None, **overrides) -> Dataset:
@@ -281,8 +301,13 @@ def _load(data_root: Path | None, variant: None, config: SyntheticConfig) -> Dat
     return synthetic_dataset(config)
 
 
+def _layout(variant: None, config: SyntheticConfig) -> RecordingLayout:
+    """The layout of :data:`SPEC`: the generator's channels and time axis, set by the options."""
+    return RecordingLayout.sampled(config.sfreq, config.tmin, config.n_times, POSTERIOR_17)
+
+
 SPEC = DatasetSpec(
-    name="synthetic", title="Synthetic", options=SyntheticConfig, loader=_load,
+    name="synthetic", title="Synthetic", options=SyntheticConfig, loader=_load, layout=_layout,
     description="THINGS-like images drawn procedurally, with EEG responses simulated from a pretrained CNN's "
                 "features; generated offline from a seed.",
 )

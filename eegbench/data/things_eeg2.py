@@ -38,7 +38,7 @@ from eegbench.data.conversion import (
     source_digests,
 )
 from eegbench.data.montages import POSTERIOR_17
-from eegbench.data.spec import DatasetSpec
+from eegbench.data.spec import DatasetSpec, RecordingLayout
 
 NAME = "things-eeg2"
 # Bump whenever the conversion's output changes, so cached canonical folders are rebuilt.
@@ -510,9 +510,19 @@ def _load(data_root: Path | None, variant: Variant, opts: ThingsEEG2Options) -> 
     return cached_conversion(NAME, variant.name, key, root / IMAGE_DIR, build)
 
 
+#: (first sample in s, number of samples) of each source's epochs, as published (official) or preprocessed
+_TIME_AXES = {"official": (-0.2, 100), "250hz": (0.0, 250), "raw": (0.0, 250)}
+
+
+def _layout(variant: Variant, opts: ThingsEEG2Options) -> RecordingLayout:
+    """The layout of :data:`SPEC`: each variant's time axis, and its channels when it selects them."""
+    first, n_samples = _TIME_AXES[variant.source]
+    return RecordingLayout.sampled(variant.sfreq, first, n_samples, variant.channels)
+
+
 SPEC = DatasetSpec(
     name=NAME, options=ThingsEEG2Options, loader=_load, variants=VARIANTS, default_variant=DEFAULT_VARIANT,
-    subjects=tuple(range(1, 11)), manifest=True,
+    subjects=tuple(range(1, 11)), manifest=True, layout=_layout,
     description="THINGS-EEG2 (Gifford et al., NeuroImage 2022): 10 subjects, 16540 training images seen 4 times "
                 "and 200 test images seen 80 times.",
 )
