@@ -170,11 +170,11 @@ def load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
 
 
-def yaml_problem(error: yaml.YAMLError) -> str:
-    """A YAML error in one line: where (line and column, when known) and what."""
+def yaml_problem(error: yaml.YAMLError, *, located: bool = True) -> str:
+    """A YAML error in one line: what, and where (line and column, when known and ``located``)."""
     problem = " ".join(str(getattr(error, "problem", None) or error).split())
     mark = getattr(error, "problem_mark", None)
-    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None and located else problem
 
 
 def read_yaml_mapping(path: Path, kind: str, expected: str) -> dict[str, Any]:

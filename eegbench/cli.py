@@ -192,7 +192,7 @@ def parse_hp(pairs: list[str] | None, *, several: bool = False) -> dict[str, Any
                 values[key.strip()] = load_yaml(f"[{raw}]" if several else raw)
                 continue
             except yaml.YAMLError as err:
-                problem = f"the value is not valid YAML ({yaml_problem(err)})"
+                problem = f"the value is not valid YAML ({yaml_problem(err, located=False)})"
         raise InvalidInputError(f"--hp expects {form} with values in YAML (e.g. lr=0.001), got {pair!r}: {problem}.")
     return values
 
@@ -478,7 +478,7 @@ def features_extract_cmd(
 
         resolved = resolve_task(task, backbone, data_root=data_root)
         sets = dataset_image_sets(resolved.dataset)
-        image_size = image_size or resolved.task.features.image_size
+        options["image_size"] = image_size or resolved.task.features.image_size
     else:
         sets = image_sets(images=images, dataset=dataset, data_root=data_root)
     extracted = _extract_api()(backbone, _csv(layers) or [], sets, device=device, **options)
