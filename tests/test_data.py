@@ -82,7 +82,8 @@ def test_missing_folder_and_unknown_subject(tmp_path):
     with pytest.raises(MissingDataError, match="is not an eegbench canonical dataset folder"):
         open_canonical(tmp_path / "nowhere")
     dataset = _write(tmp_path, {"sub-01": np.zeros((4, 2, 3, 10), np.float32)})
-    with pytest.raises(UnknownNameError, match=r"Unknown subject of dataset 'toy' 7\..*sub-01"):
+    with pytest.raises(UnknownNameError, match=r"^Unknown toy subject 'sub-07'. Did you mean 'sub-01'\? Valid toy "
+                                               r"subjects: sub-01.$"):
         dataset.load_subject(7)
     meta = json.loads((tmp_path / "dataset.json").read_text())
     meta["format_version"] = 99

@@ -1,10 +1,12 @@
+import re
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from eegbench.backbones import FeatureCache, get_features, get_backbone_spec, list_backbones, load_backbone
-from eegbench._check import MissingDataError, UnknownNameError
+from eegbench._check import DataError, MissingDataError, UnknownNameError
 from test_backbones import TINY_SPECS  # noqa: F401  (registers the tiny backbones)
 
 
@@ -98,6 +100,27 @@ def test_missing_images_are_reported(backbone, images):
     root, files = images
     with pytest.raises(MissingDataError, match=r"1 image files are missing under .*img, e\.g\. nope\.png"):
         get_features(backbone, root, [*files, "nope.png"], [backbone.resolve("final")])
+
+
+@pytest.mark.parametrize("damage, error, num_workers", [
+    (lambda data: data[: len(data) // 2], "OSError: ", 0),  # "image file is truncated", "Truncated File Read"
+    (lambda data: data[: len(data) // 2], "OSError: ", 1),  # decoded in a worker process
+    (lambda data: b"", "UnidentifiedImageError: cannot identify image file", 0),
+    (lambda data: b"<html>not found</html>", "UnidentifiedImageError: cannot identify image file", 0),
+])
+def test_an_image_that_cannot_be_decoded_is_named(backbone, tmp_path, damage, error, num_workers):
+    from things_files import write_things_images
+
+    files = [f"acorn/acorn_{i:02d}s.jpg" for i in range(1, 4)]  # THINGS JPEGs
+    write_things_images(tmp_path, files)
+    path = tmp_path / "object_images" / files[1]
+    path.write_bytes(damage(path.read_bytes()))
+    small = backbone.at_size(32)
+    with pytest.raises(DataError, match=rf"^Image {re.escape(str(path))} cannot be decoded \({error}.*\): the file "
+                                        rf"is truncated or corrupt. Replace it with an intact copy \(for a dataset's "
+                                        rf"images, unpack its image archive again\).$"):
+        get_features(small, tmp_path / "object_images", files, [small.resolve("final")], num_workers=num_workers,
+                     cache=FeatureCache(tmp_path / "cache"))
 
 
 def test_sidecar_records_the_resolved_layer_and_pooling_is_in_the_key(images, tmp_path):

@@ -125,6 +125,29 @@ def _osf_listing(server, node, files):
         server.files[f"osf-{name}"] = data
 
 
+def _truncated(archive: bytes) -> bytes:
+    return archive[: int(len(archive) * 0.6)]
+
+
+def _bad_deflate(archive: bytes) -> bytes:  # the first compressed byte declares a block type deflate reserves
+    start = 30 + len("x.npy")  # after the member's local header
+    return archive[:start] + b"\xff" + archive[start + 1:]
+
+
+@pytest.mark.parametrize("damage, error", [(_truncated, "BadZipFile: File is not a zip file"),
+                                           (_bad_deflate, "error: Error -3 while decompressing data")])
+def test_a_damaged_archive_is_refused_and_nothing_is_extracted(tmp_path, damage, error):
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("x.npy", bytes(range(256)) * 100)
+    path = tmp_path / "sub-01.zip"
+    path.write_bytes(damage(buffer.getvalue()))
+    with pytest.raises(DataError, match=rf"^{path} is truncated or corrupt, not a readable zip archive \({error}.*\); "
+                                        rf"delete it and download it again.$"):
+        dl.extract_archive(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sub-01.zip"]
+
+
 @pytest.fixture
 def manifest(server, tmp_path, monkeypatch):
     """A things-eeg2 manifest whose sources are the local server: one http file with a sha256, one without,

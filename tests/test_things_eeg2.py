@@ -196,6 +196,37 @@ def test_a_damaged_source_file_gives_a_specific_error(tmp_path, damage, message)
     assert str(_nice_file(tmp_path)) in text or "image_metadata.npy" in text
 
 
+def test_a_truncated_official_file_is_named(tmp_path):
+    _eeg2_root(tmp_path, subjects=(1,))
+    path = tmp_path / "preprocessed_data" / "sub-01" / "preprocessed_eeg_test.npy"  # np.save of a dict
+    _truncate(path)
+    with pytest.raises(DataError, match=rf"^{path} is truncated or corrupt \(UnpicklingError: .*\); expected a "
+                                        rf"THINGS-EEG2 official-17ch-100hz dict. Get it with `eegbench data download "
+                                        rf"things-eeg2 --root {tmp_path} --variant official-17ch-100hz "
+                                        rf"--subjects 1`.$"):
+        load_dataset("things-eeg2", variant="official-17ch-100hz", data_root=tmp_path)
+
+
+def test_a_damaged_subject_does_not_keep_the_others_from_loading(tmp_path):
+    import shutil
+
+    sources = _eeg2_root(tmp_path / "a", subjects=(1, 2))
+    _truncate(_nice_file(tmp_path / "a", 2))
+    message = (r"{root}/Preprocessed_data_250Hz/sub-02/preprocessed_eeg_training.npy is truncated or corrupt .*"
+               r"Get it with `eegbench data download things-eeg2 --root {root} --variant 17ch-250hz --subjects 2`.$")
+    for root in (tmp_path / "a", tmp_path / "b"):  # converted once; then the same files under another root
+        if not root.exists():
+            shutil.copytree(tmp_path / "a", root)
+        dataset = load_dataset("things-eeg2", data_root=root)
+        assert dataset.subjects == ("sub-01", "sub-02")  # listed, so that asking for every subject fails
+        np.testing.assert_array_equal(dataset.load_subject(1).test[:, :, 0],
+                                      sources[1]["nice"][1][:, :, THINGS63.index("Pz")].astype(np.float32))
+        with pytest.raises(DataError, match=message.format(root=root)):
+            dataset.load_subject(2)
+    assert dataset.root == load_dataset("things-eeg2", data_root=tmp_path / "a").root  # one cache entry
+    assert "sub-02" in dataset.describe()["unavailable_subjects"]
+
+
 def test_nan_in_an_unselected_channel_is_not_an_error_of_the_17_channel_variant(tmp_path):
     _eeg2_root(tmp_path, subjects=(1,))
     _inf_outside_selection(_nice_file(tmp_path))
@@ -214,9 +245,12 @@ def test_missing_pieces_are_named_with_how_to_get_them(tmp_path):
 
     _eeg2_root(tmp_path, subjects=(1, 2))
     _nice_file(tmp_path, 2, "test").unlink()
+    dataset = load_dataset("things-eeg2", data_root=tmp_path)
+    assert dataset.subjects == ("sub-01", "sub-02") and dataset.load_subject(1).test.shape == (N_TEST, 6, 17, 250)
     with pytest.raises(MissingDataError, match=r"Subject sub-02 of things-eeg2 is incomplete: .*sub-02/"
-                                               r"preprocessed_eeg_test.npy is missing"):
-        load_dataset("things-eeg2", data_root=tmp_path)
+                                               r"preprocessed_eeg_test.npy is missing. Get it with `eegbench data "
+                                               r"download things-eeg2 --root .* --variant 17ch-250hz --subjects 2`"):
+        dataset.load_subject(2)
     with pytest.raises(MissingDataError, match=r"No subject folders \(sub-01 ... sub-10\) found in .*raw_data"):
         load_dataset("things-eeg2", variant="raw-17ch-250hz", data_root=tmp_path)
     with pytest.raises(UnknownNameError, match="Unknown things-eeg2 variant '17ch-100hz'"):
@@ -231,6 +265,30 @@ def test_missing_pieces_are_named_with_how_to_get_them(tmp_path):
     shutil.rmtree(tmp_path / "image_set" / "training_images")
     with pytest.raises(MissingDataError, match=r"Image folder .*training_images is missing \(it should hold the 10"):
         load_dataset("things-eeg2", data_root=tmp_path)
+
+
+@pytest.mark.parametrize("variant, reads", [
+    ("17ch-250hz", "preprocessed_eeg_{training,test}.npy from {root}/Preprocessed_data_250Hz/sub-03"),
+    ("official-17ch-100hz", "preprocessed_eeg_{training,test}.npy from {root}/preprocessed_data/sub-03"),
+    ("raw-63ch-250hz", "ses-XX/raw_eeg_*.npy from {root}/raw_data/sub-03"),
+])
+def test_a_missing_subject_says_which_folder_is_missing_and_how_to_get_it(tmp_path, variant, reads):
+    if variant.startswith("raw"):
+        pytest.importorskip("sklearn")
+        write_image_set(tmp_path, 2, 2, 2)
+        _write_raw_subject(tmp_path)
+    else:
+        _eeg2_root(tmp_path, subjects=(1,))
+    dataset = load_dataset("things-eeg2", variant=variant, data_root=tmp_path, options=RAW_OPTIONS)
+    with pytest.raises(MissingDataError) as error:
+        dataset.load_subject(3)
+    assert str(error.value) == (
+        f"Subject sub-03 of things-eeg2 is not under {tmp_path}: variant {variant!r} reads its "
+        f"{reads.replace('{root}', str(tmp_path))}, which is missing. Get it with `eegbench data download "
+        f"things-eeg2 --root {tmp_path} --variant {variant} --subjects 3`.")
+    with pytest.raises(UnknownNameError, match=r"^Unknown things-eeg2 subject 'sub-11'. Did you mean 'sub-01'\? "
+                                               r"Valid things-eeg2 subjects: sub-01.$"):
+        dataset.load_subject(11)
 
 
 def test_metadata_out_of_folder_order_is_refused(tmp_path):

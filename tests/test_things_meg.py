@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from things_files import MEG_CHANNELS, meg_image_path, write_meg_epochs, write_things_images
 
-from eegbench._check import DataError, MissingDataError
+from eegbench._check import DataError, MissingDataError, UnknownNameError
 from eegbench.data import load_dataset
 
 TRAIN_CONCEPTS = ("acorn", "anchor", "apple", "axe")
@@ -27,11 +27,15 @@ def _trials(test_reps: dict[str, int] | None = None) -> list[tuple[str, str]]:
                                 ("exp", meg_image_path("exp", "altar", 7))]
 
 
-def _write_subject(root, number, trials, seed=None):
+def _write_subject(root, number, trials, seed=None, split_size="2GB"):
     rng = np.random.default_rng(number if seed is None else seed)
     data = rng.normal(size=(len(trials), len(MEG_CHANNELS), 281)).astype(np.float32)
-    write_meg_epochs(root / "derivatives" / "preprocessed" / f"preprocessed_P{number}-epo.fif", trials, data)
+    write_meg_epochs(_epochs_file(root, number), trials, data, split_size=split_size)
     return data
+
+
+def _epochs_file(root, number, part=0):
+    return root / "derivatives" / "preprocessed" / f"preprocessed_P{number}-epo{f'-{part}' if part else ''}.fif"
 
 
 def _image_files(trials):
@@ -95,14 +99,16 @@ def test_unequal_test_repetitions_are_refused(tmp_path):
         load_dataset("things-meg", data_root=tmp_path)
 
 
-def test_subjects_with_different_images_are_refused(tmp_path):
+def test_a_subject_with_different_images_is_refused_without_keeping_the_others_from_loading(tmp_path):
     trials = _trials()
     _write_subject(tmp_path, 1, trials)
     _write_subject(tmp_path, 2, [t for t in trials if "axe_01b" not in t[1]])
     write_things_images(tmp_path, _image_files(trials))
+    dataset = load_dataset("things-meg", data_root=tmp_path)
+    assert dataset.subjects == ("sub-01", "sub-02") and dataset.load_subject(1).train.shape == (8, 1, 271, 200)
     with pytest.raises(DataError, match=r"sub-02 has 7 train images and sub-01 has 8; they differ in e.g. "
                                         r"\['axe/axe_01b.jpg'\]"):
-        load_dataset("things-meg", data_root=tmp_path)
+        dataset.load_subject(2)
 
 
 def test_bad_epochs_files_and_missing_pieces(tmp_path):
@@ -137,3 +143,77 @@ def test_bad_epochs_files_and_missing_pieces(tmp_path):
     path.write_bytes(path.read_bytes()[:4000])
     with pytest.raises(DataError, match=r"preprocessed_P1-epo.fif is truncated or corrupt"):
         load_dataset("things-meg", data_root=tmp_path)
+
+
+# --- damaged and missing files: each names the file and how to get it again -----------------------------------
+
+
+def _split_root(root, subjects=(1,)):
+    """Subjects whose epochs are split into parts as the official ones are (at 2 MB here); returns the part count."""
+    trials = _trials()
+    for number in subjects:
+        _write_subject(root, number, trials, split_size="2MB")
+    write_things_images(root, _image_files(trials))
+    n_parts = len(list(_epochs_file(root, subjects[0]).parent.glob("preprocessed_P1-epo*.fif")))
+    assert n_parts >= 3
+    return n_parts
+
+
+def _cut(path, keep):
+    """Keep a fraction of ``path``'s bytes (a float), or its first ``keep`` bytes (an int)."""
+    data = path.read_bytes()
+    path.write_bytes(data[:keep if isinstance(keep, int) else int(len(data) * keep)])
+
+
+def _refetch(root, number):
+    return (f"Delete it and download it again. Get it with `eegbench data download things-meg --root {root} "
+            f"--subjects {number}`.")
+
+
+@pytest.mark.parametrize("part, keep", [(2, 0.6), ("last", 0.99)])
+def test_a_truncated_split_part_is_named_with_how_to_get_it_again(tmp_path, part, keep):
+    n_parts = _split_root(tmp_path)
+    path = _epochs_file(tmp_path, 1, n_parts - 1 if part == "last" else part)
+    _cut(path, keep)
+    with pytest.raises(DataError) as error:  # MNE alone fails with a bare AssertionError
+        load_dataset("things-meg", data_root=tmp_path)
+    message = str(error.value)
+    assert message.startswith(f"{path} is truncated or corrupt: ")
+    assert message.endswith(f", as when a download or copy was interrupted. {_refetch(tmp_path, 1)}")
+
+
+def test_a_first_part_cut_after_its_epochs_is_refused_not_read_as_fewer_epochs(tmp_path):
+    import mne
+
+    _split_root(tmp_path)
+    first = _epochs_file(tmp_path, 1)
+    # Its epochs stay whole; the name of the next part, written after them, is lost.
+    _cut(first, first.read_bytes().index(_epochs_file(tmp_path, 1, 1).name.encode()) - 16)  # before its tag
+    assert len(mne.read_epochs(first, preload=False, verbose="error")) < len(_trials())  # what MNE alone does
+    with pytest.raises(DataError, match=f"{first} is truncated or corrupt: .*{_refetch(tmp_path, 1)}"):
+        load_dataset("things-meg", data_root=tmp_path)
+
+
+def test_a_missing_subject_says_which_file_is_missing_and_how_to_get_it(meg):
+    root, _, _ = meg
+    dataset = load_dataset("things-meg", data_root=root)
+    with pytest.raises(MissingDataError) as error:
+        dataset.load_subject(3)
+    assert str(error.value) == (
+        f"Subject sub-03 of things-meg is not under {root}: its epochs "
+        f"{root / 'derivatives/preprocessed/preprocessed_P3-epo.fif'} (with its split parts -epo-1.fif ...) are "
+        f"missing. Get it with `eegbench data download things-meg --root {root} --subjects 3`.")
+    with pytest.raises(UnknownNameError, match=r"^Unknown things-meg subject 'sub-05'. Did you mean 'sub-02'\? Valid "
+                                               r"things-meg subjects: sub-01, sub-02.$"):
+        dataset.load_subject("sub-05")
+
+
+def test_a_damaged_subject_does_not_keep_the_others_from_loading(tmp_path):
+    _split_root(tmp_path, subjects=(1, 2))
+    damaged = _epochs_file(tmp_path, 2, 1)
+    _cut(damaged, 0.5)
+    dataset = load_dataset("things-meg", data_root=tmp_path)
+    assert dataset.subjects == ("sub-01", "sub-02")  # still listed, so that asking for every subject fails
+    assert dataset.load_subject(1).train.shape == (8, 1, 271, 200)
+    with pytest.raises(DataError, match=f"{damaged} is truncated or corrupt: .*{_refetch(tmp_path, 2)}"):
+        dataset.load_subject(2)

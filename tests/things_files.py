@@ -109,10 +109,11 @@ MEG_CHANNELS = tuple(f"M{side}{region}{i:02d}-4408" for side in "LRZ" for region
                      for i in range(1, 20))[:271]
 
 
-def write_meg_epochs(path: Path, trials: list[tuple[str, str]], data: np.ndarray) -> None:
+def write_meg_epochs(path: Path, trials: list[tuple[str, str]], data: np.ndarray, split_size: str = "2GB") -> None:
     """``preprocessed_P<n>-epo.fif``: epochs ``data`` (n, 271, 281) at 200 Hz from -0.1 s, with metadata.
 
     ``trials`` are (trial_type, image_path) in recording order, as in ``sample_attributes_P<n>.csv``.
+    Files over ``split_size`` are split into ``-epo-1.fif``... parts, as MNE splits the official ones at 2 GB.
     """
     import mne
     import pandas as pd
@@ -128,7 +129,7 @@ def write_meg_epochs(path: Path, trials: list[tuple[str, str]], data: np.ndarray
         "session_nr": 1, "run_nr": 1, "trial_type": [k for k, _ in trials], "image_path": [p for _, p in trials],
         "things_image_nr": [c if c != 999999 else np.nan for c in codes]})
     path.parent.mkdir(parents=True, exist_ok=True)
-    epochs.save(path, overwrite=True, verbose=False)
+    epochs.save(path, split_size=split_size, overwrite=True, verbose=False)
 
 
 def meg_image_path(kind: str, concept: str, index: int) -> str:

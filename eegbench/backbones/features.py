@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eegbench._check import InvalidInputError, MissingDataError, check_count, check_option
+from eegbench._check import DataError, InvalidInputError, MissingDataError, check_count, check_option
 from eegbench._io import FileDigests, atomic_save_npy, atomic_write_json, hash_json
 from eegbench._paths import cache_home
 from eegbench._progress import logger, progress
@@ -220,6 +220,13 @@ def _read_entry(array_path: Path, meta_path: Path, n_images: int) -> tuple[np.nd
 
 
 class _ImageFiles(torch.utils.data.Dataset):
+    """Preprocessed images with, for each, why it could not be decoded ("" when it could).
+
+    An image that cannot be decoded comes back as a blank image and a message instead of an
+    exception: raised in a decoding worker, the exception would reach the main process wrapped in
+    the worker's traceback, so :func:`image_batches` raises it from the message instead.
+    """
+
     def __init__(self, paths: Sequence[Path], transform) -> None:
         self.paths = list(paths)
         self.transform = transform
@@ -227,32 +234,47 @@ class _ImageFiles(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
-    def __getitem__(self, i: int) -> torch.Tensor:
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
         from PIL import Image
 
-        with Image.open(self.paths[i]) as image:
-            return self.transform(image.convert("RGB"))
+        try:
+            with Image.open(self.paths[i]) as image:
+                return self.transform(image.convert("RGB")), ""
+        # what PIL raises for an empty, truncated, corrupt or oversized file
+        except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
+            blank = self.transform(Image.new("RGB", (256, 256)))
+            return blank, (f"Image {self.paths[i]} cannot be decoded ({type(err).__name__}: {err}): the file is "
+                           f"truncated or corrupt. Replace it with an intact copy (for a dataset's images, unpack "
+                           f"its image archive again).")
 
 
 def image_batches(backbone: Backbone, paths: Sequence[Path], *, batch_size: int = 64,
-                  num_workers: int | None = None) -> torch.utils.data.DataLoader:
+                  num_workers: int | None = None) -> Iterator[torch.Tensor]:
     """Batches of decoded, preprocessed images for ``backbone``, in file order.
 
     ``num_workers`` background processes decode with PIL and prefetch 4 batches each (default:
     none on CPU, where the model needs the cores; on CUDA one per core but one, up to 16, with
-    pinned memory).
+    pinned memory). An image that cannot be decoded raises a :class:`DataError` naming its file.
     """
-    if batch_size < 1:
-        raise InvalidInputError(f"batch_size must be at least 1, got {batch_size}.")
-    if num_workers is not None and num_workers < 0:
-        raise InvalidInputError(f"num_workers must be 0 or more, got {num_workers}.")
+    check_count("batch_size", batch_size)
+    check_count("num_workers", num_workers, 0)
     cuda = backbone.device.type == "cuda"
     if num_workers is None:
         num_workers = min(16, max(1, (os.cpu_count() or 2) - 1)) if cuda else 0
-    return torch.utils.data.DataLoader(
+    loader = torch.utils.data.DataLoader(
         _ImageFiles(paths, backbone.preprocessing.transform()), batch_size=batch_size, num_workers=num_workers,
         pin_memory=cuda, persistent_workers=False, prefetch_factor=4 if num_workers else None,
     )
+    return _decoded(loader)
+
+
+def _decoded(loader: torch.utils.data.DataLoader) -> Iterator[torch.Tensor]:
+    """The image batches of ``loader``, raising the first image's problem (see :class:`_ImageFiles`)."""
+    for images, problems in loader:
+        problem = next((p for p in problems if p), None)
+        if problem:
+            raise DataError(problem)
+        yield images
 
 
 @contextlib.contextmanager

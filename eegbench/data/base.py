@@ -13,13 +13,13 @@ where row ``i`` is the response to image ``i`` of :attr:`Dataset.train_images` /
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from eegbench._check import InvalidInputError, check_unique, unknown_name
+from eegbench._check import DataError, InvalidInputError, check_unique, unknown_name
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,11 @@ class Dataset:
     rebuild : callable or None
         Rewrites :attr:`root` from the dataset's source when its arrays fail their check on load;
         None for a folder opened without its source.
+    unavailable : mapping of str to DataError
+        Subjects of the published dataset this copy cannot serve, each with the error that says why
+        and how to get it: one whose files are damaged or incomplete (listed in :attr:`subjects`, so
+        that asking for it fails instead of leaving it out) or one whose files are absent (not listed).
+        A damaged subject does not keep the others from loading.
     """
 
     name: str
@@ -217,12 +222,16 @@ class Dataset:
     read_arrays: Callable[[Dataset, str], tuple[np.ndarray, np.ndarray]] = field(repr=False, compare=False)
     metadata: dict = field(default_factory=dict)
     rebuild: Callable[[], None] | None = field(default=None, repr=False, compare=False)
+    unavailable: Mapping[str, DataError] = field(default_factory=dict, repr=False, compare=False)
 
     def resolve_subject(self, subject: str | int) -> str:
-        """Map ``3``, ``"3"`` or ``"sub-03"`` to this dataset's label ``"sub-03"``."""
+        """Map ``3``, ``"3"`` or ``"sub-03"`` to this dataset's label ``"sub-03"``; one it cannot serve raises why."""
         label = subject_label(subject)
+        if label in self.unavailable:
+            problem = self.unavailable[label]
+            raise type(problem)(str(problem))  # a fresh error each time: no traceback piles up on the stored one
         if label not in self.subjects:
-            raise unknown_name(f"subject of dataset {self.name!r}", subject, self.subjects)
+            raise unknown_name(f"{self.name} subject", label, self.subjects)
         return label
 
     def load_subject(self, subject: str | int) -> SubjectData:
@@ -243,6 +252,8 @@ class Dataset:
             "name": self.name,
             "variant": self.variant,
             "subjects": list(self.subjects),
+            "unavailable_subjects": {label: str(error) for label, error in self.unavailable.items()
+                                     if label in self.subjects},
             "modality": self.info.modality,
             "unit": self.info.unit,
             "channels": list(self.info.ch_names),

@@ -17,12 +17,18 @@ Bytes are served only as ``dataset.json`` recorded them: every open checks the f
 sha256 of each array (memoised by size and modification time), and so does every subject load. A
 cached folder that fails is rebuilt from its source with a warning, so a result's dataset
 fingerprint always describes the bytes it was computed from.
+
+A subject whose source files are damaged is left out of the folder, and ``dataset.json`` records
+why (``unavailable``), so that it does not keep the other subjects from loading; asking for it
+raises that error (:meth:`Dataset.resolve_subject`). Its source bytes are part of the cache key, so
+repairing them gives a new folder.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,6 +41,8 @@ from eegbench.data.base import Dataset, ImageTable, RecordingInfo
 
 FORMAT = "eegbench-canonical"
 FORMAT_VERSION = 1
+#: Written for the data root in ``dataset.json`` (image root, messages), which holds no path of the machine.
+DATA_ROOT_PLACEHOLDER = "<data-root>"
 
 
 class CanonicalWriter:
@@ -46,14 +54,31 @@ class CanonicalWriter:
         Folder to write into (normally a temporary folder from ``atomic_directory``).
     dtype : str
         ``"float32"`` or ``"float16"``; declared in ``dataset.json``.
+    data_root : path-like, optional
+        The source's data root, written as :data:`DATA_ROOT_PLACEHOLDER` in the recorded errors of
+        subjects that cannot be converted (see :meth:`subject`).
     """
 
-    def __init__(self, root: str | Path, dtype: str = "float32") -> None:
+    def __init__(self, root: str | Path, dtype: str = "float32", data_root: str | Path | None = None) -> None:
         self.root = Path(root)
         self.dtype = np.dtype(dtype)
+        self.data_root = data_root
         self.subjects: list[str] = []
         self.files: dict[str, str] = {}
         self.shapes: dict[str, dict[str, list[int]]] = {}
+        self.unavailable: dict[str, DataError] = {}
+
+    @contextlib.contextmanager
+    def subject(self, label: str) -> Iterator[None]:
+        """Convert subject ``label`` inside this block; a :class:`DataError` leaves out that subject only.
+
+        The error is recorded in ``dataset.json`` and raised whenever the subject is asked for.
+        """
+        try:
+            yield
+        except DataError as error:
+            logger.warning("%s cannot be converted; the other subjects can still be used. %s", label, error)
+            self.unavailable[label] = error
 
     def add_subject(self, label: str, train: np.ndarray, test: np.ndarray) -> None:
         """Save one subject's arrays (cast to the declared dtype) and record their hashes."""
@@ -66,6 +91,11 @@ class CanonicalWriter:
         self.shapes[label] = {"train": list(train.shape), "test": list(test.shape)}
         self.subjects.append(label)
 
+    def require_subjects(self) -> None:
+        """Raise the first subject's error when no subject could be converted (there is nothing to describe)."""
+        if not self.subjects:
+            raise next(iter(self.unavailable.values()), DataError(f"No subject was converted into {self.root}."))
+
     def finish(
         self,
         *,
@@ -77,7 +107,11 @@ class CanonicalWriter:
         image_root: str,
         source: dict,
     ) -> dict:
-        """Write ``images.json`` and ``dataset.json``; return the dataset description."""
+        """Write ``images.json`` and ``dataset.json``; return the dataset description.
+
+        Raises the first subject's error when no subject could be converted.
+        """
+        self.require_subjects()
         images = {"train": train_images.to_dict(), "test": test_images.to_dict()}
         atomic_write_json(self.root / "images.json", images)
         shapes = {tuple(s["train"][1:]) for s in self.shapes.values()}
@@ -96,6 +130,10 @@ class CanonicalWriter:
             "files": self.files,
             "source": source,
         }
+        if self.unavailable:  # only then, so that the fingerprints of complete datasets stay as they were
+            root = str(self.data_root) if self.data_root else None
+            meta["unavailable"] = {label: str(error).replace(root, DATA_ROOT_PLACEHOLDER) if root else str(error)
+                                   for label, error in self.unavailable.items()}
         if len(shapes) > 1:
             raise DataError(f"Subjects of {name!r} disagree on (repetitions, channels, times): {shapes}")
         meta["fingerprint"] = hash_json(meta)
@@ -157,10 +195,11 @@ def open_canonical(root: str | Path, rebuild: Callable[[], None] | None = None) 
     root = Path(root)
     meta, images = _repaired(root, rebuild, lambda: _checked_folder(root))
     image_root = Path(meta["image_root"])
+    unavailable = {label: DataError(message) for label, message in meta.get("unavailable", {}).items()}
     return Dataset(
         name=meta["name"],
         variant=meta["variant"],
-        subjects=tuple(meta["subjects"]),
+        subjects=tuple(sorted([*meta["subjects"], *unavailable])) if unavailable else tuple(meta["subjects"]),
         info=RecordingInfo.from_dict(meta["info"]),
         train_images=ImageTable.from_dict(images["train"]),
         test_images=ImageTable.from_dict(images["test"]),
@@ -170,6 +209,7 @@ def open_canonical(root: str | Path, rebuild: Callable[[], None] | None = None) 
         read_arrays=load_subject_arrays,
         metadata=meta,
         rebuild=rebuild,
+        unavailable=unavailable,
     )
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,7 @@ from eegbench._io import FileDigests, hash_json
 from eegbench._paths import cache_home
 from eegbench._progress import progress
 from eegbench.data.base import Dataset
-from eegbench.data.canonical import cached_canonical
-
-#: Written as ``image_root`` into canonical folders of real datasets; replaced on load.
-DATA_ROOT_PLACEHOLDER = "<data-root>"
+from eegbench.data.canonical import DATA_ROOT_PLACEHOLDER, cached_canonical
 
 # What a pickled source file may construct: numpy arrays, dtypes and scalars (numpy 1 and 2 module
 # names). Builtin containers, strings and numbers need no lookup. Anything else (e.g. os.system) is
@@ -129,7 +126,9 @@ def source_digests(root: Path, files: Sequence[Path]) -> dict[str, str]:
 
 
 def cached_conversion(name: str, variant: str, key_material: dict, image_root: Path,
-                      build: Callable[[Path], None]) -> Dataset:
+                      build: Callable[[Path], None], *, data_root: Path | None = None,
+                      broken: Mapping[str, DataError] | None = None,
+                      absent: Mapping[str, DataError] | None = None) -> Dataset:
     """Open the canonical folder for ``key_material``, converting with ``build(folder)`` if absent or damaged.
 
     Parameters
@@ -142,9 +141,20 @@ def cached_conversion(name: str, variant: str, key_material: dict, image_root: P
     image_root : pathlib.Path
         The current data root's image folder; becomes :attr:`Dataset.image_root`.
     build : callable
-        Writes the canonical form into the folder it is given (via ``CanonicalWriter``).
+        Writes the canonical form into the folder it is given (via ``CanonicalWriter``, with
+        ``data_root`` so that the errors it records for subjects it cannot convert name no path).
+    data_root : pathlib.Path, optional
+        The current data root: written back into those errors.
+    broken, absent : mapping of str to DataError, optional
+        Subjects of the published dataset that this data root cannot serve, found before converting:
+        ``broken`` ones (their files are there but damaged or incomplete) are listed among the
+        subjects and raise their error when asked for; ``absent`` ones are not listed and raise it too.
     """
     key = hash_json(key_material)
     folder = cache_home() / "datasets" / name / f"{variant}-{key[:16]}"
     dataset = cached_canonical(folder, build, f"Converting {name} ({variant})")
-    return dataclasses.replace(dataset, image_root=image_root)
+    unavailable = {label: type(error)(str(error).replace(DATA_ROOT_PLACEHOLDER, str(data_root)))
+                   for label, error in dataset.unavailable.items()} if data_root else dict(dataset.unavailable)
+    unavailable |= {**(absent or {}), **(broken or {})}
+    subjects = tuple(sorted({*dataset.subjects, *(broken or {})}))
+    return dataclasses.replace(dataset, image_root=image_root, subjects=subjects, unavailable=unavailable)

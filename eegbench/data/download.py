@@ -32,6 +32,7 @@ import time
 import urllib.error
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -499,9 +500,11 @@ def extract_archive(archive: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as handle, progress(f"Extracting {archive.name}", total=None):
             handle.extractall(staging)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+    # zlib.error: a damaged compressed member; RuntimeError: an encrypted one; NotImplementedError: another compression
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError, RuntimeError, NotImplementedError) as err:
         shutil.rmtree(staging, ignore_errors=True)
-        raise DataError(f"{archive} is not a readable zip archive ({err}); delete it and download it again.") from None
+        raise DataError(f"{archive} is truncated or corrupt, not a readable zip archive ({type(err).__name__}: {err}); "
+                        f"delete it and download it again.") from None
     for item in staging.iterdir():
         target = dest / item.name
         if target.is_dir():

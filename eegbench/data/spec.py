@@ -151,13 +151,14 @@ class DatasetSpec:
         parsed = self.parse_options(options)
         return None if self.layout is None else self.layout(chosen, parsed)
 
-    def download_hint(self, root: Path | str, variant: str | None = None) -> str:
-        """The ``eegbench data download`` command that fetches ``variant`` into ``root``.
+    def download_hint(self, root: Path | str, variant: str | None = None, subject: int | None = None) -> str:
+        """The ``eegbench data download`` command that fetches ``variant`` into ``root`` (``subject``'s files only).
 
         The command names the variant only for a dataset with several (otherwise there is no choice).
         """
         choice = f" --variant {variant or self.default_variant}" if len(self.variants) > 1 else ""
-        return f"Get it with `eegbench data download {self.name} --root {root}{choice}`."
+        only = f" --subjects {subject}" if subject is not None else ""
+        return f"Get it with `eegbench data download {self.name} --root {root}{choice}{only}`."
 
     def load(self, *, options: Mapping[str, Any] | None = None, variant: str | None = None,
              data_root: str | Path | None = None) -> Dataset:

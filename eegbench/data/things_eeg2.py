@@ -447,6 +447,21 @@ def _source_files(subject_dir: Path, variant: Variant, hint: str) -> list[Path]:
     return files
 
 
+def _subject_hint(root: Path, variant: Variant, label: str) -> str:
+    """The download command that fetches subject ``label`` (``"sub-02"``) of ``variant``."""
+    return SPEC.download_hint(root, variant.name, int(label[4:]))
+
+
+def _absent_subjects(root: Path, variant: Variant, present: list[Path]) -> dict[str, MissingDataError]:
+    """Why each published subject without a folder cannot be loaded, and how to get it."""
+    files = "ses-XX/raw_eeg_*.npy" if variant.source == "raw" else "preprocessed_eeg_{training,test}.npy"
+    absent = sorted({f"sub-{number:02d}" for number in SPEC.subjects} - {d.name for d in present})
+    return {label: MissingDataError(
+        f"Subject {label} of {NAME} is not under {root}: variant {variant.name!r} reads its {files} from "
+        f"{root / variant.folder / label}, which is missing. {_subject_hint(root, variant, label)}")
+        for label in absent}
+
+
 def _load(data_root: Path | None, variant: Variant, opts: ThingsEEG2Options) -> Dataset:
     """THINGS-EEG2 in canonical form, converting the source files once per variant.
 
@@ -466,8 +481,10 @@ def _load(data_root: Path | None, variant: Variant, opts: ThingsEEG2Options) -> 
 
     Notes
     -----
-    Subjects are the ``sub-XX`` folders present. Reading a 250 Hz training file (8.3 GB of pickled
-    float64) needs about twice its size in memory once; later loads memory-map the cache.
+    Subjects are the ``sub-XX`` folders present. One whose files are missing or damaged stays listed
+    but raises its error when asked for, without keeping the others from loading. Reading a 250 Hz
+    training file (8.3 GB of pickled float64) needs about twice its size in memory once; later loads
+    memory-map the cache.
     """
     if data_root is None:
         raise MissingDataError(
@@ -479,35 +496,50 @@ def _load(data_root: Path | None, variant: Variant, opts: ThingsEEG2Options) -> 
     hint = SPEC.download_hint(root, variant.name)
     train_images, test_images = read_image_tables(root, hint)
     tables = {"train": train_images, "test": test_images}
-    subject_dirs = _subject_dirs(root, variant, hint)
-    files = {s: _source_files(s, variant, hint) for s in subject_dirs}
-    absent = sorted({f"sub-{i:02d}" for i in SPEC.subjects} - {s.name for s in subject_dirs})
+    present = _subject_dirs(root, variant, hint)
+    # A subject whose files are incomplete stays listed and raises its error when asked for; the others still load.
+    files, incomplete = {}, {}
+    for subject_dir in present:
+        try:
+            files[subject_dir] = _source_files(subject_dir, variant, _subject_hint(root, variant, subject_dir.name))
+        except MissingDataError as error:
+            incomplete[subject_dir.name] = error
+    if not files:
+        raise next(iter(incomplete.values()))
+    absent = _absent_subjects(root, variant, present)
     if absent:
         logger.info("%s %s: subjects %s are not in %s; loading %d subjects.", NAME, variant.name,
-                       ", ".join(absent), root / variant.folder, len(subject_dirs))
+                    ", ".join(absent), root / variant.folder, len(present))
+    subject_dirs = list(files)
     digests = source_digests(root, [root / METADATA_FILE, *[f for group in files.values() for f in group]])
     key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": variant.to_dict(),
            "options": opts.model_dump(), "sources": digests}
 
     def build(folder: Path) -> None:
-        writer = CanonicalWriter(folder, dtype=opts.dtype)
+        writer = CanonicalWriter(folder, dtype=opts.dtype, data_root=root)
         layout, reports = None, {}
         convert = _convert_raw if variant.source == "raw" else _convert_preprocessed
         with progress(f"Converting {NAME} {variant.name}", total=len(subject_dirs)) as advance:
             for subject_dir in subject_dirs:
-                arrays = convert(subject_dir, variant, tables, opts, hint)
-                if layout is not None and (arrays.ch_names != layout[0] or not np.array_equal(arrays.times, layout[1])):
-                    raise DataError(f"{subject_dir}: channels or time axis differ from {subject_dirs[0].name}. {hint}")
-                layout = (arrays.ch_names, arrays.times)
-                writer.add_subject(subject_dir.name, arrays.train, arrays.test)
-                reports[subject_dir.name] = arrays.report
+                label = subject_dir.name
+                with writer.subject(label):
+                    arrays = convert(subject_dir, variant, tables, opts, _subject_hint(root, variant, label))
+                    if layout is not None and (arrays.ch_names != layout[0]
+                                               or not np.array_equal(arrays.times, layout[1])):
+                        raise DataError(f"{subject_dir}: channels or time axis differ from {writer.subjects[0]}. "
+                                        f"{hint}")
+                    layout = (arrays.ch_names, arrays.times)
+                    writer.add_subject(label, arrays.train, arrays.test)
+                    reports[label] = arrays.report
                 advance(1)
+        writer.require_subjects()
         info = RecordingInfo("eeg", layout[0], variant.sfreq, layout[1], unit="whitened")
         writer.finish(name=NAME, variant=variant.name, info=info, train_images=train_images, test_images=test_images,
                       image_root=f"{DATA_ROOT_PLACEHOLDER}/{IMAGE_DIR}",
                       source={**key, "description": variant.description, "subjects": reports})
 
-    return cached_conversion(NAME, variant.name, key, root / IMAGE_DIR, build)
+    return cached_conversion(NAME, variant.name, key, root / IMAGE_DIR, build, data_root=root, broken=incomplete,
+                             absent=absent)
 
 
 #: (first sample in s, number of samples) of each source's epochs, as published (official) or preprocessed

@@ -16,13 +16,15 @@ zero-shot split used by ATM, UBP and NeuroBridge is rebuilt from it:
 
 Explicit rules, never silent: every test image must have the same number of repetitions, every
 training image must occur exactly once, and all subjects must share the same training and test
-images; otherwise loading fails naming the subject, the images and the counts. Images are ordered
+images; otherwise loading that subject fails naming it, the images and the counts. Every file is
+checked to be whole before MNE reads it (MNE reads a truncated first part as fewer epochs). Images are ordered
 by (concept, file name); concepts are the image file name without its ``_NNx`` suffix.
 """
 
 from __future__ import annotations
 
 import re
+import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +46,7 @@ EPOCHS_DIR = "derivatives/preprocessed"
 IMAGE_DIR = "object_images"
 TRIAL_TYPES = ("exp", "test", "catch")
 _EPOCHS_FILE = re.compile(r"preprocessed_P(\d+)-epo\.fif")
+_FIF_TAG = struct.Struct(">iIii")  # a FIF tag's header: kind, type, data size, position of the next tag
 
 
 @dataclass(frozen=True)
@@ -171,15 +174,57 @@ def _image_table(files: tuple[str, ...]) -> ImageTable:
     return ImageTable(tuple(Path(f).stem for f in files), files, tuple(f.split("/")[0] for f in files))
 
 
+def _epochs_parts(path: Path) -> list[Path]:
+    """An epochs file and the split parts beside it (``-epo-1.fif``...): MNE splits files over 2 GB."""
+    return [path, *sorted(path.parent.glob(f"{path.stem}-*.fif"))]
+
+
+def _fif_cut_short(path: Path) -> str | None:
+    """Where a FIF file is cut short, in words, or None for a whole file.
+
+    A FIF file is a chain of tags (a 16-byte header: kind, type, data size, position of the next
+    tag, 0 meaning right after this one), and MNE ends every file it writes with a tag pointing
+    nowhere (-1). Following the chain reads the headers only.
+    """
+    size = path.stat().st_size
+    position = 0
+    with open(path, "rb") as handle:
+        while True:
+            handle.seek(position)
+            header = handle.read(_FIF_TAG.size)
+            if len(header) < _FIF_TAG.size:
+                return f"it ends at byte {size}, before the FIF tag that should start at byte {position}"
+            _, _, data_size, following = _FIF_TAG.unpack(header)
+            end = position + _FIF_TAG.size + data_size
+            if data_size < 0 or end > size:
+                return f"its FIF tag at byte {position} runs to byte {end}, past its end at byte {size}"
+            if following == -1:
+                return None
+            if following != 0 and following <= position:
+                return f"its FIF tag at byte {position} points back to byte {following}"
+            position = following or end
+
+
 def _read_epochs(path: Path, hint: str):
+    """The epochs of ``path`` and its split parts (data not loaded), after checking every part is whole.
+
+    MNE does not check that: it fails on a cut split part with a bare AssertionError, and reads a
+    cut first part as fewer epochs (the rest of the recording is named at its end), with a warning.
+    """
     import mne
 
+    for part in _epochs_parts(path):
+        cut = _fif_cut_short(part)
+        if cut:
+            raise DataError(f"{part} is truncated or corrupt: {cut}, as when a download or copy was interrupted. "
+                            f"Delete it and download it again. {hint}")
     try:
         return mne.read_epochs(path, preload=False, verbose=False)
     except FileNotFoundError as err:  # a missing split part of a large file
         raise MissingDataError(f"{path} cannot be read: {err}. Split parts (-epo-1.fif, ...) must sit beside it. "
                                f"{hint}") from None
-    except (OSError, ValueError, RuntimeError, KeyError, IndexError) as err:
+    # MNE asserts on some malformed structures
+    except (OSError, ValueError, RuntimeError, KeyError, IndexError, AssertionError) as err:
         raise DataError(f"{path} is truncated or corrupt ({type(err).__name__}: {err}). {hint}") from None
 
 
@@ -219,67 +264,105 @@ def _load(data_root: Path | None, variant: Variant, opts: ThingsMEGOptions) -> D
     root = Path(data_root).expanduser().resolve()
     hint = SPEC.download_hint(root)
     folder = root / EPOCHS_DIR
-    found = sorted((int(m.group(1)), p) for p in folder.glob("preprocessed_P*-epo.fif")
-                   if (m := _EPOCHS_FILE.fullmatch(p.name)))
+    numbered = sorted((int(m.group(1)), p) for p in folder.glob("preprocessed_P*-epo.fif")
+                      if (m := _EPOCHS_FILE.fullmatch(p.name)))
+    found = {f"sub-{number:02d}": path for number, path in numbered}
     if not found:
         raise MissingDataError(f"No THINGS-MEG epochs files (preprocessed_P1-epo.fif ... P4) in {folder}. {hint}")
     if not (root / IMAGE_DIR).is_dir():
         raise MissingDataError(f"Image folder {root / IMAGE_DIR} is missing. {images_hint(root)}")
-    sources: list[Path] = []
-    for _, path in found:
-        sources += [path, *sorted(folder.glob(f"{path.stem}-*.fif"))]
-    digests = source_digests(root, sources)
-    key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": variant.to_dict(),
-           "options": opts.model_dump(), "sources": digests}
-    # The split is cheap (metadata only) and decides the image tables, so it is checked on every load.
-    plans = {}
-    for number, path in found:
-        epochs = _read_epochs(path, hint)
-        if epochs.metadata is None or len(epochs.metadata) != len(epochs):
-            raise DataError(f"{path}: the epochs carry no trial metadata (expected the rows of "
-                            f"sample_attributes_P{number}.csv, one per epoch). {hint}")
-        plans[f"sub-{number:02d}"] = (path, zero_shot_split(epochs.metadata, path, hint))
+    # The split is cheap (metadata only) and decides the image tables, so it is checked on every load. A
+    # subject whose files fail stays listed and raises its error when asked for; the others still load.
+    plans, broken = {}, {}
+    for label, path in found.items():
+        try:
+            plans[label] = (path, _subject_plan(path, _subject_hint(root, label)))
+        except DataError as error:
+            broken[label] = error
+    if not plans:
+        raise next(iter(broken.values()))
     reference_label, (_, reference) = next(iter(plans.items()))
-    for label, (path, plan) in plans.items():
-        for split in ("train", "test"):
-            mine, theirs = getattr(plan, f"{split}_files"), getattr(reference, f"{split}_files")
-            if mine != theirs:
-                differ = sorted(set(mine) ^ set(theirs))
-                raise DataError(f"{path}: {label} has {len(mine)} {split} images and {reference_label} has "
-                                f"{len(theirs)}; they differ in e.g. {differ[:3]}. All subjects must share the same "
-                                f"images.")
-        if plan.test_epochs.shape[1] != reference.test_epochs.shape[1]:
-            raise DataError(f"{path}: {label} has {plan.test_epochs.shape[1]} repetitions per test image and "
-                            f"{reference_label} has {reference.test_epochs.shape[1]}; all subjects must match.")
+    for label, (path, plan) in list(plans.items())[1:]:
+        try:
+            _check_same_trials(label, path, plan, reference_label, reference)
+        except DataError as error:
+            broken[label] = error
+            del plans[label]
     train_images, test_images = _image_table(reference.train_files), _image_table(reference.test_files)
     missing = [f for f in (*train_images.files, *test_images.files) if not (root / IMAGE_DIR / f).is_file()]
     if missing:
         raise MissingDataError(f"{len(missing)} images of the THINGS-MEG trials are missing under "
                                f"{root / IMAGE_DIR}, e.g. {missing[0]}. {images_hint(root)}")
+    digests = source_digests(root, [part for path, _ in plans.values() for part in _epochs_parts(path)])
+    key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": variant.to_dict(),
+           "options": opts.model_dump(), "sources": digests}
 
     def build(out_folder: Path) -> None:
-        writer = CanonicalWriter(out_folder, dtype=opts.dtype)
+        writer = CanonicalWriter(out_folder, dtype=opts.dtype, data_root=root)
         layout = None
         with progress(f"Converting {NAME} {variant.name}", total=len(plans)) as advance:
             for label, (path, plan) in plans.items():
-                epochs = _read_epochs(path, hint)
-                layout = _check_layout(epochs, variant, path, hint, layout)
-                picks, keep = layout[2], layout[3]
-                train = _extract(epochs, plan.train_epochs, picks, keep, opts.dtype, path, hint)
-                test = _extract(epochs, plan.test_epochs, picks, keep, opts.dtype, path, hint)
-                writer.add_subject(label, train, test)
-                logger.info("%s %s: %d training images, %d test images x %d repetitions (%d catch trials dropped, "
-                            "%d trials of test concepts excluded from training).", NAME, label, len(train),
-                            len(test), test.shape[1], plan.report["catch_trials_dropped"],
-                            plan.report["test_concept_trials_excluded"])
+                with writer.subject(label):
+                    subject_hint = _subject_hint(root, label)
+                    epochs = _read_epochs(path, subject_hint)
+                    checked = _check_layout(epochs, variant, path, subject_hint, layout)
+                    picks, keep = checked[2], checked[3]
+                    train = _extract(epochs, plan.train_epochs, picks, keep, opts.dtype, path, subject_hint)
+                    test = _extract(epochs, plan.test_epochs, picks, keep, opts.dtype, path, subject_hint)
+                    writer.add_subject(label, train, test)
+                    layout = checked
+                    logger.info("%s %s: %d training images, %d test images x %d repetitions (%d catch trials "
+                                "dropped, %d trials of test concepts excluded from training).", NAME, label,
+                                len(train), len(test), test.shape[1], plan.report["catch_trials_dropped"],
+                                plan.report["test_concept_trials_excluded"])
                 advance(1)
+        writer.require_subjects()
         info = RecordingInfo("meg", layout[0], variant.sfreq, layout[1], unit="zscore")
         writer.finish(name=NAME, variant=variant.name, info=info, train_images=train_images, test_images=test_images,
                       image_root=f"{DATA_ROOT_PLACEHOLDER}/{IMAGE_DIR}",
                       source={**key, "description": variant.description,
-                              "subjects": {label: plan.report for label, (_, plan) in plans.items()}})
+                              "subjects": {label: plans[label][1].report for label in writer.subjects}})
 
-    return cached_conversion(NAME, variant.name, key, root / IMAGE_DIR, build)
+    return cached_conversion(NAME, variant.name, key, root / IMAGE_DIR, build, data_root=root, broken=broken,
+                             absent=_absent_subjects(root, found))
+
+
+def _subject_hint(root: Path, label: str) -> str:
+    """The download command that fetches subject ``label`` (``"sub-02"``)."""
+    return SPEC.download_hint(root, subject=int(label[4:]))
+
+
+def _absent_subjects(root: Path, found: dict[str, Path]) -> dict[str, MissingDataError]:
+    """Why each published subject without an epochs file cannot be loaded, and how to get it."""
+    absent = [number for number in SPEC.subjects if f"sub-{number:02d}" not in found]
+    return {f"sub-{number:02d}": MissingDataError(
+        f"Subject sub-{number:02d} of {NAME} is not under {root}: its epochs "
+        f"{root / EPOCHS_DIR / f'preprocessed_P{number}-epo.fif'} (with its split parts -epo-1.fif ...) are "
+        f"missing. {_subject_hint(root, f'sub-{number:02d}')}") for number in absent}
+
+
+def _subject_plan(path: Path, hint: str) -> SplitPlan:
+    """The zero-shot split of one subject's epochs file, from its trial metadata (no data is read)."""
+    epochs = _read_epochs(path, hint)
+    if epochs.metadata is None or len(epochs.metadata) != len(epochs):
+        number = _EPOCHS_FILE.fullmatch(path.name).group(1)
+        raise DataError(f"{path}: the epochs carry no trial metadata (expected the rows of "
+                        f"sample_attributes_P{number}.csv, one per epoch). {hint}")
+    return zero_shot_split(epochs.metadata, path, hint)
+
+
+def _check_same_trials(label: str, path: Path, plan: SplitPlan, reference_label: str, reference: SplitPlan) -> None:
+    """Every subject must show the same training and test images, with as many test repetitions."""
+    for split in ("train", "test"):
+        mine, theirs = getattr(plan, f"{split}_files"), getattr(reference, f"{split}_files")
+        if mine != theirs:
+            differ = sorted(set(mine) ^ set(theirs))
+            raise DataError(f"{path}: {label} has {len(mine)} {split} images and {reference_label} has "
+                            f"{len(theirs)}; they differ in e.g. {differ[:3]}. All subjects must share the same "
+                            f"images.")
+    if plan.test_epochs.shape[1] != reference.test_epochs.shape[1]:
+        raise DataError(f"{path}: {label} has {plan.test_epochs.shape[1]} repetitions per test image and "
+                        f"{reference_label} has {reference.test_epochs.shape[1]}; all subjects must match.")
 
 
 def _check_layout(epochs, variant: Variant, path: Path, hint: str, previous: tuple | None) -> tuple:
