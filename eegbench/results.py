@@ -220,7 +220,7 @@ class ResultStore:
         return True
 
     def describe_claims(self, keys: list[UnitKey], shown: int = 3) -> str:
-        """Who holds the claims on ``keys`` (live ones), lock files included, and how to free them."""
+        """Who holds the claims on ``keys`` (their lock files, holders and heartbeats), and how to free them."""
         claims = [claim for key in keys if (claim := self.holder(key)) is not None]
         lines = [claim.describe() for claim in claims[:shown]]
         if len(claims) > shown:
@@ -371,7 +371,7 @@ class Claim:
     worker: Worker | None
     claimed: str | None
     heartbeat: float
-    lock: Path | None = None
+    lock: Path
 
     def describe(self) -> str:
         """The lock file, its holder and the age of its heartbeat, for messages."""
@@ -422,12 +422,12 @@ class UnitClaims:
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._default_sigterm = False
+        self._handles_sigterm = False
 
     def __enter__(self) -> UnitClaims:
-        self._default_sigterm = (threading.current_thread() is threading.main_thread()
+        self._handles_sigterm = (threading.current_thread() is threading.main_thread()
                                  and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
-        if self._default_sigterm:
+        if self._handles_sigterm:
             signal.signal(signal.SIGTERM, _terminate)
         self._thread = threading.Thread(target=self._heartbeat, name="eegbench-claims", daemon=True)
         self._thread.start()
@@ -439,7 +439,7 @@ class UnitClaims:
             self._thread.join()
         for key in list(self._held):
             self.release(key)
-        if self._default_sigterm:
+        if self._handles_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
         if exc_type is Terminated:
             logger.warning("Terminated by SIGTERM; released the claims of this process.")
