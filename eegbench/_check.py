@@ -24,6 +24,11 @@ class InvalidInputError(EegbenchError, ValueError):
     """An option, name or file content is not what eegbench expects."""
 
 
+class StorageError(InvalidInputError):
+    """A file or folder eegbench must write cannot be: no permission, a read-only or full file system,
+    or a file where a folder belongs. The message names the path and what to do instead."""
+
+
 class UnknownNameError(InvalidInputError):
     """A task, method, backbone, layer, dataset... name that is not registered."""
 

@@ -1,8 +1,15 @@
-"""Hashing and atomic file writes: caches and results must never be half-written or stale."""
+"""Hashing and atomic file writes: caches and results must never be half-written or stale.
+
+A write that fails for a reason the user can fix (permissions, a read-only or full file system, a
+file where a folder belongs) becomes a :class:`~eegbench._check.StorageError` that names the path
+and what to do (:func:`explain_os_errors`); folders about to be written are checked before any
+work starts (:func:`check_writable_folder`).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -15,7 +22,81 @@ from typing import Any
 import numpy as np
 import yaml
 
-from eegbench._check import InvalidInputError
+from eegbench._check import EegbenchError, InvalidInputError, StorageError
+from eegbench._progress import logger
+
+#: OS errors that a user can fix, in words, with the remedy that does not depend on the path's role
+_FIXABLE_OS_ERRORS: dict[int, tuple[str, str]] = {
+    errno.EACCES: ("permission denied", "check its permissions"),
+    errno.EPERM: ("operation not permitted", "check its permissions"),
+    errno.EROFS: ("read-only file system", ""),
+    errno.ENOSPC: ("no space left on device", "free some space"),
+    errno.EDQUOT: ("disk quota exceeded", "free some space"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", ""),
+    errno.EISDIR: ("it is a folder, not a file", ""),
+    errno.ENOENT: ("no such file or folder", ""),
+}
+
+
+def explain_os_error(err: OSError, path: str | Path | None = None, *, action: str = "access",
+                     instead: str = "") -> str | None:
+    """One line on an OS error a user can fix, or None for others (an I/O error is no user's doing).
+
+    ``path`` names the file in the message (default: the error's own, which for an atomic write is a
+    temporary file); ``instead`` is the alternative that the path's role offers ("pass another
+    --results-dir"), given after the remedy of the error itself ("free some space").
+    """
+    known = _FIXABLE_OS_ERRORS.get(err.errno) if err.errno is not None else None
+    if known is None:
+        return None
+    problem, remedy = known
+    where = path if path is not None else err.filename
+    head = f"Cannot {action} {where}: {problem}." if where is not None else f"{problem.capitalize()}."
+    fix = ", or ".join(part for part in (remedy, instead) if part)
+    return f"{head} {fix[0].upper()}{fix[1:]}." if fix else head
+
+
+@contextlib.contextmanager
+def explain_os_errors(path: str | Path, *, action: str = "write", instead: str = "") -> Iterator[None]:
+    """Turn an OS error a user can fix, raised in the block, into a :class:`StorageError` about ``path``.
+
+    See :func:`explain_os_error` for ``action`` and ``instead``; other errors pass unchanged.
+    """
+    try:
+        yield
+    except OSError as err:
+        message = None if isinstance(err, EegbenchError) else explain_os_error(err, path, action=action,
+                                                                                instead=instead)
+        if message is None:
+            raise
+        raise StorageError(message) from err
+
+
+def check_folder_path(folder: Path, instead: str) -> Path:
+    """``folder``, unless a file sits where it or one of its parents belongs (then a StorageError)."""
+    for candidate in (folder, *folder.parents):
+        if candidate.exists():  # False below a file (ENOTDIR): the first existing one decides
+            if candidate.is_dir():
+                return folder
+            where = "it is a file" if candidate == folder else f"{candidate} is a file"
+            raise StorageError(f"Cannot use {folder} as a folder: {where}. {instead[0].upper()}{instead[1:]}.")
+    return folder
+
+
+def check_writable_folder(folder: str | Path, instead: str) -> Path:
+    """Create ``folder`` if needed and check that files can be written in it, before any work starts.
+
+    A probe file is created and removed, so that a read-only, unwritable or full folder (or a file
+    where the folder belongs) is reported at once as a :class:`StorageError`, not after hours of
+    work; ``instead`` says what to do then ("pass another --results-dir").
+    """
+    folder = check_folder_path(Path(folder), instead)
+    with explain_os_errors(folder, action="write to", instead=instead):
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".eegbench-write-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    return folder
 
 
 def canonical_json(obj: Any) -> str:
@@ -127,16 +208,19 @@ class FileDigests:
 
         self.path = path or cache_home() / "file-digests.json"
         try:
-            self.entries: dict[str, list] = json.loads(self.path.read_text())
-        except (OSError, json.JSONDecodeError):
-            self.entries = {}
+            entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):  # ValueError: not JSON, or not UTF-8
+            entries = {}
+        # a damaged memo is forgotten, never trusted: its files are hashed again
+        self.entries: dict[str, list] = entries if isinstance(entries, dict) else {}
         self.dirty = False
 
     def digest(self, file: Path) -> str:
         stat = file.stat()
         key = str(file.resolve())
         known = self.entries.get(key)
-        if known and known[0] == stat.st_size and known[1] == stat.st_mtime_ns:
+        if isinstance(known, list) and len(known) == 3 and known[:2] == [stat.st_size, stat.st_mtime_ns] \
+                and isinstance(known[2], str):
             return known[2]
         value = sha256_file(file)
         self.entries[key] = [stat.st_size, stat.st_mtime_ns, value]
@@ -144,8 +228,13 @@ class FileDigests:
         return value
 
     def save(self) -> None:
+        """Write the memo; where it cannot be written, warn: the files are only hashed again next time."""
         if self.dirty:
-            atomic_write_json(self.path, self.entries)
+            try:
+                atomic_write_json(self.path, self.entries)
+            except OSError as err:
+                logger.warning("Cannot remember file digests in %s (%s); files will be hashed again next time.",
+                               self.path, explain_os_error(err, self.path, action="write") or err)
             self.dirty = False
 
 

@@ -9,7 +9,10 @@ Every command parses options, calls one API function and prints. Three things ar
   ``eegbench.run()`` cannot drift apart and ``eegbench --help`` does not import torch.
 - **Errors.** Errors caused by user input or data (:class:`eegbench.errors.EegbenchError`) are printed
   as one message on stderr with exit code 2 by :meth:`EegbenchGroup.main`, for every command (set
-  ``EEGBENCH_DEBUG=1`` for the traceback). Usage errors exit with 2 as well, an interrupt with 130.
+  ``EEGBENCH_DEBUG=1`` for the traceback). So are the OS errors a user can fix (permissions, a
+  read-only or full file system, a file where a folder belongs) and truncated or foreign pickles,
+  which the code that knows the file's role usually explains first. Usage errors exit with 2 as
+  well, an interrupt with 130, SIGTERM during a run with 143.
 
 ``--hp`` takes ``KEY=VALUE`` with the value in YAML everywhere; a sweep reads the value as the items
 of a YAML list (``KEY=V1,V2``), see :func:`parse_hp`.
@@ -20,6 +23,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import pickle
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -41,6 +45,19 @@ from eegbench.errors import DataError, EegbenchError, InvalidInputError
 class EegbenchGroup(TyperGroup):
     """The root command; its :meth:`main` maps eegbench's errors to exit code 2, once for all commands."""
 
+    def invoke(self, ctx: typer.Context) -> Any:
+        """Run a command; an OS or unpickling error a user can fix becomes an :class:`EegbenchError`.
+
+        Here, not in :meth:`main`: click turns an ``EOFError`` into a bare "Aborted!" before ``main`` sees it.
+        """
+        try:
+            return super().invoke(ctx)
+        except (OSError, EOFError, pickle.UnpicklingError) as err:
+            explained = _explain(err)
+            if explained is None:
+                raise
+            raise explained from err
+
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
              standalone_mode: bool = True, **extra: Any) -> Any:
         """Run the command line; an :class:`EegbenchError` becomes one line on stderr and exit code 2.
@@ -57,6 +74,19 @@ class EegbenchGroup(TyperGroup):
             if standalone_mode:
                 sys.exit(2)
             return 2
+
+
+def _explain(err: BaseException) -> EegbenchError | None:
+    """The safety net for errors no code explained where the file's role is known (None: a bug, or EegbenchError)."""
+    if isinstance(err, EegbenchError):
+        return None
+    if isinstance(err, OSError):
+        from eegbench._io import explain_os_error  # here: _io imports numpy, which `eegbench --help` needs not
+
+        message = explain_os_error(err)
+        return None if message is None else InvalidInputError(f"{message} (Set EEGBENCH_DEBUG=1 for the traceback.)")
+    return DataError(f"A file ended early or is not in the format expected ({type(err).__name__}: {err}); set "
+                     "EEGBENCH_DEBUG=1 for the traceback, which shows the file, and replace or delete it.")
 
 
 class ApiDefaults(Mapping[str, Any]):

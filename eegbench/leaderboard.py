@@ -28,7 +28,7 @@ import numpy as np
 import yaml
 from tabulate import tabulate
 
-from eegbench._io import atomic_write_text
+from eegbench._io import atomic_write_text, check_writable_folder, explain_os_errors
 from eegbench._plots import finish_axes, save_png, subplots
 from eegbench.metrics import metric as named_metric
 from eegbench.records import AnalysisRecord, ResultRecord
@@ -497,16 +497,23 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path,
     """Write ``README.md``, ``published.md`` and one page (plus plots) per (task, version).
 
     ``records`` are those of ``results_dir`` if already read (:meth:`ResultStore.records`: only
-    files at the store path of their own key count), else they are read here.
+    files at the store path of their own key count), else they are read here. An ``out_dir`` that
+    cannot be written is a :class:`~eegbench._check.StorageError`, raised before anything is read.
     """
+    instead = "pass another --out"
+    out_dir = check_writable_folder(Path(out_dir), instead)
     store = ResultStore(results_dir)
     records = list(store.records()) if records is None else records
-    groups = group_by_task(records)
     analyses: dict[tuple[str, int], list[AnalysisRecord]] = defaultdict(list)
     for analysis in store.analyses():
         analyses[(analysis.task["id"], analysis.task["version"])].append(analysis)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    with explain_os_errors(out_dir, action="write pages to", instead=instead):  # a disk that filled meanwhile
+        return _write_pages(records, analyses, out_dir)
+
+
+def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int], list[AnalysisRecord]],
+                 out_dir: Path) -> dict[str, Path]:
+    groups = group_by_task(records)
     written = {}
     index = [HEADER, "", "# eegbench leaderboard", "",
              "Every number below is computed by the eegbench harness from result files (`eegbench leaderboard` "

@@ -14,7 +14,10 @@ Many processes (local runs, Slurm jobs on a shared filesystem) may work on one s
 process computes a unit only while it holds the unit's **claim**: a hidden lock file beside the
 result (``.<subject>_seed-<seed>.lock``) created atomically and kept fresh by a heartbeat. A claim
 whose heartbeat stopped (or whose process is gone, on the same host) is stale and is taken over,
-so a killed job's units are re-run while a live job's are not. A unit that raises leaves a hidden
+so a killed job's units are re-run while a live job's are not. A lock file that holds no valid claim
+(left empty or garbled by a crash) is never refreshed by anyone: it is stale once it is older than one
+heartbeat. SIGTERM (what Slurm sends on cancel or timeout) ends a process holding claims as an
+interrupt does, so its claims are released. A unit that raises leaves a hidden
 **failure record** (``.<subject>_seed-<seed>.failed.json``) with the traceback and the number of
 attempts; a result file supersedes it.
 
@@ -31,6 +34,11 @@ Result files are untrusted input (anyone can drop one into a results folder, or 
 put a path separator, ``..`` or a control character into a path or a table; the store reads only
 files that sit where their own key says; and a file that is no valid record of its unit does not
 count as done.
+
+The store checks its folder when it is opened (a file where the folder belongs is an error at once)
+and, before a run computes anything, that it can write there (:meth:`ResultStore.check_writable`). A
+write that fails for a reason the user can fix (a full disk, a read-only folder) is a
+:class:`~eegbench._check.StorageError` naming the file; the atomic writes leave no partial file.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import socket
 import threading
 import time
@@ -51,7 +60,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from eegbench._check import DataError, InvalidInputError
-from eegbench._io import atomic_write_json
+from eegbench._io import atomic_write_json, check_folder_path, check_writable_folder, explain_os_errors
 from eegbench._progress import logger
 from eegbench.provenance import now
 from eegbench.records import ANALYSES_DIR, AnalysisRecord, ResultRecord, UnitKey, read_record
@@ -61,6 +70,8 @@ OVERWRITE_MODES = ("missing", "always", "never")
 HEARTBEAT_SECONDS = 30.0
 #: a claim not refreshed for this long belongs to a dead process (10 missed heartbeats)
 STALE_SECONDS = 300.0
+#: what to do when the results folder cannot be written (the rest of the message says why)
+_INSTEAD = "pass another --results-dir"
 
 
 class ResultStore:
@@ -82,12 +93,16 @@ class ResultStore:
         if not 0 < heartbeat_seconds < stale_seconds:
             raise InvalidInputError(f"Claims need 0 < heartbeat_seconds < stale_seconds, got {heartbeat_seconds} "
                                     f"and {stale_seconds}.")
-        self.root = Path(root)
+        self.root = check_folder_path(Path(root), _INSTEAD)
         self.heartbeat_seconds = heartbeat_seconds
         self.stale_seconds = stale_seconds
 
     def path(self, key: UnitKey) -> Path:
         return self.root / key.relative_path()
+
+    def check_writable(self) -> None:
+        """Fail at once (:class:`StorageError`) if result files cannot be written: call before computing."""
+        check_writable_folder(self.root, _INSTEAD)
 
     def exists(self, key: UnitKey) -> bool:
         """Whether the unit is done: its file holds a valid record of this very key.
@@ -125,7 +140,8 @@ class ResultStore:
     def write(self, record: ResultRecord) -> Path:
         """Write a record atomically; it supersedes the unit's failure record, if any."""
         path = self.path(record.key)
-        atomic_write_json(path, record.model_dump(mode="json"))
+        with explain_os_errors(path, instead=_INSTEAD):
+            atomic_write_json(path, record.model_dump(mode="json"))
         self.failure_path(record.key).unlink(missing_ok=True)
         return path
 
@@ -165,7 +181,8 @@ class ResultStore:
 
     def write_analysis(self, record: AnalysisRecord) -> Path:
         path = self.root / record.relative_path()
-        atomic_write_json(path, record.model_dump(mode="json"))
+        with explain_os_errors(path, instead=_INSTEAD):
+            atomic_write_json(path, record.model_dump(mode="json"))
         return path
 
     def read_analysis(self, path: str | Path) -> AnalysisRecord:
@@ -188,12 +205,29 @@ class ResultStore:
         return _read_claim(self.lock_path(key))
 
     def is_live(self, claim: Claim) -> bool:
-        """Whether a claim's process is (presumably) still computing its unit."""
-        if time.time() - claim.heartbeat > self.stale_seconds:
+        """Whether a claim's process is (presumably) still computing its unit.
+
+        A lock file that holds no valid claim is live for one heartbeat only: a claim is written
+        whole as its file is created, and nobody refreshes a garbled one.
+        """
+        age = time.time() - claim.heartbeat
+        if claim.token is None:
+            return age <= self.heartbeat_seconds
+        if age > self.stale_seconds:
             return False
         if claim.worker is not None and claim.worker.host == socket.gethostname():
             return _pid_alive(claim.worker.pid)
         return True
+
+    def describe_claims(self, keys: list[UnitKey], shown: int = 3) -> str:
+        """Who holds the claims on ``keys`` (their lock files, holders and heartbeats), and how to free them."""
+        claims = [claim for key in keys if (claim := self.holder(key)) is not None]
+        lines = [claim.describe() for claim in claims[:shown]]
+        if len(claims) > shown:
+            lines.append(f"and {len(claims) - shown} more")
+        return (f"{'; '.join(lines) or 'claims released meanwhile'}. A claim whose process died is taken over "
+                f"once its heartbeat is {self.stale_seconds:g} s old; if you know its process is dead, delete its "
+                "lock file to take it over at once.")
 
     def try_claim(self, key: UnitKey, worker: Worker) -> str | None:
         """Claim a unit for ``worker``; returns the claim's token, or None if a live process holds it.
@@ -271,7 +305,8 @@ class ResultStore:
                  "traceback": details or "".join(traceback.format_exception(error)), **asdict(worker)}
         record = FailureRecord(key=asdict(key), attempts=(previous.attempts if previous else 0) + 1,
                                errors=[*(previous.errors[-(_KEPT_ERRORS - 1):] if previous else []), entry])
-        atomic_write_json(self.failure_path(key), record.model_dump(mode="json"))
+        with explain_os_errors(self.failure_path(key), instead=_INSTEAD):
+            atomic_write_json(self.failure_path(key), record.model_dump(mode="json"))
         return record
 
     def clear_failure(self, key: UnitKey) -> None:
@@ -327,12 +362,23 @@ class Worker:
 
 @dataclass(frozen=True)
 class Claim:
-    """A unit's lock file: the claiming worker, when it claimed, and its last heartbeat (mtime)."""
+    """A unit's lock file: the claiming worker, when it claimed, and its last heartbeat (mtime).
+
+    ``token`` and ``worker`` are None when the file holds no valid claim.
+    """
 
     token: str | None
     worker: Worker | None
     claimed: str | None
     heartbeat: float
+    lock: Path
+
+    def describe(self) -> str:
+        """The lock file, its holder and the age of its heartbeat, for messages."""
+        age = f"{time.time() - self.heartbeat:.0f} s ago"
+        if self.worker is None:
+            return f"lock file {self.lock} holds no valid claim (written {age})"
+        return f"lock file {self.lock} held by {self.worker.describe()} (last heartbeat {age})"
 
 
 class FailureRecord(BaseModel):
@@ -364,7 +410,9 @@ class UnitClaims:
     """The units one process is computing: their claims, kept fresh by a heartbeat thread.
 
     Use as a context manager; claims still held on exit (also on errors and interrupts) are
-    released, so only a killed process leaves claims behind, and those go stale.
+    released, so only a killed process leaves claims behind, and those go stale. Inside it, SIGTERM
+    raises :class:`Terminated` in the main thread (unless a handler of SIGTERM is installed already),
+    so that a cancelled job releases its claims too.
     """
 
     def __init__(self, store: ResultStore, worker: Worker | None = None) -> None:
@@ -374,18 +422,27 @@ class UnitClaims:
         self._mutex = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._handles_sigterm = False
 
     def __enter__(self) -> UnitClaims:
+        self._handles_sigterm = (threading.current_thread() is threading.main_thread()
+                                 and signal.getsignal(signal.SIGTERM) is signal.SIG_DFL)
+        if self._handles_sigterm:
+            signal.signal(signal.SIGTERM, _terminate)
         self._thread = threading.Thread(target=self._heartbeat, name="eegbench-claims", daemon=True)
         self._thread.start()
         return self
 
-    def __exit__(self, *exc_info: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc_info: object) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
         for key in list(self._held):
             self.release(key)
+        if self._handles_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if exc_type is Terminated:
+            logger.warning("Terminated by SIGTERM; released the claims of this process.")
 
     def acquire(self, key: UnitKey) -> bool:
         """Claim a unit; False if another live process holds it."""
@@ -413,29 +470,41 @@ class UnitClaims:
                         self._held.pop(key, None)
 
 
+class Terminated(SystemExit):
+    """SIGTERM received while claims were held (exit status 128 + 15, as the signal's default)."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the release short
+    raise Terminated(128 + signum)
+
+
 def _create_exclusive(path: Path, content: str) -> bool:
     """Create ``path`` holding ``content`` unless it exists (O_EXCL: atomic, NFSv3+ included)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(path, "x", encoding="utf-8") as handle:
-            handle.write(content)
-    except FileExistsError:
-        return False
+    with explain_os_errors(path, action="create", instead=_INSTEAD):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with open(path, "x", encoding="utf-8") as handle:
+                handle.write(content)
+        except FileExistsError:
+            return False
     return True
 
 
 def _read_claim(lock: Path) -> Claim | None:
     try:
         heartbeat = lock.stat().st_mtime
-        text = lock.read_text()
+        raw = lock.read_bytes()
     except FileNotFoundError:
         return None
-    try:  # a claim being written (or left empty by a crash) is judged by its heartbeat alone
-        data = json.loads(text)
+    try:  # a claim being written, or left empty or garbled by a crash, holds no valid claim (see is_live)
+        data = json.loads(raw)
         worker = Worker(data["host"], data["pid"], data.get("job"), data.get("log"))
-        return Claim(data["token"], worker, data.get("claimed"), heartbeat)
-    except (json.JSONDecodeError, KeyError, TypeError):
-        return Claim(None, None, None, heartbeat)
+        if isinstance(data["token"], str) and isinstance(worker.host, str) and type(worker.pid) is int:
+            return Claim(data["token"], worker, data.get("claimed"), heartbeat, lock)
+    except (ValueError, KeyError, TypeError):  # ValueError: not JSON, or not UTF-8
+        pass
+    return Claim(None, None, None, heartbeat, lock)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -463,7 +532,8 @@ def load_results(results_dir: str | Path) -> list[ResultRecord]:
     """
     root = Path(results_dir)
     if not root.is_dir():
-        raise InvalidInputError(f"Results folder {root} does not exist; run `eegbench run` first or pass the folder "
+        problem = "is a file, not a folder" if root.exists() else "does not exist"
+        raise InvalidInputError(f"Results folder {root} {problem}; run `eegbench run` first or pass the folder "
                                 "that holds the result files.")
     return list(ResultStore(root).records())
 

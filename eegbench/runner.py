@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eegbench._check import InvalidInputError, SubmissionError, check_count, check_option
+from eegbench._check import InvalidInputError, StorageError, SubmissionError, check_count, check_option
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
@@ -213,13 +213,13 @@ def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METH
         context = _RunContext(resolved, session, device_t, store, worker or Worker.here(), test_repetitions=repetitions)
         failed, busy = [], []
         if todo:
+            store.check_writable()  # before any unit is computed, not when the first one is written
             with UnitClaims(store, context.worker) as claims:
                 failed, busy = context.compute(todo, claims, batch_units, recompute=overwrite == "always",
                                                on_error=on_error)
                 while busy and wait:
-                    holders = {c.worker.describe() for u in busy if (c := store.holder(keys[u])) and c.worker}
-                    logger.info("Waiting for %d units computed by %s.", len(busy), ", ".join(sorted(holders)) or
-                                "another process")
+                    logger.info("Waiting for %d units computed by other processes: %s", len(busy),
+                                store.describe_claims([keys[u] for u in busy]))
                     time.sleep(min(store.heartbeat_seconds, _WAIT_POLL_SECONDS))
                     more_failed, busy = context.compute(busy, claims, batch_units, recompute=False,
                                                         on_error=on_error)
@@ -333,6 +333,8 @@ class _RunContext:
         try:
             self.fit_and_evaluate(units, written)
             return []
+        except StorageError:  # the results folder, not the method, failed: no unit can be written
+            raise
         except Exception as error:
             rest = [u for u in units if u not in written]
             if len(rest) > 1:

@@ -91,3 +91,57 @@ def test_unreachable_hub_fails_fast_without_the_offline_flag(monkeypatch, no_mod
     assert not reachable and reason.startswith("127.0.0.1 cannot be reached")
     with pytest.raises(MissingDataError, match=r"cannot be downloaded: 127\.0\.0\.1 cannot be reached.*--weights FILE"):
         load_backbone("vit_b")
+
+
+class _Code:
+    """A pickle that names a function to call when loaded (a harmless one here)."""
+
+    def __reduce__(self):
+        import os
+
+        return os.getcwd, ()
+
+
+@pytest.mark.parametrize("backbone_name", ["test_clip_vit", "test_vit_gap"])
+@pytest.mark.parametrize("name, write, problem", [
+    ("random.pt", lambda path: path.write_bytes(b"\x08z*\xa5" + bytes(range(256)) * 4),
+     r"is not a torch\.save file: it is neither a zip archive nor a pickle \(it starts with b'\\x08z\*\\xa5'\)"),
+    ("empty.pt", lambda path: path.write_bytes(b""), r"is empty \(0 bytes\)"),
+    ("code.pt", lambda path: torch.save({"w": _Code()}, path),
+     r"holds pickled code \(posix\.getcwd\), which eegbench never runs"),
+    ("cut.pt", lambda path: (torch.save({"w": torch.zeros(4)}, path), path.write_bytes(path.read_bytes()[:100])),
+     r"is not a valid torch\.save file \(PytorchStreamReader failed reading zip archive: failed finding central "
+     r"directory\)"),
+    ("cut.safetensors", lambda path: path.write_bytes(b"\xff" * 64),
+     r"is not a valid safetensors file \(Error while deserializing header: header too large\)"),
+])
+def test_a_damaged_weights_file_is_named_before_a_model_is_built(tmp_path, no_model_building, backbone_name, name,
+                                                                write, problem):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(DataError, match=rf"^Weights file {path} {problem}\. Expected a safetensors file "
+                                        r"\(\.safetensors\), or a state dict saved by torch\.save \(\.bin, \.pth, "
+                                        r"\.pt: tensors only, pickled code is refused\)\. Replace or delete it .*, or "
+                                        r"pass another file with --weights FILE\.$"):
+        load_backbone(backbone_name, weights=path)
+
+
+def test_a_damaged_file_in_the_weights_folder_is_named(tmp_path, no_model_building, monkeypatch):
+    from eegbench.backbones import registry
+
+    monkeypatch.setattr(registry, "_LOADED", {})  # not the backbone loaded by an earlier test
+    weights_home().mkdir(parents=True, exist_ok=True)
+    stored = weights_home() / "test_clip_vit.pt"
+    stored.write_bytes(b"")
+    try:
+        with pytest.raises(DataError, match=rf"^Weights file {stored} is empty \(0 bytes\)\."):
+            load_backbone("test_clip_vit")
+    finally:
+        stored.unlink()
+
+
+def test_the_packaged_backbone_checks_a_given_weights_file(tmp_path):
+    empty = tmp_path / "empty.pth"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match=rf"^Weights file {empty} is empty \(0 bytes\)\."):
+        load_backbone("efficientnet_lite0", weights=empty)

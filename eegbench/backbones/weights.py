@@ -9,7 +9,9 @@ Weights are looked up in this order; the first match wins:
 3. the Hugging Face cache (files downloaded earlier by eegbench, timm or open_clip);
 4. a download, if the Hugging Face Hub (or the file's URL) answers within a few seconds.
 
-Otherwise a :class:`~eegbench._check.MissingDataError` says at once how to provide the file.
+Otherwise a :class:`~eegbench._check.MissingDataError` says at once how to provide the file. A file
+found is checked before a model is built (:func:`check_weights_file`): an empty, truncated or foreign
+file, or a pickle that holds code, is a :class:`~eegbench._check.DataError` naming it.
 Reachability is probed with one HTTP request of at most a few seconds (through the configured
 proxy, if any), so an offline machine gets the error in seconds instead of a minute of download
 retries, even when ``HF_HUB_OFFLINE`` is not set.
@@ -17,6 +19,7 @@ retries, even when ``HF_HUB_OFFLINE`` is not set.
 
 from __future__ import annotations
 
+import pickle
 import re
 import threading
 import urllib.error
@@ -25,11 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from eegbench._check import InvalidInputError, MissingDataError
+from eegbench._check import DataError, InvalidInputError, MissingDataError
 from eegbench._paths import cache_home
 from eegbench._progress import logger
 
 WEIGHT_EXTENSIONS = ("safetensors", "bin", "pth", "pt")
+#: what check_weights_file accepts, for messages
+WEIGHT_FORMATS = ("a safetensors file (.safetensors), or a state dict saved by torch.save (.bin, .pth, .pt: "
+                  "tensors only, pickled code is refused)")
 #: seconds to wait for a TCP connection to the hub before calling it unreachable
 REACHABILITY_TIMEOUT = 3.0
 
@@ -133,22 +139,84 @@ def resolve_weights(name: str, source: WeightsSource, weights_file: str | Path |
         If ``weights_file`` does not exist, or no file is found and none can be downloaded.
     """
     if weights_file is not None:
-        path = Path(weights_file).expanduser()
-        if not path.is_file():
-            raise MissingDataError(f"Weights file {path} not found.")
-        return path
+        return check_weights_file(Path(weights_file).expanduser())
     found = local_weights(name) or _hub_cached(source)
     if found is not None:
-        return found
+        return check_weights_file(found)
     if not source.download_urls():
         raise _missing(name, source, "no download is published for them")
     reachable, reason = hub_reachable(None if source.repo_id else source.url)
     if not reachable:
         raise _missing(name, source, reason)
     try:
-        return _download(name, source)
+        downloaded = _download(name, source)
     except Exception as err:  # any download failure (HTTP, auth, disk) gets the same instructions
         raise _missing(name, source, f"the download failed: {err}") from err
+    return check_weights_file(downloaded)
+
+
+def check_weights_file(path: Path) -> Path:
+    """``path``, once it is seen to hold weights in one of :data:`WEIGHT_FORMATS`; else a DataError.
+
+    Fast even for files of many GB: a safetensors file's header is read, a torch.save file (zip
+    format) is unpickled with its tensors memory-mapped. Only a file of torch's legacy format
+    (before PyTorch 1.6) is loaded in full. Pickles are read with ``weights_only=True``, so no code
+    in them ever runs. A ``.npz`` file (timm's big_vision weights) is checked to be a zip archive.
+
+    Raises
+    ------
+    MissingDataError
+        If there is no file at ``path``.
+    DataError
+        If the file cannot be read, is empty, or holds no weights in the format its suffix names.
+    """
+    if not path.is_file():
+        raise MissingDataError(f"Weights file {path} not found.")
+    problem = _weights_problem(path)
+    if problem is not None:
+        raise DataError(f"Weights file {path} {problem}. Expected {WEIGHT_FORMATS}. Replace or delete it (a "
+                        "download fetches it again where the hub is reachable), or pass another file with "
+                        "--weights FILE.")
+    return path
+
+
+def _weights_problem(path: Path) -> str | None:
+    """What is wrong with a weights file, in words (None: it holds weights in the format its suffix names)."""
+    try:
+        if path.stat().st_size == 0:
+            return "is empty (0 bytes)"
+        if path.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(path, framework="pt"):
+                return None
+        if path.suffix == ".npz":
+            import numpy as np
+
+            with np.load(path, allow_pickle=False):  # an archive: only its table of contents is read
+                return None
+        import torch
+
+        with open(path, "rb") as handle:
+            head = handle.read(4)
+        zipped = head == b"PK\x03\x04"  # torch.save's format since PyTorch 1.6; a pickle before (legacy)
+        if not zipped and not head.startswith(b"\x80"):
+            return f"is not a torch.save file: it is neither a zip archive nor a pickle (it starts with {head!r})"
+        torch.load(path, map_location="cpu", weights_only=True, mmap=zipped)
+        return None
+    except pickle.UnpicklingError as err:  # weights_only refused something other than tensors
+        code = re.search(r"GLOBAL (\S+)", str(err))
+        if code:
+            return f"holds pickled code ({code[1]}), which eegbench never runs"
+        return "is not a valid torch.save file (its pickle is damaged or holds objects other than tensors)"
+    except OSError as err:
+        return f"cannot be read ({err.strerror or err})"
+    except Exception as err:  # each format's reader fails in its own way (RuntimeError, ValueError, EOFError...)
+        first = str(err).splitlines()[0].split(". ")[0] if str(err) else type(err).__name__
+        return f"is not a valid {_FORMAT_NAMES.get(path.suffix, 'torch.save')} file ({first})"
+
+
+_FORMAT_NAMES = {".safetensors": "safetensors", ".npz": "NumPy .npz"}
 
 
 def _hub_cached(source: WeightsSource) -> Path | None:
