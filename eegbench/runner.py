@@ -193,7 +193,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METH
         resolved = resolve_run(task, submission, backbone, layer, overrides, planner=session, subjects=subjects,
                                seeds=seeds, data_root=data_root, datasets=datasets, device=str(device_t),
                                weights=weights, train_fraction=train_fraction)
-        repetitions = _check_repetitions(test_repetitions, resolved.dataset)
+        repetitions = _check_repetitions(test_repetitions, resolved.dataset, resolved.subjects[0])
         plan, units, keys = resolved.plan, resolved.units, resolved.keys
         existing = [u for u in units if store.exists(keys[u])]
         if overwrite == "never" and existing:
@@ -239,11 +239,11 @@ def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METH
                      [keys[u] for u in [*exhausted, *failed]], [keys[u] for u in busy])
 
 
-def _check_repetitions(requested: Sequence[int] | None, dataset: Dataset) -> tuple[int, ...]:
-    """Sorted, validated test repetition counts (empty when none were requested)."""
+def _check_repetitions(requested: Sequence[int] | None, dataset: Dataset, subject: str) -> tuple[int, ...]:
+    """Sorted, validated test repetition counts (empty when none were requested), read from an evaluated subject."""
     if not requested:
         return ()
-    available = dataset.load_subject(dataset.subjects[0]).test.shape[1]
+    available = dataset.load_subject(subject).test.shape[1]
     counts = sorted({int(n) for n in requested})
     if counts[0] < 1 or counts[-1] > available:
         raise InvalidInputError(f"Test repetition counts must be in 1..{available} (this dataset records "

@@ -87,7 +87,7 @@ CASES: list[tuple[str, str]] = [
     ("run --overwrite sometimes", "--overwrite must be one of missing, always, never, got 'sometimes'."),
     ("run --isolation jail", "Invalid value 'jail' for isolation"),
     ("run --hp lr=[1", "--hp expects KEY=VALUE"),
-    ("run --results-dir FILE", "is a file, not a folder"),
+    ("run --results-dir FILE", "it is a file"),
     ("run --weights MISSING", "does not exist (or is not a file)"),
     # check and reproduce
     ("check final --epochs 0", "epochs must be at least 1, got 0"),
@@ -132,7 +132,7 @@ CASES: list[tuple[str, str]] = [
      "max_concurrent: Input should be greater than or equal to 1"),
     ("sweep run --tasks synthetic-intra --methods final --executor cloud --dry-run", "Unknown executor 'cloud'. Valid executors: local, slurm."),
     ("sweep status --tasks synthetic-intra --methods final --max-attempts 0", "max_attempts: Input should be greater than or equal to 1"),
-    ("leaderboard --results-dir FILE", "is a file, not a folder"),
+    ("leaderboard --results-dir FILE", "is a file, not a folder; run `eegbench run` first or pass the folder"),
 ]
 
 

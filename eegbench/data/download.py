@@ -42,6 +42,7 @@ from eegbench._check import DataError, InvalidInputError, MissingDataError, unkn
 from eegbench._io import FileDigests, atomic_write_json
 from eegbench._progress import logger, progress
 from eegbench._version import __version__
+from eegbench.data.base import check_subjects
 from eegbench.data.registry import get_dataset_spec, list_datasets
 
 MANIFEST_DIR = Path(__file__).resolve().parent / "manifests"
@@ -118,7 +119,7 @@ class Manifest:
         variant = variant or self.default_variant
         if variant not in self.variants:
             raise unknown_name(f"{self.dataset} variant", variant, self.variants)
-        chosen = set(self.subjects if subjects is None else subjects)
+        chosen = set(self.subjects if subjects is None else check_subjects(subjects))
         outside = sorted(chosen - set(self.subjects))
         if outside:
             raise InvalidInputError(f"{self.dataset} has subjects {self.subjects[0]}..{self.subjects[-1]}; got "
