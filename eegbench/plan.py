@@ -30,7 +30,7 @@ from eegbench.data import Dataset, get_dataset_spec, load_dataset
 from eegbench.data.base import check_subjects
 from eegbench.devices import resolve_device
 from eegbench.isolation import MethodPlan, MethodPlanner, SubmissionSession
-from eegbench.protocols import Unit, check_recording, evaluated_subjects, nested_training_images, plan_units
+from eegbench.protocols import Unit, evaluated_subjects, nested_training_images, plan_units
 from eegbench.results import UnitKey
 from eegbench.submissions import Submission, load_submission
 from eegbench.tasks import Task, TaskDataset, load_task
@@ -93,20 +93,6 @@ class ResolvedRun(ResolvedTask):
     training_images: Mapping[Unit, np.ndarray | None]
 
 
-def check_declared_recording(task: Task) -> None:
-    """Check the task's dataset section, time window and channels against what its dataset declares.
-
-    Reads no file: an unknown dataset, variant or option, or a window or channel the dataset cannot
-    have, fails before anything is loaded, converted or generated.
-    """
-    spec = get_dataset_spec(task.dataset.name)
-    layout = spec.declared_layout(options=task.dataset.options, variant=task.dataset.variant)
-    if layout is not None:
-        variant = spec.variant(task.dataset.variant)
-        source = f"dataset {spec.name!r}" + (f" (variant {variant.name!r})" if variant is not None else "")
-        check_recording(task, layout.times, layout.channels, source)
-
-
 def check_hyperparameters(task: Task, submission: Submission, overrides: Mapping[str, Any], plan: MethodPlan) -> None:
     """Check the task's ``training`` section and the overrides against what the method's worker made of them.
 
@@ -140,8 +126,8 @@ def check_request(task: Task, backbone: str | None = None, *, subjects: Sequence
 
     The backbone's name, a weights file's presence, subjects and seeds (non-empty, none repeated,
     seeds non-negative) and the task against its dataset's declaration
-    (:func:`check_declared_recording`): callers run it first, so that such mistakes fail at once,
-    before workers start or anything is loaded.
+    (:meth:`~eegbench.data.DatasetSpec.check_task`): callers run it first, so that such mistakes
+    fail at once, before workers start or anything is loaded.
     """
     if backbone is not None:
         get_backbone_spec(backbone)
@@ -150,7 +136,7 @@ def check_request(task: Task, backbone: str | None = None, *, subjects: Sequence
                                 "local weights file, or leave --weights out to use the backbone's own weights.")
     check_subjects(subjects)
     check_seeds(seeds)
-    check_declared_recording(task)
+    get_dataset_spec(task.dataset.name).check_task(task)
 
 
 def resolve_task(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, subjects: Sequence[str | int] | None = None,
@@ -178,14 +164,14 @@ def resolve_task(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, subjects
     """
     task = task if isinstance(task, Task) else load_task(task)
     subjects = check_subjects(subjects)
-    check_declared_recording(task)  # before the backbone and the dataset are loaded (or generated)
+    get_dataset_spec(task.dataset.name).check_task(task)  # before the backbone and the dataset are loaded
     model = None
     if device is not None:
         model = load_backbone(backbone, weights=weights, device=str(resolve_device(device)))
         model = model.at_size(task.features.image_size)
     dataset = (datasets or DatasetCache()).load(task.dataset, data_root)
     task.check_chance(len(dataset.test_images))
-    check_recording(task, dataset.info.times, dataset.info.ch_names, f"the recording of dataset {dataset.name!r}")
+    task.check_recording(dataset.info.times, dataset.info.ch_names, f"the recording of dataset {dataset.name!r}")
     chosen = tuple(evaluated_subjects(task, dataset, subjects))
     return ResolvedTask(task, dataset, chosen, backbone, model)
 

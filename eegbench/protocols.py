@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from eegbench._check import InvalidInputError, check_seeds, suggest
+from eegbench._check import InvalidInputError, check_seeds
 from eegbench.backbones.base import LayerRef
 from eegbench.data.base import Dataset, RecordingInfo, check_subjects
 from eegbench.submissions import Split, TrainingData
@@ -33,25 +33,6 @@ class Unit:
     subject: str
     train_subjects: tuple[str, ...]
     seed: int
-
-
-def check_recording(task: Task, times: np.ndarray, channels: Sequence[str] | None, source: str) -> None:
-    """Fail unless the task's time window lies within ``times`` and its channels are among ``channels``.
-
-    ``source`` names the recording in messages; ``channels`` None means they are not known yet.
-    A window reaching past the recording would silently select less than the record says.
-    """
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
-    start, end = float(times[0]), float(times[-1]) + step
-    tmin, tmax = task.time_window
-    if tmin < start - 1e-6 or tmax > end + 1e-6:
-        raise InvalidInputError(f"Task {task.id!r}: time_window [{tmin:g}, {tmax:g}] s is not within {source}, which "
-                                f"spans [{start:g}, {end:g}) s. Set time_window inside it in the task file.")
-    if channels is not None and task.channels != "all":
-        missing = [c for c in task.channels if c not in channels]
-        if missing:
-            raise InvalidInputError(f"Task {task.id!r}: channels {missing} are not in {source}."
-                                    f"{suggest(missing[0], channels)} Its channels: {', '.join(channels)}.")
 
 
 def task_subjects(task: Task, dataset: Dataset) -> list[str]:

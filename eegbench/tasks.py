@@ -9,12 +9,14 @@ that can move a score must bump ``version``; results of different versions never
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from eegbench._check import InvalidInputError, check_unique, describe_validation_error, unknown_name
+from eegbench._check import InvalidInputError, check_unique, describe_validation_error, suggest, unknown_name
 from eegbench._io import hash_json, read_yaml_mapping
 from eegbench._paths import task_dirs
 from eegbench.identifiers import ID_PATTERN
@@ -157,6 +159,25 @@ class Task(BaseModel):
                     f"Task {self.id!r} declares chance {metric} = {self.chance[metric]}, but its gallery "
                     f"has {n_gallery} images (chance {expected:g}). Fix `chance` in the task file."
                 )
+
+    def check_recording(self, times: Sequence[float], channels: Sequence[str] | None, source: str) -> None:
+        """Fail unless the time window lies within ``times`` and the channels are among ``channels``.
+
+        ``source`` names the recording in messages; ``channels`` None means they are not known yet.
+        A window reaching past the recording would silently select less than the record says.
+        """
+        times = np.asarray(times, dtype=np.float64)
+        step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+        start, end = float(times[0]), float(times[-1]) + step
+        tmin, tmax = self.time_window
+        if tmin < start - 1e-6 or tmax > end + 1e-6:
+            raise InvalidInputError(f"Task {self.id!r}: time_window [{tmin:g}, {tmax:g}] s is not within {source}, "
+                                    f"which spans [{start:g}, {end:g}) s. Set time_window inside it in the task file.")
+        if channels is not None and self.channels != "all":
+            missing = [c for c in self.channels if c not in channels]
+            if missing:
+                raise InvalidInputError(f"Task {self.id!r}: channels {missing} are not in {source}."
+                                        f"{suggest(missing[0], channels)} Its channels: {', '.join(channels)}.")
 
     def with_overrides(self, **changes) -> Task:
         """A validated copy with top-level fields replaced (``dataset`` options are merged)."""

@@ -172,3 +172,46 @@ def test_every_numeric_option_is_swept():
                 if (" ".join(path), parameter.opts[0]) not in swept:
                     missing.append(f"{' '.join(path)} {parameter.opts[0]}")
     assert not missing, f"numeric options without a malformed-value case in CASES: {missing}"
+
+
+def _broken(text: str, change: str) -> str:
+    old, new = change.split(" -> ")
+    assert old in text
+    return text.replace(old, new)
+
+
+#: (task file, "old -> new" edit, message): each a mistake the dataset's declaration reveals without data
+BROKEN_TASKS = [
+    ("synthetic-intra", "time_window: [0.0, 1.0] -> time_window: [-10, 50]",
+     "Task 'synthetic-intra': time_window [-10, 50] s is not within dataset 'synthetic', which spans [-0.1, 1) s."),
+    ("synthetic-intra", "channels: all -> channels: [O1, Oz, P08]",
+     "Task 'synthetic-intra': channels ['P08'] are not in dataset 'synthetic'. Did you mean 'P8'? Its channels: Pz,"),
+    ("synthetic-intra", "channels: all -> channels: [O1, O1, O1]", "entries must not repeat; given more than once: O1."),
+    ("synthetic-intra", "seeds: [0] -> seeds: [0]\nseeds: [1]", "key 'seeds' appears twice"),
+    ("synthetic-intra", "seeds: [0] -> seeds: [-5]", "seeds.0: Input should be greater than or equal to 0"),
+    ("synthetic-intra", "planted_layer: blocks.3 -> planted_layr: blocks.3", "planted_layr: unknown field"),
+    ("things-eeg-intra", "variant: 17ch-250hz -> variant: 17ch-250Hz",
+     "Unknown things-eeg2 variant '17ch-250Hz'. Did you mean '17ch-250hz'?"),
+    ("things-eeg-intra", "time_window: [0.0, 1.0] -> time_window: [-0.2, 0.8]",
+     "time_window [-0.2, 0.8] s is not within dataset 'things-eeg2' (variant '17ch-250hz'), which spans [0, 1) s."),
+    ("things-meg-intra", "time_window: [0.0, 1.0] -> time_window: [0.0, 1.2]",
+     "is not within dataset 'things-meg' (variant 'official-271ch-200hz'), which spans [0, 1) s."),
+]
+
+
+@pytest.mark.parametrize("task, change, message", BROKEN_TASKS, ids=[c for _, c, _ in BROKEN_TASKS])
+def test_a_broken_task_file_fails_before_anything_is_started_or_loaded(task, change, message, tmp_path,
+                                                                        no_heavy_work):
+    from eegbench._paths import cache_home
+    from eegbench.tasks import task_path
+
+    path = tmp_path / f"{task}.yaml"
+    path.write_text(_broken(task_path(task).read_text(), change))
+    before = sorted(cache_home().rglob("*")) if cache_home().exists() else []
+    result = runner.invoke(app, ["run", "--task", str(path), "--data-root", str(tmp_path),
+                                 "--results-dir", str(tmp_path / "results")])
+    assert not isinstance(result.exception, HeavyWork), f"{change!r} was accepted: {result.exception}"
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert message in " ".join(result.output.split()), result.output
+    assert (sorted(cache_home().rglob("*")) if cache_home().exists() else []) == before  # nothing generated
+    assert not (tmp_path / "results").exists()  # and no result or failure record

@@ -112,3 +112,26 @@ def test_sweep_planning_loads_no_weights_and_says_which_grid_failed(tmp_path, ca
     with pytest.raises(InvalidInputError, match=r"^Grid 1: Method 'final' has no hyperparameter 'nope'"):
         plan_sweep(sweep_from_options(tasks=[task_file], methods=["final"], hp={"nope": [1]},
                                       results_dir=tmp_path / "results"))
+
+
+@pytest.mark.parametrize("training, overrides, message", [
+    ({"lrr": 5.0}, {}, r"Task 'synthetic-intra': training\.lrr is a hyperparameter neither of method 'shallow' nor "
+                       r"of the contrastive trainer\. Did you mean 'lr'\? Method 'shallow' takes: batch_size, "),
+    ({"epochs": True}, {}, r"Hyperparameter 'epochs' of method 'shallow' expects a number, got true \(from the task "
+                           r"file's training section\)\."),
+    ({}, {"epochs": True}, r"Hyperparameter 'epochs' of method 'shallow' expects a number, got true \(from --hp\)\."),
+    ({}, {"select_epoch": 1}, r"Hyperparameter 'select_epoch' of method 'shallow' expects true or false, got 1"),
+])
+def test_training_keys_are_checked_and_yes_no_is_not_a_number(planner, calls, training, overrides, message):
+    task = tiny_task().with_overrides(training={**tiny_task().training, **training})
+    with pytest.raises(InvalidInputError, match=message):
+        resolve_run(task, "shallow", hyperparameters=overrides, planner=planner)
+    assert calls["load_dataset"] == []  # refused before the data is loaded
+
+
+def test_trainer_keys_in_a_task_serve_methods_that_do_not_train(planner):
+    """The reference tasks' training sections hold the contrastive trainer's keys: ridge ignores them."""
+    task = tiny_task()
+    assert {"epochs", "lr"} <= set(task.training)
+    resolved = resolve_run(task, "ridge", planner=planner, subjects=[1], seeds=[0])
+    assert "epochs" not in resolved.plan.hyperparameters

@@ -27,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
 from eegbench._guard import refuse_in_submission_worker
 from eegbench.data.base import Dataset
+from eegbench.tasks import Task
 
 
 class Variant(Protocol):
@@ -150,6 +151,18 @@ class DatasetSpec:
         chosen = self.variant(variant)
         parsed = self.parse_options(options)
         return None if self.layout is None else self.layout(chosen, parsed)
+
+    def check_task(self, task: Task) -> None:
+        """Check a task's dataset section, time window and channels against this declaration; reads no file.
+
+        An unknown variant or option, or a window or channel the dataset cannot have, fails before
+        anything is loaded, converted or generated (what the files hold is checked once read).
+        """
+        layout = self.declared_layout(options=task.dataset.options, variant=task.dataset.variant)
+        if layout is not None:
+            variant = self.variant(task.dataset.variant)
+            source = f"dataset {self.name!r}" + (f" (variant {variant.name!r})" if variant is not None else "")
+            task.check_recording(layout.times, layout.channels, source)
 
     def download_hint(self, root: Path | str, variant: str | None = None, subject: int | None = None) -> str:
         """The ``eegbench data download`` command that fetches ``variant`` into ``root`` (``subject``'s files only).
