@@ -149,7 +149,37 @@ out = typer.echo  # results go to stdout; logs and progress go to stderr
 # --- options shared by several commands: declared once, one help text each ---------------------------
 # Defaults are None here: a command takes them from the API (see api_defaults).
 
-TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Task id or task YAML file.")]
+def _early_task_check(task: str | None) -> str | None:
+    """Check a task file and its dataset's declaration as soon as the option is read (it is eager).
+
+    This happens before any other option takes its default from the API, which imports PyTorch:
+    a broken task file is reported in about a second. The API checks it again.
+    """
+    if task is not None:
+        from eegbench.data import get_dataset_spec
+        from eegbench.tasks import load_task
+
+        loaded = load_task(task)
+        get_dataset_spec(loaded.dataset.name).check_task(loaded)
+    return task
+
+
+def _early_seeds_check(seeds: str | None) -> str | None:
+    from eegbench._check import check_seeds
+
+    check_seeds(_csv(seeds, int))
+    return seeds
+
+
+def _early_subjects_check(subjects: str | None) -> str | None:
+    from eegbench.data.base import check_subjects
+
+    check_subjects(_csv(subjects))
+    return subjects
+
+
+TaskOpt = Annotated[str | None, typer.Option("--task", "-t", help="Task id or task YAML file.", is_eager=True,
+                                             callback=_early_task_check)]
 MethodOpt = Annotated[str | None, typer.Option("--method", "-m", help="Submission id (see `eegbench list methods`).")]
 BackboneOpt = Annotated[str | None, typer.Option(
     "--backbone", "-b", help="Backbone name (see `eegbench list backbones`).")]
@@ -159,8 +189,10 @@ LayersOpt = Annotated[str | None, typer.Option(
     "--layers", help="Comma-separated layers, each as for --layer; to extract or compare features also 'all' "
                      "(every layer) or 'sweep' (about ten evenly spaced ones), both with the final embedding.")]
 SubjectsOpt = Annotated[str | None, typer.Option(
-    "--subjects", help="Comma-separated subjects, e.g. 1,2 (default: all of the task's or dataset's).")]
-SeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1 (default: the task's).")]
+    "--subjects", help="Comma-separated subjects, e.g. 1,2 (default: all of the task's or dataset's).", is_eager=True,
+    callback=_early_subjects_check)]
+SeedsOpt = Annotated[str | None, typer.Option("--seeds", help="Comma-separated seeds, e.g. 0,1 (default: the task's).",
+                                              is_eager=True, callback=_early_seeds_check)]
 _EPOCHS = typer.Option("--epochs", help="Training epochs, overriding the task file; a sweep takes several (10,20).")
 EpochsOpt = Annotated[int | None, _EPOCHS]
 EpochsListOpt = Annotated[str | None, _EPOCHS]

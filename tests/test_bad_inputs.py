@@ -16,6 +16,7 @@ import typer
 from typer.testing import CliRunner
 
 from eegbench.cli import app
+from eegbench.errors import InvalidInputError
 from helpers import isolated_registries
 
 runner = CliRunner()
@@ -119,7 +120,7 @@ CASES: list[tuple[str, str]] = [
     ("data verify things-eeg2 --root TMP --variant nope", "Unknown things-eeg2 variant 'nope'"),
     ("data info things-meg --root FILE", "is a file, not a folder; pass the folder that"),
     # sweeps
-    ("sweep run --tasks synthetic-intra --methods final --seeds -1 --dry-run", "grids.0.seeds: Seeds must be non-negative integers, got -1."),
+    ("sweep run --tasks synthetic-intra --methods final --seeds -1 --dry-run", "Seeds must be non-negative integers, got -1."),
     ("sweep run --tasks synthetic-intra --methods final --epochs 0 --dry-run", "epochs must be at least 1"),
     ("sweep run --tasks synthetic-intra --methods final --batch-units 0 --dry-run", "batch_units: Input should be greater than or equal to 1 (got 0)"),
     ("sweep run --tasks synthetic-intra --methods final --max-attempts 0 --dry-run", "max_attempts: Input should be greater than or equal to 1"),
@@ -215,3 +216,25 @@ def test_a_broken_task_file_fails_before_anything_is_started_or_loaded(task, cha
     assert message in " ".join(result.output.split()), result.output
     assert (sorted(cache_home().rglob("*")) if cache_home().exists() else []) == before  # nothing generated
     assert not (tmp_path / "results").exists()  # and no result or failure record
+
+
+def test_a_bad_planted_layer_fails_before_the_synthetic_data_is_generated(monkeypatch):
+    from eegbench.data import synthetic
+
+    monkeypatch.setattr(synthetic, "_build", _refuse("the synthetic dataset was generated"))
+    with pytest.raises(InvalidInputError, match=r"Synthetic dataset option planted_layer: Invalid layer 'block\.3' "
+                                                 r"for backbone 'efficientnet_lite0'\. Did you mean 'blocks\.3'\?"):
+        synthetic.synthetic_dataset(planted_layer="block.3")
+
+
+@pytest.mark.parametrize("grid, message", [
+    ("seeds: [0, -1]", "grids.0.seeds: Seeds must be non-negative integers, got -1."),
+    ("seeds: [1, 1]", "grids.0.seeds: Seeds must not repeat; given more than once: 1."),
+    ("subjects: [1, sub-01]", "grids.0.subjects: Subjects must not repeat; given more than once: sub-01."),
+])
+def test_a_sweep_file_with_bad_seeds_or_subjects_fails_before_planning(grid, message, tmp_path, no_heavy_work):
+    path = tmp_path / "sweep.yaml"
+    path.write_text(f"grids:\n  - tasks: [synthetic-intra]\n    methods: [final]\n    {grid}\n")
+    result = runner.invoke(app, ["sweep", "run", str(path), "--dry-run"])
+    assert not isinstance(result.exception, HeavyWork), f"{grid!r} was accepted: {result.exception}"
+    assert result.exit_code == 2 and message in " ".join(result.output.split()), result.output
