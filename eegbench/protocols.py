@@ -46,7 +46,8 @@ def evaluated_subjects(task: Task, dataset: Dataset, subjects: Sequence[str | in
     """The task's subjects, or those of ``subjects`` (``3``, ``"sub-03"``...), which must be part of the task."""
     pool = task_subjects(task, dataset)
     subjects = check_subjects(subjects)
-    chosen = pool if subjects is None else [dataset.resolve_subject(s) for s in subjects]
+    # resolving each subject also raises, before any work, the problem of one whose files are damaged
+    chosen = [dataset.resolve_subject(s) for s in (pool if subjects is None else subjects)]
     outside = [s for s in chosen if s not in pool]
     if outside:
         raise InvalidInputError(f"Subjects {outside} are not part of task {task.id!r} (its subjects: {pool}).")
@@ -61,6 +62,8 @@ def plan_units(task: Task, dataset: Dataset, subjects: Sequence[str | int] | Non
     seed_list = list(task.seeds) if seeds is None else check_seeds(seeds)
     if task.protocol == "inter" and len(pool) < 2:
         raise InvalidInputError(f"Task {task.id!r} is inter-subject but has only {len(pool)} subject.")
+    if task.protocol == "inter":
+        pool = [dataset.resolve_subject(s) for s in pool]  # every subject is trained on: each must be usable
     units = []
     for subject in chosen:
         train = (subject,) if task.protocol == "intra" else tuple(s for s in pool if s != subject)

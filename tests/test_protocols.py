@@ -96,3 +96,20 @@ def test_normalizer_statistics_equal_numpys_bit_for_bit():
     np.testing.assert_array_equal(normalizer.mean, responses.mean(0, dtype=np.float64).astype(np.float32))
     np.testing.assert_array_equal(normalizer.std, responses.std(0, dtype=np.float64).astype(np.float32))
     np.testing.assert_array_equal(normalizer(responses), ((responses - normalizer.mean) / normalizer.std))
+
+
+@pytest.mark.parametrize("base", ["synthetic-intra", "synthetic-inter"])
+def test_a_subject_with_damaged_files_fails_when_units_are_planned(tiny_dataset, base):
+    import dataclasses
+
+    from eegbench._check import DataError
+
+    broken = dataclasses.replace(tiny_dataset, unavailable={"sub-02": DataError("sub-02: file x is truncated")})
+    task = tiny_task(base)
+    with pytest.raises(DataError, match="sub-02: file x is truncated"):
+        plan_units(task, broken)  # all subjects: sub-02 is evaluated (intra) or trained on (inter)
+    if base == "synthetic-intra":
+        assert [u.subject for u in plan_units(task, broken, subjects=[1])] == ["sub-01"]
+    else:
+        with pytest.raises(DataError, match="truncated"):
+            plan_units(task, broken, subjects=[1])  # sub-02's training responses would be needed
