@@ -133,15 +133,15 @@ def check_seeds(seeds: Sequence[int] | None) -> list[int] | None:
 
 
 def describe_validation_error(error, source: str) -> str:
-    """One line per problem of a pydantic ``ValidationError``, prefixed by where it came from."""
-    lines = []
+    """A pydantic ``ValidationError`` as one line: where it came from, then each problem, ``; ``-separated."""
+    problems = []
     for item in error.errors():
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         if item["type"] == "extra_forbidden":
-            lines.append(f"  {where}: unknown field")
+            problems.append(f"{where}: unknown field")
         elif item["type"] == "missing":
-            lines.append(f"  {where}: required field is missing")
+            problems.append(f"{where}: required field is missing")
         else:
-            message = item["msg"].removeprefix("Value error, ")  # pydantic's prefix for a validator's ValueError
-            lines.append(f"  {where}: {message} (got {item.get('input')!r})")
-    return f"{source} is invalid:\n" + "\n".join(lines)
+            message = item["msg"].removeprefix("Value error, ").rstrip(".")  # pydantic's prefix for a ValueError
+            problems.append(f"{where}: {message} (got {item.get('input')!r})")
+    return f"{source} is invalid: " + "; ".join(problems) + "."

@@ -187,7 +187,7 @@ BROKEN_TASKS = [
      "Task 'synthetic-intra': time_window [-10, 50] s is not within dataset 'synthetic', which spans [-0.1, 1) s."),
     ("synthetic-intra", "channels: all -> channels: [O1, Oz, P08]",
      "Task 'synthetic-intra': channels ['P08'] are not in dataset 'synthetic'. Did you mean 'P8'? Its channels: Pz,"),
-    ("synthetic-intra", "channels: all -> channels: [O1, O1, O1]", "entries must not repeat; given more than once: O1."),
+    ("synthetic-intra", "channels: all -> channels: [O1, O1, O1]", "channels: entries must not repeat; given more than once: O1 (got"),
     ("synthetic-intra", "seeds: [0] -> seeds: [0]\nseeds: [1]", "key 'seeds' appears twice"),
     ("synthetic-intra", "seeds: [0] -> seeds: [-5]", "seeds.0: Input should be greater than or equal to 0"),
     ("synthetic-intra", "planted_layer: blocks.3 -> planted_layr: blocks.3", "planted_layr: unknown field"),
@@ -228,9 +228,9 @@ def test_a_bad_planted_layer_fails_before_the_synthetic_data_is_generated(monkey
 
 
 @pytest.mark.parametrize("grid, message", [
-    ("seeds: [0, -1]", "grids.0.seeds: Seeds must be non-negative integers, got -1."),
-    ("seeds: [1, 1]", "grids.0.seeds: Seeds must not repeat; given more than once: 1."),
-    ("subjects: [1, sub-01]", "grids.0.subjects: Subjects must not repeat; given more than once: sub-01."),
+    ("seeds: [0, -1]", "grids.0.seeds: Seeds must be non-negative integers, got -1 (got [0, -1])"),
+    ("seeds: [1, 1]", "grids.0.seeds: Seeds must not repeat; given more than once: 1 (got [1, 1])"),
+    ("subjects: [1, sub-01]", "grids.0.subjects: Subjects must not repeat; given more than once: sub-01 (got [1, 'sub-01'])"),
 ])
 def test_a_sweep_file_with_bad_seeds_or_subjects_fails_before_planning(grid, message, tmp_path, no_heavy_work):
     path = tmp_path / "sweep.yaml"

@@ -155,5 +155,5 @@ def test_synthetic_signal_follows_planted_erp(tiny_dataset):
 def test_synthetic_options_are_validated():
     from eegbench.data import load_dataset
 
-    with pytest.raises(InvalidInputError, match=r"Synthetic dataset options is invalid:\n  noise: unknown field"):
+    with pytest.raises(InvalidInputError, match=r"Synthetic dataset options is invalid: noise: unknown field"):
         load_dataset("synthetic", options={"noise": 3})

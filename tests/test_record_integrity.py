@@ -89,7 +89,7 @@ def test_identifiers_that_could_leave_their_folder_fail_validation(tmp_path, sec
     path = tmp_path / "crafted.json"
     path.write_text(json.dumps(data))
     where = f"{section}.{field}" if section else field
-    with pytest.raises(DataError, match=f"crafted.json is invalid:\n  {re.escape(where)}: "):
+    with pytest.raises(DataError, match=f"crafted.json is invalid: {re.escape(where)}: "):
         ResultStore(tmp_path).read(path)
 
 

@@ -310,7 +310,7 @@ def test_official_sweep_file_is_valid():
 def test_bad_sweep_files_and_options_get_clear_errors(tmp_path, tiny_task_file):
     path = tmp_path / "bad.yaml"
     path.write_text("grids:\n  - tasks: [synthetic-intra]\n    methods: [final]\n    hp: {epochs: 3}\n")
-    with pytest.raises(InvalidInputError, match=r"bad.yaml is invalid:\n  grids.0.hp.epochs: Input should be a valid list"):
+    with pytest.raises(InvalidInputError, match=r"bad.yaml is invalid: grids.0.hp.epochs: Input should be a valid list"):
         load_sweep(path)
     with pytest.raises(InvalidInputError, match="Unknown executor 'pbs'"):
         run_sweep(load_sweep(REPO / "sweeps" / "official-synthetic.yaml"), executor="pbs")
