@@ -139,7 +139,7 @@ class Worker:
             aligners = method.fit_many(units)
         where = f"Method {self.submission.id!r}: {call}"
         if not (isinstance(aligners, (list, tuple)) and len(aligners) == len(units)):
-            raise InvalidInputError(f"{where} must return a list of {len(units)} Aligners, one per unit; found "
+            raise InvalidInputError(f"{where} must return a list of Aligners, one per unit ({len(units)}); found "
                                     f"{_shown(aligners)}.")
         for number, aligner in enumerate(aligners, 1):
             if not isinstance(aligner, Aligner):
