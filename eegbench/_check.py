@@ -44,9 +44,9 @@ class MissingDataError(DataError, FileNotFoundError):
 class SubmissionError(EegbenchError):
     """A submission's code failed: it raised, exited, died or ran out of time.
 
-    The message starts with the method's own error and ends with which method failed doing what
-    (``RuntimeError: boom [method 'x', fitting 2 unit(s)]``); ``details`` holds the worker's
-    traceback when there is one.
+    The message starts with the method's own error and ends with which method failed, in which of
+    its calls when that is known, doing what (``RuntimeError: boom [method 'x', in fit() while
+    fitting 2 unit(s)]``); ``details`` holds the worker's traceback when there is one.
     """
 
     def __init__(self, message: str, details: str = "") -> None:

@@ -16,7 +16,10 @@ Requests (``op``):
   responses or image features), each in the order the harness chose.
 
 Every reply carries the request's random id, so a submission that writes to the pipe itself
-cannot answer a request it has not seen.
+cannot answer a request it has not seen. A failure names the call into the submission's code that
+raised (``fit()``, ``embed_brain()``...) when there was one; what the method returned is checked
+here, so that the method learns what was wrong, and checked again by the harness, which trusts no
+worker.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import reprlib
 import select
 import signal
 import socket
 import sys
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -44,6 +48,8 @@ from eegbench import _guard
 from eegbench._check import EegbenchError, InvalidInputError, describe_validation_error
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.data.base import RecordingInfo
+from eegbench.isolation import count_rows
+from eegbench.metrics import check_embeddings
 from eegbench.reports import AlignerReport
 from eegbench.submissions import Aligner, Method, Split, Submission, TrainingData, import_method
 
@@ -61,10 +67,12 @@ class Worker:
     def describe(self, request: Mapping[str, Any]) -> dict[str, Any]:
         cls = self.method_class
         problems = []
-        if not (isinstance(cls.Hyperparameters, type) and issubclass(cls.Hyperparameters, BaseModel)):
-            problems.append("Hyperparameters must be a pydantic BaseModel subclass")
-        if getattr(getattr(cls, "feature_layers", None), "__isabstractmethod__", False):
-            problems.append(f"{cls.__name__} does not implement feature_layers()")
+        hyperparameters = cls.Hyperparameters
+        if not (isinstance(hyperparameters, type) and issubclass(hyperparameters, BaseModel)):
+            found = f"class {hyperparameters.__qualname__}" if isinstance(hyperparameters, type) else \
+                _shown(hyperparameters)
+            problems.append(f"Hyperparameters must be a subclass of pydantic.BaseModel, not {found}")
+        problems += [f"{cls.__name__} does not implement {name}()" for name in sorted(cls.__abstractmethods__)]
         if not cls.implements_fitting():
             problems.append(f"{cls.__name__} implements neither fit() nor fit_many()")
         if problems:
@@ -72,11 +80,13 @@ class Worker:
                                     + "; ".join(problems) + ".")
         method = self._make(request)
         layout = BackboneLayers.from_dict(request["backbone"])
-        refs = list(method.feature_layers(layout))
+        with _calling("feature_layers()"):
+            refs = list(method.feature_layers(layout))
         if not refs or not all(isinstance(ref, LayerRef) for ref in refs):
             raise InvalidInputError(f"Method {self.submission.id!r}: feature_layers() must return a non-empty "
                                     f"list of LayerRef (from backbone.resolve), got {refs!r}.")
-        setting = method.layer_setting(refs)
+        with _calling("layer_setting()"):
+            setting = method.layer_setting(refs)
         if not isinstance(setting, str):
             raise InvalidInputError(f"Method {self.submission.id!r}: layer_setting() must return a string.")
         return {"hyperparameters": method.hp.model_dump(mode="json"), "layers": [ref.to_dict() for ref in refs],
@@ -101,30 +111,46 @@ class Worker:
         except ValidationError as err:
             raise InvalidInputError(describe_validation_error(err, f"Hyperparameters of {self.submission.id!r}")
                                     ) from None
-        return cls(hp, layer)
+        with _calling("__init__()"):
+            return cls(hp, layer)
 
     # --- fit ------------------------------------------------------------------------------------
 
     def fit(self, request: Mapping[str, Any]) -> dict[str, Any]:
         method = self._make(request)
         units = [_training_data(unit) for unit in request["units"]]
-        aligners = list(method.fit_many(units))
-        if len(aligners) != len(units) or not all(isinstance(a, Aligner) for a in aligners):
-            raise InvalidInputError(f"Method {self.submission.id!r}: fit_many returned {len(aligners)} objects for "
-                                    f"{len(units)} units; it must return one Aligner per unit.")
+        aligners = self._fitted(method, units)
         described = []
         for aligner in aligners:
-            alternatives = aligner.alternatives()
-            if not all(isinstance(a, Aligner) for a in alternatives.values()):
-                raise InvalidInputError(f"Method {self.submission.id!r}: alternatives() must map names to Aligners.")
+            with _calling("alternatives()"):
+                alternatives = aligner.alternatives()
+            if not (isinstance(alternatives, dict) and all(isinstance(a, Aligner) for a in alternatives.values())):
+                raise InvalidInputError(f"Method {self.submission.id!r}: alternatives() must return a dict of names "
+                                        f"to Aligners; found {_shown(alternatives)}.")
             described.append({"report": self._report(aligner), "alternatives": sorted(map(str, alternatives))})
-        state = Path(request["state"])
-        torch.save(aligners, state)  # one file: models fitted together share their tensors once
+        with _calling("torch.save()"):  # pickling runs the aligners' own code (__getstate__, __reduce__)
+            torch.save(aligners, Path(request["state"]))  # one file: models fitted together share their tensors once
         return {"aligners": described}
+
+    def _fitted(self, method: Method, units: list[TrainingData]) -> list[Aligner]:
+        """One :class:`Aligner` per unit, from the method's ``fit_many`` (or ``fit``, which the default calls)."""
+        call = "fit()" if type(method).fit_many is Method.fit_many else "fit_many()"
+        with _calling(call):
+            aligners = method.fit_many(units)
+        where = f"Method {self.submission.id!r}: {call}"
+        if not (isinstance(aligners, (list, tuple)) and len(aligners) == len(units)):
+            raise InvalidInputError(f"{where} must return a list of Aligners, one per unit ({len(units)}); found "
+                                    f"{_shown(aligners)}.")
+        for number, aligner in enumerate(aligners, 1):
+            if not isinstance(aligner, Aligner):
+                raise InvalidInputError(f"{where} must return an eegbench.submissions.Aligner for each unit; found "
+                                        f"{_shown(aligner)} for unit {number} of {len(units)}.")
+        return list(aligners)
 
     def _report(self, aligner: Aligner) -> dict[str, Any]:
         """The aligner's :class:`AlignerReport` as finite JSON."""
-        report = aligner.report()
+        with _calling("report()"):
+            report = aligner.report()
         where = f"Method {self.submission.id!r}: report()"
         try:
             if not isinstance(report, AlignerReport):
@@ -138,26 +164,64 @@ class Worker:
     # --- embed ----------------------------------------------------------------------------------
 
     def embed(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Embed each batch and save it, checked (the harness names the output in ``label`` and checks it again)."""
         aligner = self._aligner(request["state"], int(request["index"]), request.get("variant"))
         side = request["side"]
         for batch, out in zip(request["inputs"], request["outputs"]):
             if side == "brain":
-                embedded = aligner.embed_brain(_open(batch))
+                rows = _open(batch)
+                with _calling("embed_brain()"):
+                    embedded = aligner.embed_brain(rows)
             else:
-                embedded = aligner.embed_images({key: _open(path) for key, path in batch.items()})
-            if isinstance(embedded, torch.Tensor):
-                embedded = embedded.detach().cpu().numpy()
-            np.save(out, np.asarray(embedded, dtype=np.float64), allow_pickle=False)
+                rows = {key: _open(path) for key, path in batch.items()}
+                with _calling("embed_images()"):
+                    embedded = aligner.embed_images(rows)
+            np.save(out, check_embeddings(embedded, request["label"], count_rows(rows)), allow_pickle=False)
         return {}
 
     def _aligner(self, state: str, index: int, variant: str | None) -> Aligner:
         if self._loaded is None or self._loaded[0] != state:
-            self._loaded = (state, torch.load(state, map_location="cpu" if not torch.cuda.is_available() else None,
-                                              weights_only=False))
+            with _calling("torch.load()"):  # unpickling runs the aligners' own code
+                self._loaded = (state, torch.load(state, weights_only=False,
+                                                  map_location="cpu" if not torch.cuda.is_available() else None))
         aligner = self._loaded[1][index]
         if variant is not None:
-            aligner = aligner.alternatives()[variant]
+            with _calling("alternatives()"):
+                aligner = aligner.alternatives()[variant]
         return aligner
+
+
+class _MethodRaised(Exception):
+    """An exception that escaped a call into the submission's code, with the name of that call."""
+
+    def __init__(self, call: str, error: BaseException) -> None:
+        super().__init__(call)
+        self.call = call
+        self.error = error
+
+
+@contextlib.contextmanager
+def _calling(call: str) -> Iterator[None]:
+    """Run the submission's code: whatever escapes it (an exit too) is reported as raised by ``call``."""
+    try:
+        yield
+    except BaseException as error:  # noqa: BLE001  (SystemExit and KeyboardInterrupt included)
+        raise _MethodRaised(call, error) from error
+
+
+def _shown(value: object) -> str:
+    """A short description of something a method returned, e.g. ``42 (int)`` or ``a list of 0 items``."""
+    if isinstance(value, (list, tuple)):
+        return f"a {type(value).__name__} of {len(value)} items"
+    return f"{_text(value, reprlib.repr)} ({type(value).__name__})"
+
+
+def _text(value: object, show: Callable[[object], str] = str) -> str:
+    """``show(value)``, or a placeholder when the method's ``__str__`` or ``__repr__`` itself raises."""
+    try:
+        return show(value)
+    except Exception:  # noqa: BLE001
+        return f"<unprintable {type(value).__name__}>"
 
 
 def _open(path: str) -> np.ndarray:
@@ -182,12 +246,18 @@ def _training_data(unit: Mapping[str, Any]) -> TrainingData:
 
 
 def _failure(error: BaseException) -> dict[str, Any]:
-    name = type(error).__name__
-    message = str(error) if isinstance(error, EegbenchError) else f"{name}: {error}"
+    """The reply for a request that raised: the message, the call of the method that raised, the traceback."""
+    call = None
+    if isinstance(error, _MethodRaised):
+        call, error = error.call, error.error
     if isinstance(error, SystemExit):
-        message = f"the method called sys.exit({error.code!r})"
-    return {"ok": False, "error": message, "input_error": isinstance(error, EegbenchError),
-            "traceback": "".join(traceback.format_exception(error))}
+        message = f"the method called sys.exit({_text(error.code, repr)})"
+    elif isinstance(error, EegbenchError):
+        message = _text(error)
+    else:
+        message = f"{type(error).__name__}: {_text(error)}"
+    return {"ok": False, "error": message, "call": call, "input_error": isinstance(error, EegbenchError),
+            "traceback": _text(error, lambda e: "".join(traceback.format_exception(e)))}
 
 
 def serve(connection) -> None:

@@ -55,6 +55,7 @@ import numpy as np
 from eegbench._check import InvalidInputError, SubmissionError, check_option
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.identifiers import LAYER_SETTING_PATTERN
+from eegbench.metrics import check_embeddings
 from eegbench.reports import AlignerReport
 from eegbench.submissions import Split, Submission, TrainingData
 
@@ -62,6 +63,8 @@ ISOLATION_LEVELS = ("process", "sandbox")
 #: what a method's layer setting (part of result paths) and its alternatives' names may look like
 LAYER_SETTING = re.compile(LAYER_SETTING_PATTERN)
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+#: what a worker may name as the call into the method's code that raised (``fit()``, ``torch.save()``...)
+CALL = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,63}\(\)$")
 #: largest ``report()`` of one aligner (it is stored in every result record)
 MAX_REPORT_BYTES = 1_000_000
 #: how long a worker may take to start and import the submission
@@ -200,13 +203,20 @@ class _WorkerProcess:
             if reply.get("ok") is True:
                 return reply.get("result")
             message = str(reply.get("error", "unknown error")).strip()
-            if reply.get("input_error"):
-                raise InvalidInputError(message)
-            raise self._error(message, doing, str(reply.get("traceback", "")))
+            call = reply.get("call")
+            call = call if isinstance(call, str) and CALL.fullmatch(call) else None
+            if reply.get("input_error"):  # the worker's checks say which method; an error the method raised gets it
+                raise InvalidInputError(message if call is None else f"{message} {self._where(doing, call)}")
+            raise self._error(message, doing, str(reply.get("traceback", "")), call)
 
-    def _error(self, what: str, doing: str, details: str = "") -> SubmissionError:
+    def _error(self, what: str, doing: str, details: str = "", call: str | None = None) -> SubmissionError:
         """The method's own message first (it is what a failure table shows), then where it happened."""
-        return SubmissionError(f"{what} [method {self.submission.id!r}, {doing}]", details)
+        return SubmissionError(f"{what} {self._where(doing, call)}", details)
+
+    def _where(self, doing: str, call: str | None) -> str:
+        """``[method 'x', in fit() while fitting 2 unit(s)]``: the method, the call of its code that failed
+        (when the worker knows it), and what the harness was doing."""
+        return f"[method {self.submission.id!r}, {f'in {call} while ' if call else ''}{doing}]"
 
     def _died(self, doing: str) -> SubmissionError:
         code = self.wait()
@@ -515,6 +525,8 @@ class SubmissionSession:
 
         Brain batches are response arrays, image batches mappings of layer key to features. The
         aligner's state file is linked into the worker's own inbox: workers see nothing else.
+        Returns one float64 ``(n_rows, dim)`` array per batch, checked here with
+        :func:`eegbench.metrics.check_embeddings` (the worker checks them too, but is not trusted).
         """
         worker = self.worker(role)
         state = worker.inbox.folder / aligner.state.name
@@ -530,14 +542,21 @@ class SubmissionSession:
                 inputs.append(_save(worker.inbox.folder / f"{token}-{i}.npy", batch))
             outputs.append(str(worker.outbox / f"{token}-{i}.npy"))
         side = "brain" if role.startswith("brain") else "images"
+        label = f"Method {self.submission.id!r}: the output of embed_{side}()"
         try:
             self._request(role, "embed", {"side": side, "state": str(state), "index": aligner.index,
-                                          "variant": variant, "inputs": inputs, "outputs": outputs},
+                                          "variant": variant, "inputs": inputs, "outputs": outputs, "label": label},
                           self.timeout, f"embedding {'test responses' if side == 'brain' else 'the gallery'}")
-            return [_read_output(Path(path), self.submission.id, side) for path in outputs]
+            return [check_embeddings(_read_output(Path(path), self.submission.id, side), label, count_rows(batch))
+                    for path, batch in zip(outputs, batches)]
         finally:
             for path in [*outputs, *_paths(inputs)]:
                 Path(path).unlink(missing_ok=True)
+
+
+def count_rows(batch: np.ndarray | Mapping[str, np.ndarray]) -> int:
+    """The number of rows of a batch to embed: responses, or features per layer key."""
+    return len(next(iter(batch.values()))) if isinstance(batch, Mapping) else len(batch)
 
 
 def _arrays(unit: TrainingData) -> list[np.ndarray]:
@@ -563,14 +582,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _read_output(path: Path, method: str, side: str) -> np.ndarray:
-    """A worker's embeddings: a numeric ``.npy`` file, read without unpickling anything."""
+    """A worker's embeddings as it wrote them, read without unpickling anything (the caller checks them)."""
     try:
-        array = np.load(path, allow_pickle=False)
+        return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
         raise SubmissionError(f"Method {method!r}: its {side} embeddings could not be read ({err}).") from None
-    if array.dtype.kind not in "fiu":
-        raise InvalidInputError(f"Method {method!r}: embed_{side} must return numbers, got dtype {array.dtype}.")
-    return np.array(array, dtype=np.float64)
 
 
 class MethodPlanner:

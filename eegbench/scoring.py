@@ -3,7 +3,9 @@
 A fitted aligner lives in worker processes (:mod:`eegbench.isolation`). The harness hands the
 brain worker the test responses and the images worker the gallery, each in its own order drawn
 from the operating system's randomness (:mod:`secrets`): nothing a method sees determines it.
-Only the harness, in its own process, restores the true order, computes similarities and ranks.
+Only the harness, in its own process, restores the true order, computes similarities and ranks;
+every embedding it gets from a worker is checked first (the session checks it against the
+contract of :func:`eegbench.metrics.check_embeddings`, whatever the worker claims).
 
 Embeddings must be **inductive**: a row's embedding may depend only on that row. The harness
 embeds the rows again in a fresh worker, split into random parts, and refuses a method whose
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from eegbench.isolation import FittedAligner, SubmissionSession
+from eegbench.isolation import FittedAligner, SubmissionSession, count_rows
 from eegbench.metrics import RetrievalResult, metric, retrieve
 from eegbench.errors import InvalidInputError, TransductiveMethodError
 
@@ -38,17 +40,6 @@ def _take(rows: Rows, index: np.ndarray) -> Rows:
     if isinstance(rows, Mapping):
         return {key: np.ascontiguousarray(array[index]) for key, array in rows.items()}
     return np.ascontiguousarray(rows[index])
-
-
-def _count(rows: Rows) -> int:
-    return len(next(iter(rows.values()))) if isinstance(rows, Mapping) else len(rows)
-
-
-def _checked(embedded: np.ndarray, n: int, method: str, side: str) -> np.ndarray:
-    if embedded.ndim != 2 or embedded.shape[0] != n or not np.isfinite(embedded).all():
-        raise InvalidInputError(f"Method {method!r}: embed_{side} must return a finite ({n}, dim) array, "
-                                f"got shape {embedded.shape}.")
-    return embedded
 
 
 @dataclass
@@ -72,11 +63,9 @@ class HiddenScorer:
         return self.session.submission.id
 
     def embed(self, side: str, aligner: FittedAligner, variant: str | None, rows: Rows) -> np.ndarray:
-        """Embeddings of ``rows`` in their true order, computed in a secret order."""
-        n = _count(rows)
-        order = secret_permutation(n)
+        """Embeddings of ``rows`` in their true order, computed in a secret order (checked by the session)."""
+        order = secret_permutation(count_rows(rows))
         (embedded,) = self.session.embed(side, aligner, variant, [_take(rows, order)])
-        embedded = _checked(embedded, n, self.method, side)
         restored = np.empty_like(embedded)
         restored[order] = embedded
         if self.check_inductive and variant is None:
@@ -85,7 +74,7 @@ class HiddenScorer:
 
     def _check_inductive(self, side: str, aligner: FittedAligner, rows: Rows, full: np.ndarray) -> None:
         """Embed the rows again in two random parts, in another worker, and compare directions."""
-        n = _count(rows)
+        n = count_rows(rows)
         if n < 2:
             return
         order = secret_permutation(n)
@@ -94,7 +83,6 @@ class HiddenScorer:
         outputs = self.session.embed(f"{side}-check", aligner, None, [_take(rows, part) for part in parts])
         again = np.empty_like(full)
         for part, embedded in zip(parts, outputs):
-            embedded = _checked(embedded, len(part), self.method, side)
             if embedded.shape[1] != full.shape[1]:
                 raise TransductiveMethodError(self._refusal(side, "their width changes with the batch"))
             again[part] = embedded

@@ -121,15 +121,21 @@ class TrainingData:
 
 
 class Aligner(ABC):
-    """A fitted method: embeds brain responses and image features into one space."""
+    """A fitted method: embeds brain responses and image features into one space.
+
+    Embeddings are a numpy array (or torch tensor) of real floating-point numbers, one row per
+    input, ``(n, dim)`` with ``dim >= 1``, and finite; anything else (integers, booleans, complex
+    numbers, NaN or infinity, a list) is refused with an error that says what was found, never cast
+    (see :func:`eegbench.metrics.check_embeddings`).
+    """
 
     @abstractmethod
     def embed_brain(self, responses: np.ndarray) -> np.ndarray:
-        """``(n, channels, times)`` responses -> ``(n, dim)`` embeddings."""
+        """``(n, channels, times)`` responses -> ``(n, dim)`` floating-point embeddings."""
 
     @abstractmethod
     def embed_images(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
-        """Per-layer ``(n, d)`` image features -> ``(n, dim)`` embeddings."""
+        """Per-layer ``(n, d)`` image features -> ``(n, dim)`` floating-point embeddings."""
 
     def report(self) -> AlignerReport:
         """What the aligner used, chose and measured: its layer(s) with their weights, the validation

@@ -43,8 +43,32 @@ def test_explicit_targets_and_validation():
     gallery = np.eye(3)
     brain = gallery[[2, 0]]
     assert retrieve(brain, gallery, targets=[2, 0]).top_k(1) == 1.0
-    with pytest.raises(ValueError, match="targets must be 2 gallery indices"):
+    with pytest.raises(InvalidInputError, match=r"^targets must be 2 gallery indices in \[0, 3\)\.$"):
         retrieve(brain, gallery, targets=[3, 0])
+    with pytest.raises(InvalidInputError, match=r"^4 brain embeddings but 3 image embeddings: pass targets"):
+        retrieve(np.eye(4, 3), gallery)
+
+
+@pytest.mark.parametrize("function", [retrieve, top_k_accuracy, cosine_similarity])
+def test_metric_functions_refuse_embeddings_that_break_the_contract(function):
+    """Every public metric function checks its inputs (eegbench.metrics.check_embeddings) instead of failing in
+    torch, or scoring NaN embeddings as perfect (a NaN ties with nothing)."""
+    import torch
+
+    good = np.eye(200, 768)
+    for bad in (good[:, None, :], torch.from_numpy(good[:, None, :])):
+        with pytest.raises(InvalidInputError, match=r"^brain embeddings must be a 2-d \(n, dim\) array; found shape "
+                                                    r"\(200, 1, 768\)\.$"):
+            function(bad, good)
+    with pytest.raises(InvalidInputError, match=r"^brain and image embeddings must have the same width \(dim\); "
+                                                r"found shapes \(200, 768\) and \(200, 512\)\.$"):
+        function(good, good[:, :512])
+    with pytest.raises(InvalidInputError, match=r"^image embeddings must be finite; found NaN in 200 rows "
+                                                r"\(0, 1, 2, 3, 4, \.\.\.\) of the 200 rows"):
+        function(good, np.full_like(good, np.nan))
+    with pytest.raises(InvalidInputError, match=r"^brain embeddings must be real floating-point numbers; found "
+                                                r"dtype complex128"):
+        function(good + 1j, good)
 
 
 def test_cosine_similarity_is_scale_invariant():
