@@ -68,6 +68,8 @@ def places(tmp_path):
     return {"FILE": str(a_file), "MISSING": str(tmp_path / "missing" / "x.json"), "TMP": str(tmp_path)}
 
 
+SWEEP = "sweep run --tasks synthetic-intra --methods final"
+
 #: (command line, text the one-line error must contain); FILE, MISSING and TMP are replaced by paths
 CASES: list[tuple[str, str]] = [
     # run
@@ -120,19 +122,19 @@ CASES: list[tuple[str, str]] = [
     ("data verify things-eeg2 --root TMP --variant nope", "Unknown things-eeg2 variant 'nope'"),
     ("data info things-meg --root FILE", "is a file, not a folder; pass the folder that"),
     # sweeps
-    ("sweep run --tasks synthetic-intra --methods final --seeds -1 --dry-run", "Seeds must be non-negative integers, got -1."),
-    ("sweep run --tasks synthetic-intra --methods final --epochs 0 --dry-run", "epochs must be at least 1"),
-    ("sweep run --tasks synthetic-intra --methods final --batch-units 0 --dry-run", "batch_units: Input should be greater than or equal to 1 (got 0)"),
-    ("sweep run --tasks synthetic-intra --methods final --max-attempts 0 --dry-run", "max_attempts: Input should be greater than or equal to 1"),
-    ("sweep run --tasks synthetic-intra --methods final --units-per-job 0 --dry-run", "units_per_job: Input should be greater than or equal to 1"),
-    ("sweep run --tasks synthetic-intra --methods final --gpus-per-job -1 --dry-run", "gpus_per_job: Input should be greater than or equal to 0"),
-    ("sweep run --tasks synthetic-intra --methods final --cpus-per-job 0 --dry-run", "cpus_per_job: Input should be greater than or equal to 1"),
-    ("sweep run --tasks synthetic-intra --methods final --mem-gb -1 --dry-run", "mem_gb: Input should be greater than 0"),
-    ("sweep run --tasks synthetic-intra --methods final --time-limit 0 --dry-run", "time_limit: Input should be greater than or equal to 1"),
-    ("sweep run --tasks synthetic-intra --methods final --max-concurrent 0 --dry-run",
-     "max_concurrent: Input should be greater than or equal to 1"),
-    ("sweep run --tasks synthetic-intra --methods final --executor cloud --dry-run", "Unknown executor 'cloud'. Valid executors: local, slurm."),
-    ("sweep status --tasks synthetic-intra --methods final --max-attempts 0", "max_attempts: Input should be greater than or equal to 1"),
+    (f"{SWEEP} --seeds -1 --dry-run", "Seeds must be non-negative integers, got -1."),
+    (f"{SWEEP} --epochs 0 --dry-run", "epochs must be at least 1"),
+    (f"{SWEEP} --batch-units 0 --dry-run", "batch_units: Input should be greater than or equal to 1 (got 0)"),
+    (f"{SWEEP} --max-attempts 0 --dry-run", "max_attempts: Input should be greater than or equal to 1"),
+    (f"{SWEEP} --units-per-job 0 --dry-run", "units_per_job: Input should be greater than or equal to 1"),
+    (f"{SWEEP} --gpus-per-job -1 --dry-run", "gpus_per_job: Input should be greater than or equal to 0"),
+    (f"{SWEEP} --cpus-per-job 0 --dry-run", "cpus_per_job: Input should be greater than or equal to 1"),
+    (f"{SWEEP} --mem-gb -1 --dry-run", "mem_gb: Input should be greater than 0"),
+    (f"{SWEEP} --time-limit 0 --dry-run", "time_limit: Input should be greater than or equal to 1"),
+    (f"{SWEEP} --max-concurrent 0 --dry-run", "max_concurrent: Input should be greater than or equal to 1"),
+    (f"{SWEEP} --executor cloud --dry-run", "Unknown executor 'cloud'. Valid executors: local, slurm."),
+    ("sweep status --tasks synthetic-intra --methods final --max-attempts 0",
+     "max_attempts: Input should be greater than or equal to 1"),
     ("leaderboard --results-dir FILE", "is a file, not a folder; run `eegbench run` first or pass the folder"),
 ]
 
@@ -187,7 +189,8 @@ BROKEN_TASKS = [
      "Task 'synthetic-intra': time_window [-10, 50] s is not within dataset 'synthetic', which spans [-0.1, 1) s."),
     ("synthetic-intra", "channels: all -> channels: [O1, Oz, P08]",
      "Task 'synthetic-intra': channels ['P08'] are not in dataset 'synthetic'. Did you mean 'P8'? Its channels: Pz,"),
-    ("synthetic-intra", "channels: all -> channels: [O1, O1, O1]", "channels: entries must not repeat; given more than once: O1 (got"),
+    ("synthetic-intra", "channels: all -> channels: [O1, O1, O1]",
+     "channels: entries must not repeat; given more than once: O1 (got"),
     ("synthetic-intra", "seeds: [0] -> seeds: [0]\nseeds: [1]", "key 'seeds' appears twice"),
     ("synthetic-intra", "seeds: [0] -> seeds: [-5]", "seeds.0: Input should be greater than or equal to 0"),
     ("synthetic-intra", "planted_layer: blocks.3 -> planted_layr: blocks.3", "planted_layr: unknown field"),
@@ -230,7 +233,8 @@ def test_a_bad_planted_layer_fails_before_the_synthetic_data_is_generated(monkey
 @pytest.mark.parametrize("grid, message", [
     ("seeds: [0, -1]", "grids.0.seeds: Seeds must be non-negative integers, got -1 (got [0, -1])"),
     ("seeds: [1, 1]", "grids.0.seeds: Seeds must not repeat; given more than once: 1 (got [1, 1])"),
-    ("subjects: [1, sub-01]", "grids.0.subjects: Subjects must not repeat; given more than once: sub-01 (got [1, 'sub-01'])"),
+    ("subjects: [1, sub-01]",
+     "grids.0.subjects: Subjects must not repeat; given more than once: sub-01 (got [1, 'sub-01'])"),
 ])
 def test_a_sweep_file_with_bad_seeds_or_subjects_fails_before_planning(grid, message, tmp_path, no_heavy_work):
     path = tmp_path / "sweep.yaml"
