@@ -10,6 +10,7 @@ from eegbench._check import (
     EegbenchError,
     InvalidInputError,
     MissingDataError,
+    StorageError,
     SubmissionError,
     TransductiveMethodError,
     UnknownNameError,
@@ -17,4 +18,4 @@ from eegbench._check import (
 from eegbench._guard import ForbiddenInSubmissionError
 
 __all__ = ["DataError", "EegbenchError", "ForbiddenInSubmissionError", "InvalidInputError", "MissingDataError",
-           "SubmissionError", "TransductiveMethodError", "UnknownNameError"]
+           "StorageError", "SubmissionError", "TransductiveMethodError", "UnknownNameError"]

@@ -239,6 +239,11 @@ def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METH
                      [keys[u] for u in [*exhausted, *failed]], [keys[u] for u in busy])
 
 
+def _sentence(text: str) -> str:
+    """``text`` ending with one full stop (error messages may or may not end with one)."""
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def _check_repetitions(requested: Sequence[int] | None, dataset: Dataset, subject: str) -> tuple[int, ...]:
     """Sorted, validated test repetition counts (empty when none were requested), read from an evaluated subject."""
     if not requested:
@@ -343,8 +348,8 @@ class _RunContext:
                 return [unit for one in rest for unit in self._attempt([one], on_error)]
             key = self.resolved.keys[rest[0]]
             failure = self.store.record_failure(key, error, self.worker)
-            logger.error("%s seed %d failed (attempt %d): %s: %s. Traceback in %s", key.subject, key.seed,
-                         failure.attempts, type(error).__name__, error, self.store.failure_path(key))
+            logger.error("%s seed %d failed (attempt %d): %s: %s Traceback in %s", key.subject, key.seed,
+                         failure.attempts, type(error).__name__, _sentence(str(error)), self.store.failure_path(key))
             if on_error == "raise":
                 raise
             return rest

@@ -48,7 +48,7 @@ class TrainingConfig(BaseModel):
     its output width.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)  # lr=inf would train to NaN
 
     epochs: int = Field(50, ge=1)
     batch_size: int = Field(1024, ge=2)
