@@ -218,6 +218,9 @@ class SubmissionMeta(BaseModel):
     license: str
     tasks: list[str] = Field(default_factory=lambda: ["*"])
     features: str
+    #: for a submission that reproduces a published method: every change the honest protocol (or the
+    #: harness's trainer) forces on it, so that readers know what the board's number measures
+    deviations: str | None = None
     entrypoint: str = Field(pattern=r"^[A-Za-z_][\w]*:[A-Za-z_]\w*$")
 
 
