@@ -507,7 +507,8 @@ def features_extract_cmd(
     backbone: BackboneOpt = None,
     layers: LayersOpt = "sweep",
     pooling: Annotated[str | None, typer.Option(
-        help="Pooling of intermediate layers: gap (feature maps), cls or mean (tokens). Default: per layer.")] = None,
+        help="Pooling of intermediate layers: gap (feature maps); cls, mean (patch tokens) or mean_all "
+             "(all tokens, class token included) for tokens. Default: per layer.")] = None,
     images: Annotated[Path | None, typer.Option(help="A folder of images (searched recursively).")] = None,
     task: TaskOpt = None,
     dataset: Annotated[str | None, typer.Option(help="A dataset's train and test images (e.g. synthetic).")] = None,

@@ -23,7 +23,7 @@ _WORD = r"[A-Za-z0-9][A-Za-z0-9._-]*"
 #: a registered name (``vit_b``), ``timm:<model>[.<tag>]`` or ``open_clip:<arch>[/<tag>]``; the one "/"
 #: of an open_clip tag makes a sub-folder of the store, as it always has, and never a way out of it
 BACKBONE_PATTERN = rf"^{_WORD}(:{_WORD}(/{_WORD})?)?$"
-_LAYER_KEY = rf"{_WORD}(:[a-z]+)?"  # a layer name (a module path), with a non-default pooling
+_LAYER_KEY = rf"{_WORD}(:[a-z][a-z_]*)?"  # a layer name (a module path), with a non-default pooling
 #: how a method labels the layers it uses (:meth:`eegbench.submissions.Method.layer_setting`): ``auto``,
 #: ``final``, a layer key (``blocks.3``, ``blocks.11:mean``), or layer keys joined by "+", optionally after a
 #: lower-case label and ":" (``multi:blocks.1+final``)

@@ -19,6 +19,8 @@ from eegbench.backbones import (
 )
 from eegbench.backbones.open_clip_backbone import _load_open_clip
 from eegbench.backbones.timm_backbone import _load_timm
+from eegbench.backbones.transformers_backbone import INTERNVIT_6B_CONFIG, _load_internvl
+from eegbench.identifiers import LAYER_SETTING_PATTERN
 from helpers import isolated_registries
 
 # Tiny versions of the real architectures, registered as any new backbone would be: one entry each.
@@ -39,6 +41,10 @@ TINY_SPECS = {
         "test_vit_gap", "timm", "vit_tiny_patch16_224", None, None, "pre-logits", "tiny ViT without class token",
         _load_timm, model_kwargs={"img_size": 32, "patch_size": 8, "depth": 2, "embed_dim": 16, "num_heads": 2,
                                   "class_token": False, "global_pool": "avg"}),
+    "test_internvit": BackboneSpec(
+        "test_internvit", "transformers", "tiny InternViT", None, None, "class token", "tiny InternViT", _load_internvl,
+        model_kwargs={**INTERNVIT_6B_CONFIG, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+                      "intermediate_size": 64, "image_size": 28, "patch_size": 14}),
 }
 for _spec in TINY_SPECS.values():
     register_backbone(_spec)
@@ -67,10 +73,12 @@ LAYOUTS = {
     "vit_bigg": Layout(48, "blocks.0", "blocks.47", "mean", 1280, 224),
     "dinov2_g": Layout(40, "blocks.0", "blocks.39", "mean", 1536, 224),
     "eva02_e": Layout(64, "blocks.0", "blocks.63", "mean", 1024, 224),
+    "internvit_6b": Layout(46, "embeddings", "blocks.44", "mean", 3200, 448),
     "test_clip_vit": Layout(3, "blocks.0", "blocks.2", "mean", 16, 32),
     "test_clip_rn": Layout(4, "layer1", "layer4", "gap", 16, 64),
     "test_vit_reg": Layout(3, "blocks.0", "blocks.2", "mean", 32, 28),
     "test_vit_gap": Layout(2, "blocks.0", "blocks.1", "mean", 16, 32),
+    "test_internvit": Layout(3, "embeddings", "blocks.1", "mean", 32, 28),
 }
 PAPER_SWEEP = ("rn50", "rn101", "vit_b", "vit_l", "vit_h", "vit_bigg", "dinov2_g", "eva02_e")
 
@@ -192,6 +200,30 @@ def test_timm_register_tokens_are_excluded_from_mean_pooling():
                                                                          pre_logits=True))
 
 
+@pytest.mark.parametrize("name", ["test_vit_reg", "test_clip_vit", "test_internvit"])
+def test_token_poolings_of_a_vit_layer(name):
+    backbone = load_backbone(name, pretrained=False)
+    x = _images(backbone)
+    layer = backbone.layers[1]
+    tokens = _hooked(dict(backbone.model.named_modules())[layer.module], x, backbone.model)
+    tokens = backbone._layer_output(tokens)  # (B, N, D)
+    refs = [backbone.resolve(2, pooling) for pooling in ("cls", "mean", "mean_all")]
+    assert [ref.key for ref in refs] == [f"{layer.name}:cls", layer.name, f"{layer.name}:mean_all"]
+    out = backbone.forward_layers(x, refs)
+    prefix = backbone.n_prefix_tokens
+    torch.testing.assert_close(out[f"{layer.name}:cls"], tokens[:, 0])
+    torch.testing.assert_close(out[layer.name], tokens[:, prefix:].mean(1))  # patch tokens only
+    torch.testing.assert_close(out[f"{layer.name}:mean_all"], tokens.mean(1))  # class (and register) tokens too
+    assert not torch.allclose(out[layer.name], out[f"{layer.name}:mean_all"])
+    assert all(re.match(LAYER_SETTING_PATTERN, ref.key) for ref in refs)  # records accept every pooled layer key
+
+
+def test_a_feature_map_takes_no_token_pooling(backbone):
+    with pytest.raises(InvalidInputError, match=r"Layer 'stem' of 'efficientnet_lite0' outputs a feature map; pool it "
+                                                r"with 'gap', not 'mean_all'\."):
+        backbone.resolve(1, "mean_all")
+
+
 def test_class_token_pooling_needs_a_class_token():
     backbone = load_backbone("test_vit_gap", pretrained=False)
     assert not backbone.has_class_token and backbone.n_prefix_tokens == 0
@@ -211,7 +243,7 @@ def test_resolve_layers_shorthands_and_pooling(backbone):
     assert [ref.relative_depth for ref in refs] == [None, 0.0, 0.5, 1.0]
     with pytest.raises(InvalidInputError, match="pooling 'mean' applies to intermediate layers only"):
         vit.resolve("final", "mean")
-    with pytest.raises(InvalidInputError, match="Unknown pooling 'max'; use one of gap, cls, mean"):
+    with pytest.raises(InvalidInputError, match=r"Unknown pooling 'max'; use one of gap, cls, mean, mean_all\."):
         vit.resolve(1, "max")
     with pytest.raises(InvalidInputError, match=r"Invalid layer 'stem' for backbone 'test_vit_reg'\. Valid layers: "
                                                 r"an index 1\.\.3 or -3\.\.-1, .* blocks\.0, blocks\.1, blocks\.2\."):

@@ -59,18 +59,21 @@ def no_model_building(monkeypatch):
     """Fail the test if a model is built or a download starts: the error must come first."""
     import open_clip
     import timm
+    import transformers
 
     def forbidden(*args, **kwargs):
         raise AssertionError("a model was built or a download started before the missing-weights error")
 
     monkeypatch.setattr(open_clip, "create_model", forbidden)
     monkeypatch.setattr(timm, "create_model", forbidden)
+    monkeypatch.setattr(transformers, "InternVLVisionModel", forbidden)
     monkeypatch.setattr(weights_module, "_download", forbidden)
 
 
 @pytest.mark.parametrize("name, source", [
     ("vit_h", r"https://huggingface\.co/laion/CLIP-ViT-H-14-laion2B-s32B-b79K/resolve/main/open_clip_model\.safetensors"),
     ("dinov2_g", r"https://huggingface\.co/timm/vit_giant_patch14_dinov2\.lvd142m/resolve/main/model\.safetensors"),
+    ("internvit_6b", r"https://huggingface\.co/OpenGVLab/InternViT-6B-448px-V1-5/resolve/main/model\.safetensors"),
 ])
 def test_offline_error_says_how_to_provide_weights(name, source, no_model_building):
     with pytest.raises(MissingDataError) as err:

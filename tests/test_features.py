@@ -127,10 +127,11 @@ def test_sidecar_records_the_resolved_layer_and_pooling_is_in_the_key(images, tm
     root, files = images
     vit = load_backbone("test_vit_reg", pretrained=False)
     cache = FeatureCache(tmp_path / "cache")
-    refs = vit.resolve_layers([2, "final"]) + vit.resolve_layers([2], pooling="cls")
+    refs = [*vit.resolve_layers([2, "final"]), vit.resolve(2, "cls"), vit.resolve(2, "mean_all")]
     first = get_features(vit, root, files, refs, cache=cache)
-    assert set(first.arrays) == {"blocks.1", "final", "blocks.1:cls"}
-    assert len(set(first.cache_keys.values())) == 3  # same layer, other pooling: another entry
+    assert set(first.arrays) == {"blocks.1", "final", "blocks.1:cls", "blocks.1:mean_all"}
+    assert len(set(first.cache_keys.values())) == 4  # same layer, other pooling: another entry
+    assert first.layers["blocks.1:mean_all"]["pooling"] == "mean_all"
     layer = first.layers["blocks.1"]
     assert (layer["module"], layer["index"], layer["relative_depth"], layer["pooling"]) == ("blocks.1", 2, 0.5, "mean")
     assert layer["output_shape"] == [9, 32] and layer["dim"] == 32 and not layer["cached"]  # 5 prefix + 2x2 patches

@@ -9,6 +9,7 @@ layer addressing, :mod:`eegbench.backbones.features` for extraction and the feat
 
 from eegbench.backbones import open_clip_backbone as _open_clip_backbone  # noqa: F401  (registers entries)
 from eegbench.backbones import timm_backbone as _timm_backbone  # noqa: F401  (registers entries)
+from eegbench.backbones import transformers_backbone as _transformers_backbone  # noqa: F401  (registers entries)
 from eegbench.backbones.base import (
     FINAL,
     Backbone,

@@ -12,8 +12,9 @@ embedding. Layers are addressed in one place, :func:`resolve_layer`, by
 * ``"final"``: the backbone's final embedding (CLS/attention-pool output, or pre-logits).
 
 Each layer output is pooled to one vector per image: CNN feature maps by global average pooling
-(``"gap"``), transformer token sequences by the class token (``"cls"``) or the mean of the patch
-tokens (``"mean"``, class and register tokens excluded).
+(``"gap"``), transformer token sequences by the class token (``"cls"``), the mean of the patch
+tokens (``"mean"``, class and register tokens excluded) or the mean of all tokens (``"mean_all"``,
+class and register tokens included, as SAMGA and NeuralBench pool).
 """
 
 from __future__ import annotations
@@ -32,11 +33,11 @@ from torch import nn
 from eegbench._check import InvalidInputError, check_count, suggest
 
 FINAL = "final"
-POOLINGS = ("gap", "cls", "mean")
+POOLINGS = ("gap", "cls", "mean", "mean_all")
 #: Pooling of each kind of layer output: feature maps are averaged over space; token sequences
-#: take the class token or the mean of the patch tokens.
+#: take the class token, the mean of the patch tokens or the mean of all tokens.
 MAP_POOLINGS = ("gap",)
-TOKEN_POOLINGS = ("cls", "mean")
+TOKEN_POOLINGS = ("cls", "mean", "mean_all")
 RANDOM_INIT = "random-init"
 
 
@@ -75,7 +76,7 @@ class LayerInfo:
     """An addressable layer: its display name, the module whose output is taken, and pooling.
 
     The default ``pooling`` also says what the module outputs: ``"gap"`` a feature map
-    ``(B, C, H, W)``, ``"cls"`` or ``"mean"`` a token sequence ``(B, N, D)``.
+    ``(B, C, H, W)``, a token pooling (``"cls"``, ``"mean"``, ``"mean_all"``) a token sequence ``(B, N, D)``.
     """
 
     name: str
@@ -134,8 +135,8 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
     backbone : str
         Backbone name, for error messages.
     pooling : str, optional
-        Override the layer's default pooling: ``"gap"`` for feature maps, ``"cls"`` or ``"mean"``
-        for token sequences. The final embedding takes no pooling.
+        Override the layer's default pooling: ``"gap"`` for feature maps, ``"cls"``, ``"mean"``
+        or ``"mean_all"`` for token sequences. The final embedding takes no pooling.
     """
     n = len(layers)
     names = [layer.name for layer in layers]
@@ -206,7 +207,8 @@ def pool(output: Any, pooling: str, n_prefix_tokens: int = 1) -> torch.Tensor:
     """Pool a layer output to ``(batch, dim)``.
 
     Maps ``(B, C, H, W)`` are averaged over space (``"gap"``). Token sequences ``(B, L, D)`` take
-    the class token (``"cls"``) or the mean of the patch tokens (``"mean"``, prefix tokens excluded).
+    the class token (``"cls"``), the mean of the patch tokens (``"mean"``, the ``n_prefix_tokens``
+    class and register tokens excluded) or the mean of all tokens (``"mean_all"``).
     """
     if isinstance(output, (tuple, list)):
         output = output[0]
@@ -215,6 +217,8 @@ def pool(output: Any, pooling: str, n_prefix_tokens: int = 1) -> torch.Tensor:
     if output.ndim == 3:
         if pooling == "cls":
             return output[:, 0]
+        if pooling == "mean_all":
+            return output.mean(dim=1)
         return output[:, n_prefix_tokens:].mean(dim=1)
     if output.ndim == 2:
         return output
@@ -322,7 +326,7 @@ class Backbone(LayerAddressing):
         Whether the model accepts any input size (CNNs), see :meth:`at_size`.
     n_prefix_tokens : int
         Tokens before the patch tokens in transformer outputs (class and register tokens),
-        excluded by ``"mean"`` pooling.
+        excluded by ``"mean"`` pooling (and included by ``"mean_all"``).
     has_class_token : bool
         Whether ``"cls"`` pooling is possible.
     channels_last : bool

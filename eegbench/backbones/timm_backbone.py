@@ -196,4 +196,5 @@ register_backbone(BackboneSpec(
     # centre crop 224), as every other registered backbone runs. timm resamples the position embedding.
     model_kwargs={"img_size": 224},
     preprocessing=Preprocessing(224, 0.875, "bicubic", IMAGENET_MEAN, IMAGENET_STD),
+    paper_best_layer=16,  # Shallow Alignment, Table 4
 ))
