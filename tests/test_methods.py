@@ -99,3 +99,22 @@ def test_check_takes_the_encoder_option():
     result = CliRunner().invoke(app, ["check", "final", "--encoder", "tsconf"])
     assert result.exit_code == 2
     assert "Unknown encoder 'tsconf'. Did you mean 'tsconv'?" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("name, published", [
+    ("nice", {"encoder": "tsconv", "epochs": 200, "batch_size": 1000, "lr": 2e-4, "weight_decay": 0.0,
+              "temperature": 0.07, "learnable_temperature": False, "hidden_dim": 768, "dropout": 0.5,
+              "select_epoch": True}),
+    ("atm", {"encoder": "atm", "epochs": 40, "batch_size": 64, "lr": 3e-4, "learnable_temperature": True,
+             "hidden_dim": 1024, "dropout": 0.5, "select_epoch": True}),
+])
+def test_published_methods_default_to_their_papers_settings_and_say_what_differs(name, published):
+    from eegbench.isolation import MethodPlanner
+    from eegbench.plan import backbone_layout
+
+    submission = load_submission(name)
+    with MethodPlanner() as planner:  # a task without a training section: the method's own defaults
+        plan = planner.describe(submission, {}, {}, None, backbone_layout("efficientnet_lite0"))
+    assert {key: plan.hyperparameters[key] for key in published} == published
+    assert [ref.name for ref in plan.layers] == ["final"]
+    assert "validation split" in " ".join(submission.meta.deviations.split())
