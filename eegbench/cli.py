@@ -770,6 +770,7 @@ def sweep_run(
     if dry_run:
         out(f"{outcome.plan.summary_line()}\n\n{outcome.plan.table()}\n")
         out(describe_jobs(outcome.plan))
+        out(f"\n{outcome.plan.estimate_report()}")
         return
     if outcome.jobs:
         out(f"Submitted {len(outcome.jobs)} jobs: {', '.join(job.job_id for job in outcome.jobs)}. "

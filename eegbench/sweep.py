@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from eegbench._check import InvalidInputError, check_seeds, describe_validation_error
+from eegbench._check import InvalidInputError, MissingDataError, check_seeds, describe_validation_error
 from eegbench._io import hash_json, read_yaml_mapping
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import logger, progress
@@ -60,7 +60,10 @@ from eegbench.records import UnitKey
 from eegbench.results import ResultStore, UnitStatus, Worker
 
 if TYPE_CHECKING:  # the resolver (and torch with it) is imported where a sweep plans or runs
-    from eegbench.plan import DatasetCache
+    from eegbench.data import Dataset
+    from eegbench.estimates import Estimate, Workload
+    from eegbench.plan import DatasetCache, ResolvedRun
+    from eegbench.tasks import TaskDataset
 
 #: sweep folders (job files, logs) live inside the results folder, which every job can reach
 SWEEPS_FOLDER = ".sweeps"
@@ -128,6 +131,37 @@ class SlurmOptions(BaseModel):
     setup: list[str] = Field(default_factory=list)
 
 
+class ComputeRate(BaseModel):
+    """The rate a dry run's GPU hours assume: a GPU's dense bf16 peak and the fraction of it each pass reaches.
+
+    Feature extraction and training both run under bf16 autocast on a GPU. The defaults are
+    nominal, not measured: an H100 SXM's dense bf16 peak (989.4 TFLOP/s, NVIDIA's data sheet), 40 %
+    of it for extraction (the target of ``benchmarks/test_bench_extraction.py``) and 10 % for
+    training, whose matrices are small (a 1024-response batch through a few linear layers). Measure
+    yours with ``benchmarks/`` and set ``estimate: {gpu: ..., peak_tflops: ..., extraction_utilisation:
+    ..., training_utilisation: ...}`` in the sweep file.
+    """
+
+    model_config = _STRICT
+
+    gpu: str = "H100 SXM"
+    peak_tflops: float = Field(989.4, gt=0)
+    extraction_utilisation: float = Field(0.4, gt=0, le=1)
+    training_utilisation: float = Field(0.1, gt=0, le=1)
+
+    def gpu_hours(self, estimate: Estimate) -> float:
+        """GPU hours of an estimate's extraction and training FLOPs at this rate."""
+        peak = self.peak_tflops * 1e12
+        seconds = estimate.extraction_flops / (peak * self.extraction_utilisation) + \
+            estimate.training_flops / (peak * self.training_utilisation)
+        return seconds / 3600
+
+    def describe(self) -> str:
+        return (f"{self.gpu}, dense bf16 peak {self.peak_tflops:g} TFLOP/s, reaching "
+                f"{self.extraction_utilisation:.0%} of it in extraction and {self.training_utilisation:.0%} in "
+                "training (nominal; the sweep file's `estimate:` sets them)")
+
+
 class SweepSpec(BaseModel):
     """A sweep: its grids and how to run them (the schema of ``sweeps/*.yaml``)."""
 
@@ -144,6 +178,8 @@ class SweepSpec(BaseModel):
     units_per_job: int | None = Field(None, ge=1)
     executor: str = "local"
     slurm: SlurmOptions = SlurmOptions()
+    #: the GPU rate the dry run's GPU hours are computed at (see :mod:`eegbench.estimates`)
+    estimate: ComputeRate = ComputeRate()
     grids: list[Grid] = Field(min_length=1)
 
     @property
@@ -201,6 +237,8 @@ class PlannedConfig:
     group: str
     keys: list[UnitKey]
     status: dict[UnitKey, UnitStatus]
+    #: what each unit computes, in the sizes the estimates need
+    workload: Workload
 
 
 @dataclass
@@ -362,6 +400,8 @@ class SweepPlan:
     spec: SweepSpec
     configs: list[PlannedConfig]
     jobs: list[SweepJob]
+    #: datasets planned from their declaration, with no data on disk (``plan_sweep(declared=True)``)
+    declared: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, int]:
         """Units per state: done, running (live claim), failed (attempts left or not), todo."""
@@ -371,6 +411,35 @@ class SweepPlan:
     @property
     def n_units(self) -> int:
         return sum(len(config.keys) for config in self.configs)
+
+    def estimates(self) -> list[Estimate]:
+        """Per job: its GPU compute, feature-cache disk and peak GPU memory (see :mod:`eegbench.estimates`)."""
+        from eegbench.estimates import estimate_job
+
+        workloads = {config.config.label(): config.workload for config in self.configs}
+        return [estimate_job([(workloads[item.config.label()], len(item.keys)) for item in job.items])
+                for job in self.jobs]
+
+    def estimate_report(self) -> str:
+        """The dry run's estimates: one row per job, the totals and the rate they assume."""
+        from tabulate import tabulate
+
+        from eegbench.estimates import Estimate, human_bytes
+
+        rate = self.spec.estimate
+        estimates = self.estimates()
+        rows = [[job.index, job.group, job.n_units, f"{estimate.extraction_flops / 1e15:.3g}",
+                 f"{estimate.training_flops / 1e15:.3g}", f"{rate.gpu_hours(estimate):.3g}",
+                 human_bytes(estimate.cache_bytes), human_bytes(estimate.peak_memory_bytes)]
+                for job, estimate in zip(self.jobs, estimates)]
+        total = sum(estimates, Estimate())
+        table = tabulate(rows, ["job", "features", "units", "extraction PFLOP", "training PFLOP", "GPU hours",
+                                "feature cache", "peak GPU memory"], tablefmt="github")
+        declared = f"\nPlanned without data for {', '.join(self.declared)}: the datasets' declared subjects, " \
+                   "image counts and recording layout." if self.declared else ""
+        return (f"Estimates of the {len(self.jobs)} jobs to run, at {rate.describe()}:\n{table}\n"
+                f"Total: {rate.gpu_hours(total):.4g} GPU hours, {human_bytes(total.cache_bytes)} of feature cache, "
+                f"peak GPU memory {human_bytes(total.peak_memory_bytes)} (the largest job).{declared}")
 
     def summary_line(self) -> str:
         counts = self.counts()
@@ -457,20 +526,22 @@ def _shorten(text: str, width: int = 80) -> str:
     return line if len(line) <= width else line[:width - 1] + "…"
 
 
-def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
+def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False, declared: bool = False) -> SweepPlan:
     """Resolve every unit of a sweep, read its state in the store, and pack the rest into jobs.
 
     Units that are done, running in a live process, or failed ``max_attempts`` times (unless
     ``retry_failed``) are left out of the jobs. Nothing is trained and no weights are loaded:
-    layers are resolved on a backbone built without weights on PyTorch's ``meta`` device.
+    layers are resolved on a backbone built without weights on PyTorch's ``meta`` device. With
+    ``declared``, a real dataset that is not on disk is planned from its declaration (subjects, image
+    counts, recording layout: :meth:`~eegbench.data.DatasetSpec.declared_dataset`), as a dry run does.
     """
     from eegbench.isolation import MethodPlanner
-    from eegbench.plan import DatasetCache, resolve_run
+    from eegbench.plan import resolve_run
     from eegbench.submissions import load_submission
     from eegbench.tasks import load_task
 
     store = ResultStore(spec.results_dir)
-    datasets = DatasetCache()
+    datasets = _PlanningDatasets(declared)
     task_named, submission_named = functools.cache(load_task), functools.cache(load_submission)
     configs: dict[UnitKey, PlannedConfig] = {}
     seen: set[UnitKey] = set()
@@ -496,9 +567,48 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False) -> SweepPlan:
                 task = resolved.task
                 group = f"{task.dataset.name}{'/' + task.dataset.variant if task.dataset.variant else ''} " \
                         f"{hash_json(task.dataset.options)[:6]} @{task.features.image_size or 'native'}px | {backbone}"
-                configs[keys[0]] = PlannedConfig(config, group, keys, {key: store.status(key) for key in keys})
+                configs[keys[0]] = PlannedConfig(config, group, keys, {key: store.status(key) for key in keys},
+                                                 _workload(resolved))
     planned = list(configs.values())
-    return SweepPlan(spec, planned, _pack_jobs(spec, planned, retry_failed))
+    return SweepPlan(spec, planned, _pack_jobs(spec, planned, retry_failed), tuple(sorted(datasets.declared)))
+
+
+class _PlanningDatasets:
+    """The datasets of a plan: loaded, or (``declared``) as declared when a real dataset is not on disk."""
+
+    def __init__(self, declared: bool) -> None:
+        from eegbench.plan import DatasetCache
+
+        self._cache = DatasetCache()
+        self._declared = declared
+        self.declared: set[str] = set()
+
+    def load(self, spec: TaskDataset, data_root: str | Path | None = None) -> Dataset:
+        from eegbench.data import get_dataset_spec
+
+        try:
+            return self._cache.load(spec, data_root)
+        except MissingDataError:
+            if not self._declared or data_root is not None:
+                raise
+        self.declared.add(spec.name)
+        return get_dataset_spec(spec.name).declared_dataset(options=spec.options, variant=spec.variant)
+
+
+def _workload(resolved: ResolvedRun) -> Workload:
+    """The sizes of what each unit of a resolved configuration computes."""
+    from eegbench.estimates import Workload, training_config
+
+    task, info = resolved.task, resolved.dataset.info
+    n_channels = info.n_channels if task.channels == "all" else len(task.channels)
+    train_subjects = max((len(unit.train_subjects) for unit in resolved.units), default=1)
+    layers = tuple(resolved.plan.layers)
+    probes = resolved.plan.accepts_layer and resolved.layer is None and len(layers) > 1
+    return Workload(resolved.backbone, task.features.image_size, layers,
+                    len(resolved.dataset.train_images) + len(resolved.dataset.test_images), n_channels,
+                    len(info.time_indices(*task.time_window)),
+                    len(resolved.dataset.train_images) * train_subjects,
+                    training_config(resolved.plan.hyperparameters), len(layers) + 1 if probes else 1)
 
 
 def _grid_size(grid: Grid) -> int:
@@ -691,7 +801,7 @@ def run_sweep(spec: SweepSpec, *, executor: str | Any | None = None, dry_run: bo
     if isinstance(chosen, str):
         executors.get(chosen)  # unknown names fail before any planning
         spec = spec.with_settings(executor=chosen)
-    plan = plan_sweep(spec, retry_failed=retry_failed)
+    plan = plan_sweep(spec, retry_failed=retry_failed, declared=dry_run)
     logger.info(plan.summary_line())
     if dry_run:
         return SweepRun(plan)

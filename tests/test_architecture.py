@@ -53,7 +53,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # One configuration, end to end.
     ("runner",),
     # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission.
-    ("sweep", "reproduction", "analyses", "check"),
+    ("sweep", "estimates", "reproduction", "analyses", "check"),
     ("leaderboard",),
     # The public Python API, then the command line over it.
     ("eegbench",),

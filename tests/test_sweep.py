@@ -361,6 +361,8 @@ def test_cli_dry_run_prints_the_plan_and_the_slurm_script(tiny_task_file, contro
     assert "2 configurations, 4 units: 0 done, 0 running, 0 failed, 4 to do; 4 units in 2 jobs" in text
     assert "#SBATCH --array=0-1%2" in text and "#SBATCH --partition=gpu" in text and "#SBATCH --gpus-per-node=1" in text
     assert "# job 1 (array task 1): 2 units" in text
+    assert "Estimates of the 2 jobs to run, at H100 SXM" in text and "Total: " in text  # the synthetic data is loaded
+    assert "Planned without data" not in text
     assert f"eegbench run --task {tiny_task_file} --method final --backbone efficientnet_lite0 --subjects sub-01 " \
            f"--seeds 0,1 --device auto --results-dir {tmp_path.resolve()}" in text
     assert list(tmp_path.iterdir()) == []  # a dry run changes nothing
@@ -380,3 +382,88 @@ def test_cli_status_shows_done_failed_and_remaining(tiny_task_file, control, tmp
     text = " ".join(status.stdout.split())
     assert "done 1 | running 0 | failed 1 | remaining 0" in text
     assert "RuntimeError: planted failure" in text and "sub-01 seed 1" in text and ".log" in text
+
+
+def _available_board(name: str, tmp_path: Path) -> Path:
+    """An official real-board sweep file, less the methods and backbones this checkout does not have yet."""
+    import yaml
+
+    from eegbench.backbones import list_backbones
+
+    data = yaml.safe_load((REPO / "sweeps" / f"official-things-{name}.yaml").read_text())
+    for grid in data["grids"]:
+        grid["methods"] = [m for m in grid["methods"] if (REPO / "submissions" / m / "submission.yaml").exists()]
+        grid["backbones"] = [b for b in grid["backbones"] if b in list_backbones()]
+    path = tmp_path / f"official-things-{name}.yaml"
+    path.write_text(yaml.safe_dump({**data, "results_dir": str(tmp_path / "results")}))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, dataset, n_subjects", [("eeg", "things-eeg2", 10), ("meg", "things-meg", 4)])
+def test_real_board_dry_run_plans_and_estimates_with_no_data_on_disk(name, dataset, n_subjects, tmp_path):
+    """Both official real-board files list every reference method x the seed paper's backbones x intra/inter
+    x 5 seeds plus the shallow depth curve, and dry-run offline, from the dataset's declaration."""
+    spec = load_sweep(REPO / "sweeps" / f"official-things-{name}.yaml")
+    board, depth = spec.grids
+    assert set(board.methods) == {"final", "shallow", "multi", "ridge", "nice", "atm"}
+    assert board.backbones == ["rn50", "rn101", "vit_b", "vit_h", "dinov2_g", "vit_bigg", "eva02_e", "internvit_6b"]
+    assert board.tasks == depth.tasks == [f"things-{name}-intra", f"things-{name}-inter"]
+    assert depth.methods == ["shallow"] and len(depth.layers) == 10 and depth.backbones == board.backbones
+    plan = plan_sweep(load_sweep(_available_board(name, tmp_path)), declared=True)
+    assert plan.declared == (dataset,)
+    assert {key.seed for config in plan.configs for key in config.keys} == {0, 1, 2, 3, 4}
+    assert len({key.subject for config in plan.configs for key in config.keys}) == n_subjects
+    estimates = plan.estimates()
+    assert len(estimates) == len(plan.jobs) and all(spec.estimate.gpu_hours(e) > 0 and e.cache_bytes > 0 for e in estimates)
+    report = plan.estimate_report()
+    assert "GPU hours" in report and "peak 989.4 TFLOP/s, reaching 40% of it in extraction" in report
+    assert f"Planned without data for {dataset}" in report
+
+
+def test_dry_run_estimates_recomputed_from_their_definitions(tmp_path):
+    """One THINGS-EEG2 unit of `final` on RN50, planned with no data on disk: each estimate by hand."""
+    from eegbench.backbones import flops_per_image, load_backbone
+    from eegbench.estimates import training_memory
+
+    spec = sweep_from_options(tasks=["things-eeg-intra"], methods=["final"], backbones=["rn50"], subjects=[1],
+                              seeds=[0], results_dir=tmp_path)
+    plan = plan_sweep(spec, declared=True)
+    (estimate,) = plan.estimates()
+    workload = plan.configs[0].workload
+    n_images, n_train, n_inputs, width = 16540 + 200, 16540, 17 * 250, 1024  # RN50's final embedding is 1024-d
+    rn50 = load_backbone("rn50", pretrained=False, device="meta")
+    assert estimate.extraction_flops == flops_per_image(rn50, list(workload.layers)) * n_images
+    assert estimate.cache_bytes == n_images * width * 2  # float16 cache
+
+    def step(batch: int) -> int:  # 2 FLOPs per multiply-add; no input gradient for the responses and features
+        brain = 2 * batch * (2 * n_inputs * 1024 + 3 * 1024 * 1024 + 3 * 1024 * 512)
+        return brain + 2 * 2 * batch * width * 512 + 3 * 2 * batch * batch * 512  # image head, logits
+
+    assert estimate.training_flops == 50 * (16 * step(1024) + step(n_train - 16 * 1024))
+    trainer_params = (n_inputs + 1) * 1024 + (1024 + 1) * 1024 + 2 * 1024 + 2 * (1024 + 1) * 512
+    trainer = trainer_params * 16 + n_train * (n_inputs + width) * 4  # weights, grads, AdamW moments; arrays
+    assert training_memory(workload, (width,)) == trainer and estimate.peak_memory_bytes >= trainer
+    assert estimate.peak_memory_bytes >= rn50.n_params * 4
+    hours = (estimate.extraction_flops / (989.4e12 * 0.4) + estimate.training_flops / (989.4e12 * 0.1)) / 3600
+    assert spec.estimate.gpu_hours(estimate) == pytest.approx(hours)
+    slower = spec.with_settings(estimate={"peak_tflops": 312.0, "extraction_utilisation": 0.5})
+    assert slower.estimate.gpu_hours(estimate) == pytest.approx(
+        (estimate.extraction_flops / (312e12 * 0.5) + estimate.training_flops / (312e12 * 0.1)) / 3600)
+
+
+def test_declared_dataset_plans_without_files_and_a_real_run_still_needs_them(tmp_path):
+    from eegbench._check import MissingDataError
+    from eegbench.data import get_dataset_spec
+
+    declared = get_dataset_spec("things-meg").declared_dataset()
+    assert declared.subjects == ("sub-01", "sub-02", "sub-03", "sub-04")
+    assert (declared.info.n_channels, declared.info.n_times, declared.info.sfreq) == (271, 200, 200.0)
+    assert (len(declared.train_images), len(declared.test_images)) == (19848, 200)
+    with pytest.raises(MissingDataError, match="'things-meg' is only declared here .no data on disk.. Get it with"):
+        declared.load_subject(1)
+    with pytest.raises(InvalidInputError, match="'synthetic' does not declare its subjects, sizes and layout"):
+        get_dataset_spec("synthetic").declared_dataset()
+    spec = sweep_from_options(tasks=["things-meg-intra"], methods=["final"], results_dir=tmp_path)
+    with pytest.raises(MissingDataError, match="need the dataset on disk: pass --data-root DIR"):
+        plan_sweep(spec)  # only a dry run plans from the declaration

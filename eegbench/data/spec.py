@@ -24,9 +24,9 @@ from typing import Any, Protocol
 import numpy as np
 from pydantic import BaseModel, ValidationError
 
-from eegbench._check import InvalidInputError, describe_validation_error, unknown_name
+from eegbench._check import InvalidInputError, MissingDataError, describe_validation_error, unknown_name
 from eegbench._guard import refuse_in_submission_worker
-from eegbench.data.base import Dataset
+from eegbench.data.base import Dataset, ImageTable, RecordingInfo, subject_label
 from eegbench.tasks import Task
 
 
@@ -52,12 +52,23 @@ class RecordingLayout:
     times: np.ndarray
     #: channel names in array order; None when only the files say (checked once they are read)
     channels: tuple[str, ...] | None = None
+    #: the number of channels when their names are not declared (None: unknown until the files are read)
+    n_channels: int | None = None
 
     @classmethod
-    def sampled(cls, sfreq: float, first: float, n_samples: int,
-                channels: tuple[str, ...] | None = None) -> RecordingLayout:
+    def sampled(cls, sfreq: float, first: float, n_samples: int, channels: tuple[str, ...] | None = None,
+                n_channels: int | None = None) -> RecordingLayout:
         """``n_samples`` samples at ``sfreq`` Hz from ``first`` seconds."""
-        return cls(np.round(first + np.arange(n_samples) / sfreq, 9), channels)
+        return cls(np.round(first + np.arange(n_samples) / sfreq, 9), channels, n_channels)
+
+
+@dataclass(frozen=True)
+class DeclaredSizes:
+    """What the published dataset holds, as its documentation states: enough to plan runs without its files."""
+
+    modality: str
+    n_train_images: int
+    n_test_images: int
 
 
 #: ``layout(variant, options) -> RecordingLayout``, called with the chosen variant (None for a dataset
@@ -112,6 +123,7 @@ class DatasetSpec:
     manifest: bool = False
     title: str | None = None
     layout: Layout | None = field(default=None, repr=False, compare=False)
+    sizes: DeclaredSizes | None = None
 
     def __post_init__(self) -> None:
         # A spec is written once by a developer: mistakes in it fail at import, naming the dataset.
@@ -164,6 +176,35 @@ class DatasetSpec:
             source = f"dataset {self.name!r}" + (f" (variant {variant.name!r})" if variant is not None else "")
             task.check_recording(layout.times, layout.channels, source)
 
+    def declared_dataset(self, *, options: Mapping[str, Any] | None = None, variant: str | None = None) -> Dataset:
+        """The dataset as declared, with no data: subjects, recording layout and image counts, no arrays.
+
+        Enough to plan runs (units, result keys, compute estimates) before downloading anything; its
+        images are numbered placeholders and reading a subject raises :class:`MissingDataError`.
+        Raises :class:`InvalidInputError` for a dataset that does not declare its sizes and layout.
+        """
+        layout = self.declared_layout(options=options, variant=variant)
+        n_channels = len(layout.channels) if layout is not None and layout.channels else (
+            layout.n_channels if layout is not None else None)
+        if self.sizes is None or layout is None or n_channels is None or not self.subjects:
+            raise InvalidInputError(f"Dataset {self.name!r} does not declare its subjects, sizes and layout, so it "
+                                    "cannot be planned without its files; pass --data-root DIR.")
+        chosen = self.variant(variant)
+        sfreq = 1.0 / float(layout.times[1] - layout.times[0]) if len(layout.times) > 1 else 1.0
+        channels = layout.channels or tuple(f"channel-{i + 1:03d}" for i in range(n_channels))
+        hint = self.download_hint("DIR", variant)
+
+        def no_arrays(dataset: Dataset, label: str) -> tuple[np.ndarray, np.ndarray]:
+            raise MissingDataError(f"Dataset {self.name!r} is only declared here (no data on disk). {hint}")
+
+        return Dataset(name=self.name, variant=chosen.name if chosen is not None else "default",
+                       subjects=tuple(subject_label(s) for s in self.subjects),
+                       info=RecordingInfo(self.sizes.modality, channels, sfreq, layout.times),
+                       train_images=_placeholder_images("train", self.sizes.n_train_images),
+                       test_images=_placeholder_images("test", self.sizes.n_test_images),
+                       image_root=Path("."), fingerprint="declared", root=Path("."), read_arrays=no_arrays,
+                       metadata={"declared": True})
+
     def download_hint(self, root: Path | str, variant: str | None = None, subject: int | None = None) -> str:
         """The ``eegbench data download`` command that fetches ``variant`` into ``root`` (``subject``'s files only).
 
@@ -184,3 +225,9 @@ class DatasetSpec:
             raise InvalidInputError(f"Data root {root} is a file, not a folder; pass the folder that "
                                     f"`eegbench data download {self.name}` fills.")
         return self.loader(root, chosen, parsed)
+
+
+def _placeholder_images(split: str, n_images: int) -> ImageTable:
+    """``n_images`` numbered images, each its own concept: the image table of a declared dataset."""
+    ids = tuple(f"{split}-{i + 1:05d}" for i in range(n_images))
+    return ImageTable(ids, ids, ids)

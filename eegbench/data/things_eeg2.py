@@ -38,7 +38,7 @@ from eegbench.data.conversion import (
     source_digests,
 )
 from eegbench.data.montages import POSTERIOR_17
-from eegbench.data.spec import DatasetSpec, RecordingLayout
+from eegbench.data.spec import DatasetSpec, DeclaredSizes, RecordingLayout
 
 NAME = "things-eeg2"
 # Bump whenever the conversion's output changes, so cached canonical folders are rebuilt.
@@ -554,7 +554,7 @@ def _layout(variant: Variant, opts: ThingsEEG2Options) -> RecordingLayout:
 
 SPEC = DatasetSpec(
     name=NAME, options=ThingsEEG2Options, loader=_load, variants=VARIANTS, default_variant=DEFAULT_VARIANT,
-    subjects=tuple(range(1, 11)), manifest=True, layout=_layout,
+    subjects=tuple(range(1, 11)), manifest=True, layout=_layout, sizes=DeclaredSizes("eeg", 16540, 200),
     description="THINGS-EEG2 (Gifford et al., NeuroImage 2022): 10 subjects, 16540 training images seen 4 times "
                 "and 200 test images seen 80 times.",
 )

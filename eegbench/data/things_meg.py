@@ -38,7 +38,7 @@ from eegbench._progress import logger, progress
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo
 from eegbench.data.canonical import CanonicalWriter
 from eegbench.data.conversion import DATA_ROOT_PLACEHOLDER, cached_conversion, require_finite, source_digests
-from eegbench.data.spec import DatasetSpec, RecordingLayout
+from eegbench.data.spec import DatasetSpec, DeclaredSizes, RecordingLayout
 
 NAME = "things-meg"
 CONVERTER_VERSION = 1
@@ -392,12 +392,13 @@ def _check_layout(epochs, variant: Variant, path: Path, hint: str, previous: tup
 def _layout(variant: Variant, opts: ThingsMEGOptions) -> RecordingLayout:
     """The layout of :data:`SPEC`: the variant's window at its sampling rate (the sensors come from the files)."""
     start, stop = variant.window
-    return RecordingLayout.sampled(variant.sfreq, start, round((stop - start) * variant.sfreq))
+    return RecordingLayout.sampled(variant.sfreq, start, round((stop - start) * variant.sfreq),
+                                   n_channels=variant.n_channels)
 
 
 SPEC = DatasetSpec(
     name=NAME, options=ThingsMEGOptions, loader=_load, variants=VARIANTS, default_variant=DEFAULT_VARIANT,
-    subjects=(1, 2, 3, 4), manifest=True, layout=_layout,
+    subjects=(1, 2, 3, 4), manifest=True, layout=_layout, sizes=DeclaredSizes("meg", 19848, 200),
     description="THINGS-MEG (Hebart et al., eLife 2023; OpenNeuro ds004212): 4 subjects; zero-shot split of 19848 "
                 "training images (1654 concepts x 12) seen once and 200 test images seen 12 times.",
 )
