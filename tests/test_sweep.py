@@ -385,15 +385,16 @@ def test_cli_status_shows_done_failed_and_remaining(tiny_task_file, control, tmp
 
 
 def _available_board(name: str, tmp_path: Path) -> Path:
-    """An official real-board sweep file, less the methods and backbones this checkout does not have yet."""
-    import yaml
+    """An official real-board sweep file on two of its backbones, a CNN and a ViT.
 
-    from eegbench.backbones import list_backbones
+    Planning all eight costs minutes of meta-device forward passes (InternViT-6B's alone is about
+    12 s) for no more coverage: the file's full lists are asserted by the caller.
+    """
+    import yaml
 
     data = yaml.safe_load((REPO / "sweeps" / f"official-things-{name}.yaml").read_text())
     for grid in data["grids"]:
-        grid["methods"] = [m for m in grid["methods"] if (REPO / "submissions" / m / "submission.yaml").exists()]
-        grid["backbones"] = [b for b in grid["backbones"] if b in list_backbones()]
+        grid["backbones"] = [b for b in grid["backbones"] if b in ("rn50", "vit_b")]
     path = tmp_path / f"official-things-{name}.yaml"
     path.write_text(yaml.safe_dump({**data, "results_dir": str(tmp_path / "results")}))
     return path
@@ -415,7 +416,8 @@ def test_real_board_dry_run_plans_and_estimates_with_no_data_on_disk(name, datas
     assert {key.seed for config in plan.configs for key in config.keys} == {0, 1, 2, 3, 4}
     assert len({key.subject for config in plan.configs for key in config.keys}) == n_subjects
     estimates = plan.estimates()
-    assert len(estimates) == len(plan.jobs) and all(spec.estimate.gpu_hours(e) > 0 and e.cache_bytes > 0 for e in estimates)
+    assert len(estimates) == len(plan.jobs)
+    assert all(spec.estimate.gpu_hours(e) > 0 and e.cache_bytes > 0 for e in estimates)
     report = plan.estimate_report()
     assert "GPU hours" in report and "peak 989.4 TFLOP/s, reaching 40% of it in extraction" in report
     assert f"Planned without data for {dataset}" in report
