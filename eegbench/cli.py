@@ -35,10 +35,9 @@ from rich.markup import escape
 from typer.core import TyperGroup
 
 import eegbench
-from eegbench._io import load_yaml, yaml_problem
+from eegbench._check import check_count, check_positive, check_seeds
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._progress import console, setup_logging
-from eegbench._check import check_count, check_positive
 from eegbench.errors import DataError, EegbenchError, InvalidInputError
 
 
@@ -165,8 +164,6 @@ def _early_task_check(task: str | None) -> str | None:
 
 
 def _early_seeds_check(seeds: str | None) -> str | None:
-    from eegbench._check import check_seeds
-
     check_seeds(_csv(seeds, int))
     return seeds
 
@@ -239,6 +236,8 @@ def parse_hp(pairs: list[str] | None, *, several: bool = False) -> dict[str, Any
     ``[0.001, 0.01]``, ``lr=0.001`` ``[0.001]`` and ``dims=[64,32]`` the one value ``[[64, 32]]``.
     A later KEY replaces an earlier one. Malformed input raises one :class:`InvalidInputError`.
     """
+    from eegbench._io import load_yaml, yaml_problem  # here: _io imports numpy, which `eegbench --help` needs not
+
     form = "KEY=V1,V2,..." if several else "KEY=VALUE"
     values: dict[str, Any] = {}
     for pair in pairs or []:

@@ -120,7 +120,7 @@ CASES: list[tuple[str, str]] = [
     ("data download things-eeg2 --root TMP --subjects 0", "subjects"),
     ("data download things-eeg2 --root TMP --subjects ,", "No subjects given"),
     ("data verify things-eeg2 --root TMP --variant nope", "Unknown things-eeg2 variant 'nope'"),
-    ("data info things-meg --root FILE", "is a file, not a folder; pass the folder that"),
+    ("data info things-meg --root FILE", "it is a file. Pass the folder that `eegbench data download things-meg` fills."),
     # sweeps
     (f"{SWEEP} --seeds -1 --dry-run", "Seeds must be non-negative integers, got -1."),
     (f"{SWEEP} --epochs 0 --dry-run", "epochs must be at least 1"),

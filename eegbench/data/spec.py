@@ -26,6 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from eegbench._check import InvalidInputError, MissingDataError, describe_validation_error, unknown_name
 from eegbench._guard import refuse_in_submission_worker
+from eegbench._io import check_folder_path
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo, subject_label
 from eegbench.tasks import Task
 
@@ -221,9 +222,8 @@ class DatasetSpec:
         chosen = self.variant(variant)
         parsed = self.parse_options(options)
         root = Path(data_root).expanduser() if data_root else None
-        if root is not None and root.exists() and not root.is_dir():
-            raise InvalidInputError(f"Data root {root} is a file, not a folder; pass the folder that "
-                                    f"`eegbench data download {self.name}` fills.")
+        if root is not None:
+            check_folder_path(root, f"pass the folder that `eegbench data download {self.name}` fills")
         return self.loader(root, chosen, parsed)
 
 
