@@ -52,6 +52,7 @@ from eegbench.isolation import count_rows
 from eegbench.metrics import check_embeddings
 from eegbench.reports import AlignerReport
 from eegbench.submissions import Aligner, Method, Split, Submission, TrainingData, import_method
+from eegbench.views import check_views
 
 
 class Worker:
@@ -89,8 +90,15 @@ class Worker:
             setting = method.layer_setting(refs)
         if not isinstance(setting, str):
             raise InvalidInputError(f"Method {self.submission.id!r}: layer_setting() must return a string.")
+        with _calling("image_views()"):
+            views = method.image_views()
+        if not isinstance(views, (list, tuple)):
+            raise InvalidInputError(f"Method {self.submission.id!r}: image_views() must return a list of views; "
+                                    f"found {_shown(views)}.")
+        views = check_views(views, self.submission.id)
         return {"hyperparameters": method.hp.model_dump(mode="json"), "layers": [ref.to_dict() for ref in refs],
-                "layer_setting": setting, "accepts_layer": bool(cls.accepts_layer)}
+                "layer_setting": setting, "accepts_layer": bool(cls.accepts_layer),
+                "views": [view.model_dump(mode="json") for view in views]}
 
     def _make(self, request: Mapping[str, Any]) -> Method:
         """The method with hyperparameters: defaults < task file's ``training`` < overrides."""
@@ -171,7 +179,7 @@ class Worker:
             if side == "brain":
                 rows = _open(batch)
                 with _calling("embed_brain()"):
-                    embedded = aligner.embed_brain(rows)
+                    embedded = aligner.embed_brain_of(rows, request["subject"])
             else:
                 rows = {key: _open(path) for key, path in batch.items()}
                 with _calling("embed_images()"):
@@ -242,6 +250,7 @@ def _training_data(unit: Mapping[str, Any]) -> TrainingData:
         info=RecordingInfo.from_dict(unit["info"]),
         validation_metric=unit["validation_metric"], seed=int(unit["seed"]),
         device=torch.device(unit["device"]), unit=dict(unit["unit"]),
+        views={view: {key: _open(path) for key, path in layers.items()} for view, layers in unit["views"].items()},
     )
 
 

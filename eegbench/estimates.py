@@ -3,12 +3,14 @@
 Everything is counted on PyTorch's ``meta`` device (no weights, no data, no GPU), from definitions:
 
 * **Extraction FLOPs** of a job: :func:`~eegbench.backbones.flops_per_image` of its backbone up to
-  the deepest layer the job needs, times the dataset's training and test images (one pass per job).
+  the deepest layer the job needs, times the dataset's training and test images (one pass per job),
+  plus one pass over the training images per view a method trains against (:mod:`eegbench.views`).
 * **Training FLOPs** of a unit: one optimisation step (forward and backward) of eegbench's
   contrastive trainer (:class:`~eegbench.training.AlignmentStack`, built from the method's
   :class:`~eegbench.training.TrainingConfig` hyperparameters) counted with ``FlopCounterMode``, times
   the steps of an epoch, times the epochs, times the fits (a method that probes ``n`` layers one by
-  one fits ``n`` models and refits the best). Methods with an encoder of their own are counted with
+  one fits ``n`` models and refits the best; the units of a joint task share one fit). Methods with an
+  encoder of their own are counted with
   the shared trainer at their hyperparameters: an estimate of the same order, not their exact cost.
 * **GPU hours** = extraction FLOPs / (peak x extraction utilisation) + training FLOPs / (peak x
   training utilisation), at the rate of the sweep file's ``estimate`` section
@@ -63,6 +65,11 @@ class Workload:
     training: TrainingConfig
     #: models fitted per unit
     fits: int
+    #: training images, and the keys of the views of them the method trains against
+    n_train_images: int = 0
+    views: tuple[str, ...] = ()
+    #: units that share one fit (the evaluated subjects of a joint task)
+    units_per_fit: int = 1
 
 
 @dataclass(frozen=True)
@@ -97,13 +104,19 @@ def estimate_job(workloads: Sequence[tuple[Workload, int]]) -> Estimate:
     first = workloads[0][0]
     refs = tuple({ref.key: ref for workload, _ in workloads for ref in workload.layers}.values())
     extraction = extraction_profile(first.backbone, first.image_size, refs)
-    cache = sum(first.n_images * width * np.dtype(STORED_DTYPE).itemsize for width in extraction.widths)
+    itemsize = np.dtype(STORED_DTYPE).itemsize
+    cache = sum(first.n_images * width * itemsize for width in extraction.widths)
     width_of = {ref.key: width for ref, width in zip(refs, extraction.widths)}
+    view_layers = {(view, ref.key) for workload, _ in workloads for view in workload.views for ref in workload.layers}
+    cache += sum(first.n_train_images * width_of[key] * itemsize for _, key in view_layers)
+    n_views = len({view for view, _ in view_layers})
     fits = [(workload, fit_widths(workload, [width_of[ref.key] for ref in workload.layers]), units)
             for workload, units in workloads]
-    training = sum(units * training_flops(workload, widths) for workload, widths, units in fits)
+    training = sum(math.ceil(units / workload.units_per_fit) * training_flops(workload, widths)
+                   for workload, widths, units in fits)
     memory = max(extraction.peak_memory_bytes, *(training_memory(workload, widths) for workload, widths, _ in fits))
-    return Estimate(float(extraction.flops_per_image * first.n_images), float(training), float(cache), float(memory))
+    images = first.n_images + n_views * first.n_train_images
+    return Estimate(float(extraction.flops_per_image * images), float(training), float(cache), float(memory))
 
 
 @dataclass(frozen=True)

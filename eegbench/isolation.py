@@ -58,6 +58,7 @@ from eegbench.identifiers import LAYER_SETTING_PATTERN
 from eegbench.metrics import check_embeddings
 from eegbench.reports import AlignerReport
 from eegbench.submissions import Split, Submission, TrainingData
+from eegbench.views import ImageView, check_views
 
 ISOLATION_LEVELS = ("process", "sandbox")
 #: what a method's layer setting (part of result paths) and its alternatives' names may look like
@@ -107,6 +108,8 @@ class MethodPlan:
     layers: list[LayerRef]
     layer_setting: str
     accepts_layer: bool
+    #: views of the training images the method trains against besides the images (see :mod:`eegbench.views`)
+    views: tuple[ImageView, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -447,8 +450,11 @@ class SubmissionSession:
                               _START_TIMEOUT, "describing itself")
         with self._malformed("describing itself"):
             refs = [LayerRef(**ref) for ref in reply["layers"]]
-            plan = MethodPlan(dict(reply["hyperparameters"]), refs, str(reply["layer_setting"]),
-                              bool(reply["accepts_layer"]))
+            views = reply["views"]
+            if not isinstance(views, list):
+                raise TypeError("views is not a list")
+        plan = MethodPlan(dict(reply["hyperparameters"]), refs, str(reply["layer_setting"]),
+                          bool(reply["accepts_layer"]), tuple(check_views(views, self.submission.id)))
         if not refs:
             raise InvalidInputError(f"Method {self.submission.id!r} requested no backbone layers.")
         if len(plan.layer_setting) > 200 or not LAYER_SETTING.fullmatch(plan.layer_setting):
@@ -511,7 +517,8 @@ class SubmissionSession:
                 "features": {key: put(array) for key, array in unit.features.items()},
                 "image_concepts": put(unit.image_concepts), "layers": [ref.to_dict() for ref in unit.layers],
                 "info": unit.info.to_dict(), "validation_metric": unit.validation_metric, "seed": unit.seed,
-                "device": self.device, "unit": unit.unit}
+                "device": self.device, "unit": unit.unit,
+                "views": {view: {key: put(array) for key, array in layers.items()} for view, layers in unit.views.items()}}
 
     def discard(self, aligners: Sequence[FittedAligner]) -> None:
         """Delete the state files of fitted aligners that are scored (and every worker's link to them)."""
@@ -520,10 +527,10 @@ class SubmissionSession:
                 path.unlink(missing_ok=True)
 
     def embed(self, role: str, aligner: FittedAligner, variant: str | None,
-              batches: Sequence[np.ndarray | Mapping[str, np.ndarray]]) -> list[np.ndarray]:
+              batches: Sequence[np.ndarray | Mapping[str, np.ndarray]], subject: str | None = None) -> list[np.ndarray]:
         """Embed each batch in worker ``role`` (``"brain"``, ``"images"`` or their ``-check`` twins).
 
-        Brain batches are response arrays, image batches mappings of layer key to features. The
+        Brain batches are response arrays of ``subject``, image batches mappings of layer key to features. The
         aligner's state file is linked into the worker's own inbox: workers see nothing else.
         Returns one float64 ``(n_rows, dim)`` array per batch, checked here with
         :func:`eegbench.metrics.check_embeddings` (the worker checks them too, but is not trusted).
@@ -545,7 +552,8 @@ class SubmissionSession:
         label = f"Method {self.submission.id!r}: the output of embed_{side}()"
         try:
             self._request(role, "embed", {"side": side, "state": str(state), "index": aligner.index,
-                                          "variant": variant, "inputs": inputs, "outputs": outputs, "label": label},
+                                          "variant": variant, "inputs": inputs, "outputs": outputs, "label": label,
+                                          "subject": subject},
                           self.timeout, f"embedding {'test responses' if side == 'brain' else 'the gallery'}")
             return [check_embeddings(_read_output(Path(path), self.submission.id, side), label, count_rows(batch))
                     for path, batch in zip(outputs, batches)]
@@ -562,7 +570,7 @@ def count_rows(batch: np.ndarray | Mapping[str, np.ndarray]) -> int:
 def _arrays(unit: TrainingData) -> list[np.ndarray]:
     parts = [unit.train, unit.val]
     return [a for part in parts for a in (part.responses, part.image_index, part.subjects)] + \
-        [*unit.features.values(), unit.image_concepts]
+        [*unit.features.values(), unit.image_concepts] + [a for layers in unit.views.values() for a in layers.values()]
 
 
 def _paths(inputs: list) -> list[str]:

@@ -53,6 +53,9 @@ PUBLISHED = Path(__file__).with_name("published.yaml")
 _PUBLISHED_FOR = {"things-eeg2": "things-eeg", "things-meg": "things-meg"}
 #: marks the rows whose records were computed with code other than their method's registered submission
 MODIFIED_CODE = "†"
+#: how a page describes each protocol of :class:`~eegbench.tasks.Task`
+PROTOCOL_TITLES = {"intra": "intra-subject", "inter": "inter-subject (leave one subject out)",
+                   "joint": "joint (one model trained on every subject, tested on each)"}
 #: markdown punctuation that could start markup in a table cell or a line of text
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 #: line breaks (which would end a table row) and other control characters
@@ -411,7 +414,7 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
     hashes = sorted({r.task.hash[:12] for r in records})
     channels = dataset.channels
     n_subjects = len({r.subject for r in records})
-    protocol = "intra-subject" if task.protocol == "intra" else "inter-subject (leave one subject out)"
+    protocol = PROTOCOL_TITLES.get(task.protocol, task.protocol)
     # ids (task, backbone, method...) match the patterns of eegbench.identifiers and are written as they are
     lines = [
         HEADER, "", f"# {task.id} (version {task.version})", "", md(task.description), "",

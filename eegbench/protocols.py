@@ -4,6 +4,11 @@
 * **inter**: leave one subject out; train on the other subjects' training responses, test on the
   held-out subject's test responses. Nothing of the held-out subject (not even its training
   responses, nor their normalisation statistics) is used for fitting or selection.
+* **joint**: train one model per seed on every subject's training responses (each labelled with
+  its subject), test it on each subject's test responses. The units of a seed share one fit.
+
+Methods learn the subject of every training response (``Split.subjects``) and of the test
+responses they embed (:meth:`~eegbench.submissions.Aligner.embed_brain_of`).
 
 The harness owns every preprocessing step: channel selection, time window, repetition handling,
 and the per-(channel, time) z-score whose statistics come from the training responses only. The
@@ -34,6 +39,12 @@ class Unit:
     train_subjects: tuple[str, ...]
     seed: int
 
+    @property
+    def fit_key(self) -> tuple[tuple[str, ...], int]:
+        """Units with equal keys are fitted on the same data with the same seed: one fit serves them all
+        (the evaluated subjects of a joint task)."""
+        return self.train_subjects, self.seed
+
 
 def task_subjects(task: Task, dataset: Dataset) -> list[str]:
     """The subjects a task uses (``all`` means every subject of the dataset)."""
@@ -62,13 +73,12 @@ def plan_units(task: Task, dataset: Dataset, subjects: Sequence[str | int] | Non
     seed_list = list(task.seeds) if seeds is None else check_seeds(seeds)
     if task.protocol == "inter" and len(pool) < 2:
         raise InvalidInputError(f"Task {task.id!r} is inter-subject but has only {len(pool)} subject.")
-    if task.protocol == "inter":
+    if task.protocol != "intra":
         pool = [dataset.resolve_subject(s) for s in pool]  # every subject is trained on: each must be usable
-    units = []
-    for subject in chosen:
-        train = (subject,) if task.protocol == "intra" else tuple(s for s in pool if s != subject)
-        units.extend(Unit(subject, train, seed) for seed in seed_list)
-    return units
+    trained_on = {"intra": lambda subject: (subject,),
+                  "inter": lambda subject: tuple(s for s in pool if s != subject),
+                  "joint": lambda subject: tuple(pool)}[task.protocol]
+    return [Unit(subject, trained_on(subject), seed) for subject in chosen for seed in seed_list]
 
 
 def validation_mask(task: Task, dataset: Dataset) -> np.ndarray:
@@ -262,12 +272,14 @@ def _read_only(array: np.ndarray) -> np.ndarray:
 
 def training_data(task: Task, dataset: Dataset, unit: Unit, features: dict[str, np.ndarray],
                   layers: Sequence[LayerRef], device: torch.device, kept: np.ndarray | None = None,
-                  cache: ResponseCache | None = None) -> tuple[TrainingData, Normalizer]:
+                  cache: ResponseCache | None = None,
+                  views: Mapping[str, Mapping[str, np.ndarray]] | None = None) -> tuple[TrainingData, Normalizer]:
     """Build what the method sees for ``unit`` (no test data), and the fitted normaliser.
 
     With ``kept`` (a mask over training images, :func:`nested_training_images`) only the responses
     to those images are kept (normalisation statistics included), for data-scaling analyses. With a
-    ``cache``, units that train on the same responses share one preprocessed copy.
+    ``cache``, units that train on the same responses share one preprocessed copy. ``views`` holds
+    the features of the views of the training images the method declared (:mod:`eegbench.views`).
     """
     prepared = (cache.get(task, dataset, unit, kept) if cache is not None
                 else prepare_responses(task, dataset, unit, kept))
@@ -281,8 +293,9 @@ def training_data(task: Task, dataset: Dataset, unit: Unit, features: dict[str, 
         validation_metric=task.validation.metric,
         seed=unit.seed,
         device=device,
-        unit={"task": task.id, "subject": unit.subject, "train_subjects": list(unit.train_subjects),
-              "seed": unit.seed},
+        unit={"task": task.id, "protocol": task.protocol, "train_subjects": list(unit.train_subjects),
+              "seed": unit.seed} | ({} if task.protocol == "joint" else {"subject": unit.subject}),
+        views=dict(views or {}),
     )
     return data, prepared.normalizer
 

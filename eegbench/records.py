@@ -18,6 +18,8 @@ folders stay readable; a file from a newer eegbench is refused with a clear erro
 * **2**: typed sections; the report is an :class:`AlignerReport`; ``alternatives`` and
   ``test_repetitions`` are fields of the record; the task names its main score and reference
   method.
+* **3**: ``backbone.views`` lists the views of the training images the method trained against
+  (:mod:`eegbench.views`; empty for records of version 2).
 
 Records are untrusted input (anyone can drop one into a results folder, or hand one to
 ``eegbench reproduce``): every identifier must match a strict pattern (:mod:`eegbench.identifiers`),
@@ -46,8 +48,9 @@ from eegbench.identifiers import (
     TASK_ID_PATTERN,
 )
 from eegbench.reports import AlignerReport, RecordedLayer
+from eegbench.views import ImageView
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 ANALYSIS_SCHEMA_VERSION = 1
 #: folder of analysis records under a results root (task ids cannot start with "_")
 ANALYSES_DIR = "_analyses"
@@ -120,6 +123,8 @@ class BackboneInfo(_Section):
     n_layers: int
     params_millions: float | None
     feature_cache_keys: dict[str, dict[str, Sha256]]
+    #: views of the training images whose features the method was given too (never of the gallery)
+    views: list[ImageView] = Field(default_factory=list)
 
     @property
     def layer_choice(self) -> Literal["fixed", "selected", "combined"]:
@@ -191,9 +196,9 @@ class UnitKey:
 
 
 class ResultRecord(_Section):
-    """One run unit's result file (schema version 2). Read files with :meth:`from_disk`."""
+    """One run unit's result file (schema version 3). Read files with :meth:`from_disk`."""
 
-    schema_version: Literal[2] = SCHEMA_VERSION
+    schema_version: Literal[3] = SCHEMA_VERSION
     created: str
     task: TaskInfo
     dataset: DatasetInfo
@@ -326,8 +331,12 @@ def _result_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _result_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    return dict(data) | {"backbone": dict(data["backbone"]) | {"views": []}, "schema_version": 3}
+
+
 #: version -> function upgrading a record of that version by one version
-RESULT_UPGRADES: dict[int, Upgrade] = {1: _result_v1_to_v2}
+RESULT_UPGRADES: dict[int, Upgrade] = {1: _result_v1_to_v2, 2: _result_v2_to_v3}
 
 
 def upgrade(data: Mapping[str, Any], current: int, upgrades: Mapping[int, Upgrade], kind: str) -> dict[str, Any]:

@@ -258,15 +258,24 @@ def _check_repetitions(requested: Sequence[int] | None, dataset: Dataset, subjec
 
 def _batches(units: list[Unit], dataset: Dataset, batch_units: int | None,
              device: torch.device) -> list[list[Unit]]:
-    """Groups of units fitted together. On CPU one unit at a time (batching gains little there and an
-    interruption then loses at most one unit); on GPU as many as fit in about 4 GB of responses."""
+    """Groups of units fitted together. On CPU one fit at a time (batching gains little there and an
+    interruption then loses at most one fit); on GPU as many as fit in about 4 GB of responses.
+
+    ``batch_units`` counts fits: the units that share one (:attr:`Unit.fit_key`, the evaluated
+    subjects of a joint task) always go in the same batch.
+    """
     if batch_units is None and device.type == "cpu":
         batch_units = 1
     if batch_units is None:
         info = dataset.info
         per_unit = len(dataset.train_images) * info.n_channels * info.n_times * 4 * len(units[0].train_subjects)
         batch_units = max(1, _UNIT_BATCH_BYTES // max(per_unit, 1))
-    return [units[i:i + batch_units] for i in range(0, len(units), batch_units)]
+    fits: dict[tuple, list[Unit]] = {}
+    for unit in units:
+        fits.setdefault(unit.fit_key, []).append(unit)
+    groups = list(fits.values())
+    return [[unit for group in groups[i:i + batch_units] for unit in group]
+            for i in range(0, len(groups), batch_units)]
 
 
 @dataclass
@@ -297,6 +306,8 @@ class _RunContext:
             "code": self.resolved.submission.code_sha256, "hp": self.resolved.plan.hyperparameters,
             "backbone": self.resolved.model.identity(), "layers": [r.key for r in self.refs],
         }
+        if self.resolved.plan.views:  # entered only when used, so methods without views keep their hashes
+            config["views"] = [view.key for view in self.resolved.plan.views]
         # analysis options enter only when used, so ordinary runs keep their hashes
         if self.resolved.train_fraction != 1.0:
             config["train_fraction"] = self.resolved.train_fraction
@@ -358,51 +369,63 @@ class _RunContext:
         """Fit units together, then evaluate and write each (appended to ``written`` once on disk)."""
         task, dataset, model = self.resolved.task, self.resolved.dataset, self.resolved.model
         if not self.features:
-            self.features = {
-                "train": get_features(model, dataset.image_root, dataset.train_images.files, self.refs),
-                "test": get_features(model, dataset.image_root, dataset.test_images.files, self.refs),
-            }
-        train_features = self.features["train"].arrays
-        if task.features.normalization == "l2":
-            train_features = {k: _l2(v) for k, v in train_features.items()}
+            self.features = self._extract_features()
+        train_features = self._normalized(self.features["train"])
+        views = {view.key: self._normalized(self.features[_view_set(view)]) for view in self.resolved.plan.views}
         kept = {u: self.resolved.training_images[u] for u in units}
         self.responses.retain(kept)
-        prepared = [training_data(task, dataset, u, train_features, self.refs, self.device, kept[u],
-                                  cache=self.responses) for u in units]
+        fits: dict[tuple, Unit] = {}  # one fit per key (the units of a joint task share it), made for its first unit
+        for unit in units:
+            fits.setdefault(unit.fit_key, unit)
+        prepared = {key: training_data(task, dataset, u, train_features, self.refs, self.device, kept[u],
+                                       cache=self.responses, views=views) for key, u in fits.items()}
         start = time.perf_counter()
-        aligners = self.session.fit(task.training, self.resolved.overrides, self.resolved.layer,
-                                    [data for data, _ in prepared])
+        fitted = dict(zip(prepared, self.session.fit(task.training, self.resolved.overrides, self.resolved.layer,
+                                                     [data for data, _ in prepared.values()])))
         fit_seconds = time.perf_counter() - start
         with progress("Evaluating", total=len(units)) as advance:
-            for unit, (data, normalizer), aligner in zip(units, prepared, aligners):
+            for unit in units:
+                normalizer, aligner = prepared[unit.fit_key][1], fitted[unit.fit_key]
                 eval_start = time.perf_counter()
                 record = self._evaluate(unit, aligner, normalizer,
                                         {"fit_seconds_batch": round(fit_seconds, 3), "units_in_batch": len(units),
-                                         "fit_seconds": round(fit_seconds / len(units), 3)})
+                                         "fit_seconds": round(fit_seconds / len(prepared), 3)})
                 record.timing.eval_seconds = round(time.perf_counter() - eval_start, 3)
                 self.store.write(record)
                 self.computed += 1
                 written.append(unit)
                 advance(1)
-        self.session.discard(aligners)
+        self.session.discard(list(fitted.values()))
+
+    def _extract_features(self) -> dict[str, FeatureSet]:
+        """The features of the training and test images, and of each view of the training images."""
+        dataset, model = self.resolved.dataset, self.resolved.model
+        train, test = dataset.train_images.files, dataset.test_images.files
+        sets = {"train": get_features(model, dataset.image_root, train, self.refs),
+                "test": get_features(model, dataset.image_root, test, self.refs)}
+        for view in self.resolved.plan.views:
+            sets[_view_set(view)] = get_features(model, dataset.image_root, train, self.refs, view=view)
+        return sets
+
+    def _normalized(self, features: FeatureSet) -> dict[str, np.ndarray]:
+        arrays = features.arrays
+        return {k: _l2(v) for k, v in arrays.items()} if self.resolved.task.features.normalization == "l2" else arrays
 
     def _gallery(self) -> dict[str, np.ndarray]:
-        gallery = self.features["test"].arrays
-        if self.resolved.task.features.normalization == "l2":
-            gallery = {k: _l2(v) for k, v in gallery.items()}
-        return gallery
+        return self._normalized(self.features["test"])
 
     def _evaluate(self, unit: Unit, aligner: FittedAligner, normalizer, timing: dict[str, float]) -> ResultRecord:
         task, dataset = self.resolved.task, self.resolved.dataset
         responses = test_responses(task, dataset, unit, normalizer)
         gallery = self._gallery()
         scorer = HiddenScorer(self.session)
-        result, images = scorer.score(aligner, None, responses, gallery)
-        alternatives = {name: metric_scores(scorer.score(aligner, name, responses, gallery)[0], task.metrics)
+        result, images = scorer.score(aligner, None, responses, gallery, subject=unit.subject)
+        alternatives = {name: metric_scores(scorer.score(aligner, name, responses, gallery, subject=unit.subject)[0],
+                                            task.metrics)
                         for name in aligner.alternatives}
         repetitions = {
             n: metric_scores(scorer.score(aligner, None, test_responses(task, dataset, unit, normalizer, n),
-                                          gallery, images)[0], task.metrics)
+                                          gallery, images, subject=unit.subject)[0], task.metrics)
             for n in self.test_repetitions}
         report = self._checked_report(aligner)
         return ResultRecord(
@@ -459,7 +482,13 @@ class _RunContext:
                             layer_request=self.resolved.layer, identity=model.identity(),
                             layers=[RecordedLayer(**r.to_dict()) for r in self.refs], n_layers=model.n_layers,
                             params_millions=get_backbone_spec(model.name).params_millions,
-                            feature_cache_keys={s: f.cache_keys for s, f in self.features.items()})
+                            feature_cache_keys={s: f.cache_keys for s, f in self.features.items()},
+                            views=list(self.resolved.plan.views))
+
+
+def _view_set(view) -> str:
+    """The name of the feature set of a view of the training images (as records list their cache keys)."""
+    return f"train@{view.key}"
 
 
 def _l2(features: np.ndarray) -> np.ndarray:

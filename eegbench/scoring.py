@@ -62,17 +62,20 @@ class HiddenScorer:
     def method(self) -> str:
         return self.session.submission.id
 
-    def embed(self, side: str, aligner: FittedAligner, variant: str | None, rows: Rows) -> np.ndarray:
-        """Embeddings of ``rows`` in their true order, computed in a secret order (checked by the session)."""
+    def embed(self, side: str, aligner: FittedAligner, variant: str | None, rows: Rows,
+              subject: str | None = None) -> np.ndarray:
+        """Embeddings of ``rows`` (of ``subject``, for brain responses) in their true order, computed in a
+        secret order (checked by the session)."""
         order = secret_permutation(count_rows(rows))
-        (embedded,) = self.session.embed(side, aligner, variant, [_take(rows, order)])
+        (embedded,) = self.session.embed(side, aligner, variant, [_take(rows, order)], subject)
         restored = np.empty_like(embedded)
         restored[order] = embedded
         if self.check_inductive and variant is None:
-            self._check_inductive(side, aligner, rows, restored)
+            self._check_inductive(side, aligner, rows, restored, subject)
         return restored
 
-    def _check_inductive(self, side: str, aligner: FittedAligner, rows: Rows, full: np.ndarray) -> None:
+    def _check_inductive(self, side: str, aligner: FittedAligner, rows: Rows, full: np.ndarray,
+                         subject: str | None) -> None:
         """Embed the rows again in two random parts, in another worker, and compare directions."""
         n = count_rows(rows)
         if n < 2:
@@ -80,7 +83,7 @@ class HiddenScorer:
         order = secret_permutation(n)
         cut = 1 + secrets.randbelow(n - 1)
         parts = [order[:cut], order[cut:]]
-        outputs = self.session.embed(f"{side}-check", aligner, None, [_take(rows, part) for part in parts])
+        outputs = self.session.embed(f"{side}-check", aligner, None, [_take(rows, part) for part in parts], subject)
         again = np.empty_like(full)
         for part, embedded in zip(parts, outputs):
             if embedded.shape[1] != full.shape[1]:
@@ -97,11 +100,12 @@ class HiddenScorer:
                 "The main board scores inductive methods only; transductive inference belongs to its own track.")
 
     def score(self, aligner: FittedAligner, variant: str | None, responses: np.ndarray,
-              gallery: Mapping[str, np.ndarray], images: np.ndarray | None = None) -> tuple[RetrievalResult, np.ndarray]:
-        """Retrieval of the gallery from the responses (the gallery embedding can be passed in to reuse it)."""
+              gallery: Mapping[str, np.ndarray], images: np.ndarray | None = None, *,
+              subject: str) -> tuple[RetrievalResult, np.ndarray]:
+        """Retrieval of the gallery from ``subject``'s responses (the gallery embedding can be passed in to reuse it)."""
         if images is None:
             images = self.embed("images", aligner, variant, gallery)
-        brain = self.embed("brain", aligner, variant, responses)
+        brain = self.embed("brain", aligner, variant, responses, subject)
         if brain.shape[1] != images.shape[1]:
             raise InvalidInputError(f"Method {self.method!r}: brain and image embeddings differ in width "
                                     f"({brain.shape[1]} vs {images.shape[1]}).")

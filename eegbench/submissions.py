@@ -41,10 +41,12 @@ from eegbench.identifiers import ID_PATTERN
 from eegbench.backbones.base import BackboneLayers, LayerRef
 from eegbench.data.base import RecordingInfo
 from eegbench.reports import AlignerReport, LayerUse, RecordedLayer, ValidationPoint
+from eegbench.views import Downscale, GaussianBlur, GaussianNoise, ImageView, Mosaic
 
 __all__ = [
     # what a method implements and returns
     "Method", "Aligner", "AlignerReport", "LayerUse", "RecordedLayer", "ValidationPoint", "NoHyperparameters",
+    "ImageView", "GaussianBlur", "GaussianNoise", "Downscale", "Mosaic",
     # what it is given
     "TrainingData", "Split", "score_on_validation",
     # how the harness finds submissions
@@ -65,7 +67,8 @@ class Split:
     image_index : numpy.ndarray
         ``(n_samples,)`` row of :attr:`TrainingData.features` arrays each response belongs to.
     subjects : numpy.ndarray
-        ``(n_samples,)`` subject label of each response (several in inter-subject training).
+        ``(n_samples,)`` subject label (``"sub-01"``...) of each response: several subjects in
+        inter-subject and joint training, for subject-aware methods.
     """
 
     responses: np.ndarray
@@ -100,6 +103,9 @@ class TrainingData:
         Where to train.
     unit : dict
         Which unit this is (task, training subjects...), for logging only.
+    views : dict of str to dict of str to numpy.ndarray
+        Features of the views of the training images the method declared
+        (:meth:`Method.image_views`): ``views[view.key][layer_key]``, rows as in :attr:`features`.
     """
 
     train: Split
@@ -112,6 +118,7 @@ class TrainingData:
     seed: int
     device: torch.device
     unit: dict = field(default_factory=dict)
+    views: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
 
     def all(self) -> Split:
         """Training and validation responses together, e.g. to refit after a selection."""
@@ -132,6 +139,15 @@ class Aligner(ABC):
     @abstractmethod
     def embed_brain(self, responses: np.ndarray) -> np.ndarray:
         """``(n, channels, times)`` responses -> ``(n, dim)`` floating-point embeddings."""
+
+    def embed_brain_of(self, responses: np.ndarray, subject: str) -> np.ndarray:
+        """What the harness calls to embed test responses, all recorded from ``subject``.
+
+        The default ignores the subject and calls :meth:`embed_brain`. Subject-aware methods (a
+        per-subject layer or router) override it; in the inter-subject protocol ``subject`` was
+        never seen in training, and the method must say what it does then.
+        """
+        return self.embed_brain(responses)
 
     @abstractmethod
     def embed_images(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -180,6 +196,15 @@ class Method(ABC):
         ``backbone`` holds the layer list only (no weights): ``backbone.layers``,
         ``backbone.resolve(request)`` and ``backbone.resolve_layers(requests)``.
         """
+
+    def image_views(self) -> list[ImageView]:
+        """Views of the training images to train against besides the images themselves (default none).
+
+        Each view (:class:`~eegbench.views.GaussianBlur`, :class:`~eegbench.views.GaussianNoise`,
+        :class:`~eegbench.views.Downscale`, :class:`~eegbench.views.Mosaic`) is extracted for the layers of :meth:`feature_layers` and given as ``TrainingData.views``. The
+        test gallery is always the original images.
+        """
+        return []
 
     def fit(self, data: TrainingData) -> Aligner:
         """Fit on one unit's training data. Implement this, or :meth:`fit_many` to fit units together."""

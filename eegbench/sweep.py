@@ -323,6 +323,10 @@ class SweepJob:
             first = resolved[0]  # the job's configurations share dataset, image size and backbone
             for images in (first.dataset.train_images, first.dataset.test_images):
                 get_features(first.model, first.dataset.image_root, images.files, list(refs.values()))
+            for configuration in resolved:  # views of the training images, for the layers of their method
+                for view in configuration.plan.views:
+                    get_features(first.model, first.dataset.image_root, first.dataset.train_images.files,
+                                 configuration.plan.layers, view=view)
         except Exception as error:  # each run below records the error for its own units
             logger.error("Job %d: extracting features failed (%s: %s).", self.index, type(error).__name__, error)
 
@@ -604,11 +608,12 @@ def _workload(resolved: ResolvedRun) -> Workload:
     train_subjects = max((len(unit.train_subjects) for unit in resolved.units), default=1)
     layers = tuple(resolved.plan.layers)
     probes = resolved.plan.accepts_layer and resolved.layer is None and len(layers) > 1
-    return Workload(resolved.backbone, task.features.image_size, layers,
-                    len(resolved.dataset.train_images) + len(resolved.dataset.test_images), n_channels,
-                    len(info.time_indices(*task.time_window)),
-                    len(resolved.dataset.train_images) * train_subjects,
-                    training_config(resolved.plan.hyperparameters), len(layers) + 1 if probes else 1)
+    n_train = len(resolved.dataset.train_images)
+    units_per_fit = len(resolved.units) // max(1, len({unit.fit_key for unit in resolved.units}))
+    return Workload(resolved.backbone, task.features.image_size, layers, n_train + len(resolved.dataset.test_images),
+                    n_channels, len(info.time_indices(*task.time_window)), n_train * train_subjects,
+                    training_config(resolved.plan.hyperparameters), len(layers) + 1 if probes else 1,
+                    n_train, tuple(view.key for view in resolved.plan.views), max(1, units_per_fit))
 
 
 def _grid_size(grid: Grid) -> int:

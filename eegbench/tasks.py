@@ -91,7 +91,7 @@ class Task(BaseModel):
     version: int = Field(ge=1)
     description: str
     dataset: TaskDataset
-    protocol: Literal["intra", "inter"]
+    protocol: Literal["intra", "inter", "joint"]
     subjects: Literal["all"] | list[int] = "all"
     channels: Literal["all"] | list[str] = "all"
     time_window: tuple[float, float]

@@ -37,6 +37,7 @@ from eegbench._progress import logger, progress
 from eegbench.backbones.base import Backbone, LayerRef
 from eegbench.backbones.weights import safe_name
 from eegbench.devices import resolve_device
+from eegbench.views import ImageView
 
 FEATURE_FORMAT_VERSION = 2
 STORED_DTYPE = "float16"
@@ -108,13 +109,16 @@ class FeatureCache:
     def __init__(self, root: str | Path | None = None) -> None:
         self.root = Path(root) if root else cache_home() / "features"
 
-    def key(self, backbone: Backbone, ref: LayerRef, manifest: str, precision: str = "fp32") -> str:
-        """The content hash identifying the features of ``ref`` for the image set ``manifest``."""
-        return hash_json({
+    def key(self, backbone: Backbone, ref: LayerRef, manifest: str, precision: str = "fp32",
+            view: ImageView | None = None) -> str:
+        """The content hash identifying the features of ``ref`` for the image set ``manifest`` (seen
+        through ``view``, when given: see :mod:`eegbench.views`)."""
+        content = {
             "format": FEATURE_FORMAT_VERSION, "backbone": backbone.identity(), "layer": ref.name,
             "module": ref.module, "pooling": ref.pooling, "images": manifest, "dtype": STORED_DTYPE,
             "precision": precision,
-        })
+        }
+        return hash_json(content | ({"view": view.model_dump(mode="json")} if view is not None else {}))
 
     def _paths(self, backbone: Backbone, key: str) -> tuple[Path, Path]:
         folder = self.root / safe_name(backbone.name)
@@ -242,9 +246,10 @@ class _ImageFiles(torch.utils.data.Dataset):
     the worker's traceback, so :func:`image_batches` raises it from the message instead.
     """
 
-    def __init__(self, paths: Sequence[Path], transform) -> None:
+    def __init__(self, paths: Sequence[Path], transform, view: ImageView | None = None) -> None:
         self.paths = list(paths)
         self.transform = transform
+        self.view = view
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -254,7 +259,8 @@ class _ImageFiles(torch.utils.data.Dataset):
 
         try:
             with Image.open(self.paths[i]) as image:
-                return self.transform(image.convert("RGB")), ""
+                image = image.convert("RGB")
+                return self.transform(image if self.view is None else self.view.apply(image, i)), ""
         # what PIL raises for an empty, truncated, corrupt or oversized file
         except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as err:
             blank = self.transform(Image.new("RGB", (256, 256)))
@@ -264,8 +270,8 @@ class _ImageFiles(torch.utils.data.Dataset):
 
 
 def image_batches(backbone: Backbone, paths: Sequence[Path], *, batch_size: int = 64,
-                  num_workers: int | None = None) -> Iterator[torch.Tensor]:
-    """Batches of decoded, preprocessed images for ``backbone``, in file order.
+                  num_workers: int | None = None, view: ImageView | None = None) -> Iterator[torch.Tensor]:
+    """Batches of decoded, preprocessed images for ``backbone`` (seen through ``view``, when given), in file order.
 
     ``num_workers`` background processes decode with PIL and prefetch 4 batches each (default:
     none on CPU, where the model needs the cores; on CUDA one per core but one, up to 16, with
@@ -277,7 +283,7 @@ def image_batches(backbone: Backbone, paths: Sequence[Path], *, batch_size: int 
     if num_workers is None:
         num_workers = min(16, max(1, (os.cpu_count() or 2) - 1)) if cuda else 0
     loader = torch.utils.data.DataLoader(
-        _ImageFiles(paths, backbone.preprocessing.transform()), batch_size=batch_size, num_workers=num_workers,
+        _ImageFiles(paths, backbone.preprocessing.transform(), view), batch_size=batch_size, num_workers=num_workers,
         pin_memory=cuda, persistent_workers=False, prefetch_factor=4 if num_workers else None,
     )
     return _decoded(loader)
@@ -323,7 +329,7 @@ class Extraction:
 
 def extract_features(backbone: Backbone, paths: Sequence[Path], refs: Sequence[LayerRef], *,
                      batch_size: int = 64, num_workers: int | None = None, precision: str = "auto",
-                     description: str = "Extracting features") -> Extraction:
+                     description: str = "Extracting features", view: ImageView | None = None) -> Extraction:
     """Extract every layer of ``refs`` for the images at ``paths`` in one pass.
 
     Parameters
@@ -342,11 +348,13 @@ def extract_features(backbone: Backbone, paths: Sequence[Path], refs: Sequence[L
         Compute precision; ``"auto"`` is bf16 autocast on CUDA and fp32 on CPU.
     description : str
         Progress bar label.
+    view : ImageView, optional
+        Extract the features of this view of the images (:mod:`eegbench.views`) instead of the images.
     """
     start = time.perf_counter()
     device = backbone.device
     used = resolve_precision(precision, device)
-    loader = image_batches(backbone, paths, batch_size=batch_size, num_workers=num_workers)
+    loader = image_batches(backbone, paths, batch_size=batch_size, num_workers=num_workers, view=view)
     chunks: dict[str, list[torch.Tensor]] = {ref.key: [] for ref in refs}
     shapes: dict[str, tuple[int, ...]] = {}
     with compute_settings(backbone, used) as memory_format, \
@@ -363,8 +371,8 @@ def extract_features(backbone: Backbone, paths: Sequence[Path], refs: Sequence[L
 
 def get_features(backbone: Backbone, image_root: Path, files: Sequence[str], refs: Sequence[LayerRef], *,
                  cache: FeatureCache | None = None, batch_size: int = 64, num_workers: int | None = None,
-                 precision: str = "auto") -> FeatureSet:
-    """Features of ``refs`` for an image set, from the cache where possible.
+                 precision: str = "auto", view: ImageView | None = None) -> FeatureSet:
+    """Features of ``refs`` for an image set (or for a ``view`` of it), from the cache where possible.
 
     Missing layers are extracted together in one pass and cached. Returned arrays are float32
     ``(n_images, dim)`` holding exactly the cached float16 values, so a first run and a cached run
@@ -374,7 +382,7 @@ def get_features(backbone: Backbone, image_root: Path, files: Sequence[str], ref
     manifest = image_manifest(image_root, files)
     used = resolve_precision(precision, backbone.device)
     unique = list({ref.key: ref for ref in refs}.values())
-    keys = {ref.key: cache.key(backbone, ref, manifest, used) for ref in unique}
+    keys = {ref.key: cache.key(backbone, ref, manifest, used, view) for ref in unique}
     out: dict[str, np.ndarray] = {}
     layers: dict[str, dict[str, Any]] = {}
     missing = []
@@ -387,13 +395,16 @@ def get_features(backbone: Backbone, image_root: Path, files: Sequence[str], ref
             layers[ref.key] = {**entry[1]["layer"], "cached": True}
     if missing:
         fresh = extract_features(backbone, [image_root / f for f in files], missing, batch_size=batch_size,
-                                 num_workers=num_workers, precision=used)
+                                 num_workers=num_workers, precision=used, view=view,
+                                 description="Extracting features" if view is None else f"Extracting {view.key}")
         for ref in missing:
             layer = {**ref.to_dict(), "output_shape": list(fresh.output_shapes[ref.key]),
                      "dim": int(fresh.arrays[ref.key].shape[1])}
             sidecar = {"backbone": backbone.identity(), "layer": layer, "images": manifest, "n_images": len(files),
                        "format": FEATURE_FORMAT_VERSION, "precision": used, "device": str(backbone.device),
                        "extraction_seconds": round(fresh.seconds, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            if view is not None:
+                sidecar["view"] = view.model_dump(mode="json")
             cache.save(backbone, keys[ref.key], fresh.arrays[ref.key], sidecar)
             out[ref.key] = fresh.arrays[ref.key].astype(STORED_DTYPE)
             layers[ref.key] = {**layer, "cached": False}
