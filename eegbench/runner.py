@@ -367,7 +367,7 @@ class _RunContext:
 
     def fit_and_evaluate(self, units: list[Unit], written: list[Unit]) -> None:
         """Fit units together, then evaluate and write each (appended to ``written`` once on disk)."""
-        task, dataset, model = self.resolved.task, self.resolved.dataset, self.resolved.model
+        task, dataset = self.resolved.task, self.resolved.dataset
         if not self.features:
             self.features = self._extract_features()
         train_features = self._normalized(self.features["train"])

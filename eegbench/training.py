@@ -245,14 +245,28 @@ class AlignmentStack(nn.Module):
 
     def loss(self, x: torch.Tensor, ys: Sequence[torch.Tensor]) -> torch.Tensor:
         """Per-model symmetric InfoNCE, shape (K,)."""
-        brain, images = self.embed_brain(x), self.embed_images(ys)
         scale = self.log_scale.clamp(max=math.log(100.0)).exp()
-        logits = scale[:, None, None] * brain @ images.transpose(1, 2)
-        k, b, _ = logits.shape
-        labels = torch.arange(b, device=logits.device).repeat(k)
-        rows = F.cross_entropy(logits.reshape(k * b, b), labels, reduction="none").view(k, b).mean(1)
-        cols = F.cross_entropy(logits.transpose(1, 2).reshape(k * b, b), labels, reduction="none").view(k, b).mean(1)
-        return (rows + cols) / 2
+        return info_nce(self.embed_brain(x), self.embed_images(ys), scale)
+
+
+def info_nce(brain: torch.Tensor, images: torch.Tensor, scale: torch.Tensor | float) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE of paired embeddings: row ``i`` of ``brain`` belongs with row ``i`` of ``images``.
+
+    ``brain`` and ``images`` are ``(B, D)``, or ``(K, B, D)`` for K models at once with ``scale`` of
+    shape ``(K,)``; the embeddings are used as given (normalise them first for cosine logits).
+    Returns the loss, a scalar or one per model.
+    """
+    single = brain.ndim == 2
+    if single:
+        brain, images = brain[None], images[None]
+    scale = torch.as_tensor(scale, dtype=brain.dtype, device=brain.device).reshape(-1)
+    logits = scale[:, None, None] * brain @ images.transpose(1, 2)
+    k, b, _ = logits.shape
+    labels = torch.arange(b, device=logits.device).repeat(k)
+    rows = F.cross_entropy(logits.reshape(k * b, b), labels, reduction="none").view(k, b).mean(1)
+    cols = F.cross_entropy(logits.transpose(1, 2).reshape(k * b, b), labels, reduction="none").view(k, b).mean(1)
+    loss = (rows + cols) / 2
+    return loss[0] if single else loss
 
 
 def _rebuild_stack(arguments: tuple, state: dict[str, torch.Tensor], device: str) -> AlignmentStack:
