@@ -409,6 +409,25 @@ def _track_best(model: AlignmentStack, problems: Sequence[ContrastiveProblem], v
             best_epoch[k] = epoch
 
 
+def smooth_channels(responses: np.ndarray, kernel: int, probability: float, seed: int) -> np.ndarray:
+    """A copy of ``(n, channels, times)`` responses where each (response, channel) is, with ``probability``,
+    replaced by its moving average over ``kernel`` samples (zero-padded at the ends, same length).
+
+    The EEG augmentation of NeuroBridge and SAMGA, drawn once from ``seed`` (they draw it once when
+    the training data is loaded and keep it for every epoch).
+    """
+    if kernel < 1 or not 0.0 <= probability <= 1.0:
+        raise InvalidInputError(f"smooth_channels needs kernel >= 1 and probability in [0, 1], got {kernel}, "
+                                f"{probability}.")
+    out = np.array(responses, dtype=np.float32)
+    chosen = np.random.default_rng([seed, 0x5300]).random(out.shape[:2]) < probability
+    if chosen.any():
+        window = np.ones(kernel, dtype=np.float64) / kernel
+        rows = out[chosen]
+        out[chosen] = np.apply_along_axis(lambda row: np.convolve(row, window, mode="same"), -1, rows)
+    return out
+
+
 class ContrastiveAligner(Aligner):
     """A trained contrastive model aligned to one backbone layer, or to several mixed layers.
 
