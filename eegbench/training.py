@@ -470,10 +470,16 @@ class ContrastiveAligner(Aligner):
 
 @dataclass(frozen=True)
 class AlignmentJob:
-    """One contrastive model to train: a unit's data aligned to one layer, or to several mixed layers."""
+    """One contrastive model to train: a unit's data aligned to one layer, or to several mixed layers.
+
+    ``targets`` replaces the image features trained against (per layer key, rows as in
+    ``unit.features``), e.g. features of views of the training images (:mod:`eegbench.views`);
+    validation always scores against ``unit.features``, the images as shown, as the test does.
+    """
 
     unit: TrainingData
     layers: Sequence[LayerRef]
+    targets: Mapping[str, np.ndarray] | None = None
 
 
 def _validation_set(unit: TrainingData, layers: Sequence[LayerRef]) -> ValidationSet:
@@ -514,7 +520,8 @@ def fit_alignments(jobs: Sequence[AlignmentJob], config: TrainingConfig, *, use_
                 combined[key] = unit.all()
             part = combined[key]
         val = _validation_set(unit, job.layers) if config.select_epoch else None
-        problems.append(ContrastiveProblem(part.responses, [unit.features[r.key] for r in job.layers],
+        targets = job.targets if job.targets is not None else unit.features
+        problems.append(ContrastiveProblem(part.responses, [targets[r.key] for r in job.layers],
                                            part.image_index, unit.seed, val))
     out: list[ContrastiveAligner | None] = [None] * len(jobs)
     groups: dict[tuple, list[int]] = {}
