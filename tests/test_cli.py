@@ -62,7 +62,7 @@ def test_run_prints_a_table_and_leaderboard_regenerates(tiny_task_file, tmp_path
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--task", "nope"], "Unknown task 'nope'. Valid tasks: synthetic-inter, synthetic-intra, things-eeg-inter,"),
+    (["run", "--task", "nope"], "Unknown task 'nope'. Valid tasks: synthetic-inter, synthetic-intra, synthetic-joint, things-eeg-inter,"),
     (["run", "--method", "shalow"], "Unknown method 'shalow'. Did you mean 'shallow'? Valid methods: atm, final"),
     (["run", "--backbone", "vit_x"], "Unknown backbone 'vit_x'."),
     (["run", "--layer", "30"], "Invalid layer 30 for backbone 'efficientnet_lite0'. Valid layers: an index 1..8"),

@@ -4,7 +4,7 @@ import torch
 
 from eegbench._check import InvalidInputError
 from eegbench.encoders import StackedLinear, encoders
-from eegbench.training import ContrastiveProblem, TrainingConfig, fit_contrastive
+from eegbench.training import ContrastiveProblem, TrainingConfig, fit_contrastive, info_nce, smooth_channels
 
 CONFIG = TrainingConfig(epochs=3, batch_size=32, lr=1e-3, hidden_dim=16, proj_dim=8)
 
@@ -87,3 +87,25 @@ def test_compiled_training_step_matches_eager(monkeypatch):
     compiled = fit_contrastive([problem], config)
     np.testing.assert_allclose(compiled.loss_history, eager.loss_history, rtol=1e-4)
     np.testing.assert_allclose(compiled.member(0).embed_brain(brain), eager.member(0).embed_brain(brain), atol=1e-4)
+
+
+def test_info_nce_is_low_for_matched_pairs_and_batches_over_models():
+    images = torch.nn.functional.normalize(torch.randn(8, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    matched, shuffled = info_nce(images, images, 20.0), info_nce(images.flip(0), images, 20.0)
+    assert matched < 0.1 < np.log(8) < shuffled
+    stacked = info_nce(torch.stack([images, images.flip(0)]), torch.stack([images, images]), torch.tensor([20.0, 20.0]))
+    torch.testing.assert_close(stacked, torch.stack([matched, shuffled]))
+
+
+def test_smooth_channels_averages_a_seeded_share_of_channels():
+    responses = np.random.default_rng(0).normal(size=(400, 5, 40)).astype(np.float32)
+    responses.flags.writeable = False  # the harness's arrays are read-only: a copy is returned
+    smoothed = smooth_channels(responses, 5, 0.3, seed=1)
+    changed = ~np.isclose(smoothed, responses).all(-1)
+    assert 0.25 < changed.mean() < 0.35
+    n, c = np.argwhere(changed)[0]
+    np.testing.assert_allclose(smoothed[n, c], np.convolve(responses[n, c], np.ones(5) / 5, mode="same"), rtol=1e-5)
+    np.testing.assert_array_equal(smoothed, smooth_channels(responses, 5, 0.3, seed=1))
+    assert not np.array_equal(smoothed, smooth_channels(responses, 5, 0.3, seed=2))
+    with pytest.raises(InvalidInputError, match="kernel >= 1"):
+        smooth_channels(responses, 0, 0.3, seed=1)
