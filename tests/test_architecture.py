@@ -30,8 +30,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # atomic files, the generic registry, torch devices.
     ("_check", "_version", "_paths", "_progress", "_compat", "_plots", "_guard", "_io", "registry", "devices",
      "identifiers", "provenance", "errors"),
-    # Leaf concepts: task files, retrieval metrics, brain encoder architectures, what a fitted method reports.
-    ("tasks", "metrics", "encoders", "reports"),
+    # Leaf concepts: task files, retrieval metrics, brain encoder architectures, what a fitted method reports,
+    # views of the training images.
+    ("tasks", "metrics", "encoders", "reports", "views"),
     # Vision backbones and cached features; they know nothing of datasets.
     ("backbones",),
     # Datasets: the synthetic one simulates responses from a backbone's features, so data sits above backbones.
