@@ -34,7 +34,8 @@ class SamgaHyperparameters(BaseModel):
     layers of a 46-layer backbone and on the same relative depths of any other. The first
     ``stage1_fraction`` of the epochs (20 of 60) mixes MMD into the loss with a weight falling
     linearly from ``mmd_weight_start`` to ``mmd_weight_end``; the rest trains on InfoNCE alone at
-    ``stage2_lr`` with a fresh optimiser and the shared layer frozen.
+    ``stage2_lr_factor`` times ``lr`` (the paper: 5e-5 after 1e-4) with a fresh optimiser and the
+    shared layer frozen; a factor keeps the two stages in proportion when a task sets ``lr``.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
@@ -45,7 +46,7 @@ class SamgaHyperparameters(BaseModel):
     epochs: int = Field(60, ge=1)
     batch_size: int = Field(512, ge=2)
     lr: float = Field(1e-4, gt=0)
-    stage2_lr: float = Field(5e-5, gt=0)
+    stage2_lr_factor: float = Field(0.5, gt=0, le=1)
     weight_decay: float = Field(1e-4, ge=0)
     hidden_dim: int = Field(1024, ge=1)
     proj_dim: int = Field(512, ge=1)
@@ -272,8 +273,8 @@ def train_samga(data: TrainingData, hp: SamgaHyperparameters) -> SamgaAligner:
     for epoch in range(hp.epochs):
         if epoch == n_stage1 and epoch > 0:  # fine stage: shared layer frozen, fresh optimiser
             net.shared.requires_grad_(False)
-            optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=hp.stage2_lr,
-                                          weight_decay=hp.weight_decay)
+            optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad],
+                                          lr=hp.stage2_lr_factor * hp.lr, weight_decay=hp.weight_decay)
         w = mmd_weight(epoch, n_stage1, hp.mmd_weight_start, hp.mmd_weight_end)
         net.train()
         order, total, steps = torch.randperm(n, generator=order_generator).to(device), 0.0, 0
