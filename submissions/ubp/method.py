@@ -205,7 +205,7 @@ class Ubp(Method):
         details = {"encoder": "eegproject", "blur_kernels": list(self.kernels()),
                    "blur_sigmas": [kernel_sigma(k) for k in self.kernels()],
                    "blur_shares_by_epoch": {level: [s[i] for s in shares] for i, level in enumerate(LEVELS)},
-                   "final_train_loss": round(losses[-1], 6), "final_logit_scale": round(float(F.softplus(logit)), 6)}
+                   "final_train_loss": round(losses[-1], 6), "final_logit_scale": round(float(F.softplus(logit.detach())), 6)}
         report = AlignerReport(layers=[LayerUse.of(layer)], validation_metric=data.validation_metric,
                                selected_epoch=epoch, validation_by_epoch=[round(s, 6) for s in scores],
                                n_parameters=count_parameters(encoder, 1) + 1, details=details)
