@@ -61,7 +61,7 @@ def _committed(task: str = INTER) -> dict:
 
 def _file(root: Path, data: dict) -> Path:
     """Write ``data`` where the store files its unit."""
-    path = root / ResultRecord.model_validate(data).key.relative_path()
+    path = root / ResultRecord.from_disk(data).key.relative_path()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data))
     return path
@@ -84,7 +84,7 @@ def _main_table(page: str) -> list[str]:
 ])
 def test_identifiers_that_could_leave_their_folder_fail_validation(tmp_path, section, field, value):
     data = _committed()
-    ResultRecord.model_validate(data)  # the committed record is valid
+    ResultRecord.from_disk(data)  # the committed record is valid
     (data[section] if section else data)[field] = value
     path = tmp_path / "crafted.json"
     path.write_text(json.dumps(data))
