@@ -16,6 +16,7 @@ from eegbench.cli import app
 from eegbench.records import UnitKey
 from eegbench.results import ResultStore, UnitClaims, Worker
 from eegbench.runner import run
+from eegbench.submissions import list_submissions
 from eegbench.sweep import SweepSpec, load_sweep, plan_sweep, run_sweep, slurm_script, sweep_from_options
 from helpers import write_tiny_task_file
 
@@ -404,12 +405,14 @@ def _available_board(name: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("name, dataset, n_subjects", [("eeg", "things-eeg2", 10), ("meg", "things-meg", 4)])
 def test_real_board_dry_run_plans_and_estimates_with_no_data_on_disk(name, dataset, n_subjects, tmp_path):
     """Both official real-board files list every reference method x the seed paper's backbones x intra/inter
-    x 5 seeds plus the shallow depth curve, and dry-run offline, from the dataset's declaration."""
+    x 5 seeds, the joint protocol for the methods that train across subjects, plus the shallow depth curve,
+    and dry-run offline, from the dataset's declaration."""
     spec = load_sweep(REPO / "sweeps" / f"official-things-{name}.yaml")
-    board, depth = spec.grids
-    assert set(board.methods) == {"final", "shallow", "multi", "ridge", "nice", "atm"}
+    board, joint, depth = spec.grids
+    assert set(board.methods) == set(list_submissions())
     assert board.backbones == ["rn50", "rn101", "vit_b", "vit_h", "dinov2_g", "vit_bigg", "eva02_e", "internvit_6b"]
     assert board.tasks == depth.tasks == [f"things-{name}-intra", f"things-{name}-inter"]
+    assert joint.tasks == [f"things-{name}-joint"] and "samga" in joint.methods and joint.backbones == board.backbones
     assert depth.methods == ["shallow"] and len(depth.layers) == 10 and depth.backbones == board.backbones
     plan = plan_sweep(load_sweep(_available_board(name, tmp_path)), declared=True)
     assert plan.declared == (dataset,)
