@@ -61,7 +61,7 @@ def session(sizes, device):
 def _isolated(session, sizes, units, test, gallery) -> float:
     fitted = session.fit({}, _hyperparameters(sizes), None, units)
     scorer = HiddenScorer(session)
-    top1 = [scorer.score(aligner, None, test, gallery)[0].top_k(1) for aligner in fitted]
+    top1 = [scorer.score(aligner, None, test, gallery, subject="sub-01")[0].top_k(1) for aligner in fitted]
     session.discard(fitted)
     return float(np.mean(top1))
 
