@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Recompute the official synthetic board from scratch on CPU (about 20 minutes on 2 idle cores):
+# Recompute the official synthetic board from scratch on CPU (about 80 minutes on 2 idle cores, 35 of them
+# for nice and atm, whose convolutional encoders are slow on CPU):
 #   rm -rf leaderboard/results && bash leaderboard/official.sh
 # The grid lives in sweeps/official-synthetic.yaml. Finished units are skipped, so an interrupted
 # run continues where it stopped; `eegbench sweep status sweeps/official-synthetic.yaml` shows where.
