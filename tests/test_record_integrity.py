@@ -47,9 +47,10 @@ def warnings_logged():
 
 @pytest.fixture
 def results(tmp_path):
-    """A copy of the committed synthetic-inter results."""
+    """A copy of the committed synthetic-inter results of final and shallow."""
     root = tmp_path / "results"
-    shutil.copytree(COMMITTED / INTER, root / INTER)
+    for method in ("final", "shallow"):
+        shutil.copytree(COMMITTED / INTER / "v1" / method, root / INTER / "v1" / method)
     return root
 
 
