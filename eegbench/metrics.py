@@ -143,9 +143,19 @@ class RetrievalResult:
         return float(self.hits(k).mean())
 
     @property
+    def ranks(self) -> np.ndarray:
+        """Per-trial 1-based rank of the true image, ties counted half (the expected rank under a random tie-break)."""
+        return self.n_better + self.n_tied / 2.0 + 1.0
+
+    @property
     def mean_rank(self) -> float:
         """Mean 1-based rank of the true image (ties counted half)."""
-        return float((self.n_better + self.n_tied / 2.0).mean() + 1.0)
+        return float(self.ranks.mean())
+
+    @property
+    def median_rank(self) -> float:
+        """Median 1-based rank of the true image (ties counted half)."""
+        return float(np.median(self.ranks))
 
 
 def retrieve(brain: np.ndarray | torch.Tensor, images: np.ndarray | torch.Tensor,
@@ -194,19 +204,22 @@ _TOP_K = re.compile(r"top([1-9][0-9]*)")
 
 @dataclass(frozen=True)
 class Metric:
-    """A retrieval metric: ``top<k>`` accuracy (``k`` set) or the mean rank (``k`` None). Get one with :func:`metric`."""
+    """A retrieval metric: ``top<k>`` accuracy (``k`` set) or the mean or median rank (``k`` None). Get one with
+    :func:`metric`."""
 
     name: str
     k: int | None
 
     @property
     def higher_is_better(self) -> bool:
-        """Top-k accuracy is better higher, the mean rank lower."""
+        """Top-k accuracy is better higher, ranks lower."""
         return self.k is not None
 
     def score(self, result: RetrievalResult) -> float:
         """This metric of one retrieval."""
-        return result.top_k(self.k) if self.k is not None else result.mean_rank
+        if self.k is not None:
+            return result.top_k(self.k)
+        return result.median_rank if self.name == "median_rank" else result.mean_rank
 
     def selection_score(self, result: RetrievalResult) -> float:
         """The score, negated where lower is better: for every metric higher is better (selection on validation)."""
@@ -214,15 +227,21 @@ class Metric:
         return value if self.higher_is_better else -value
 
     def chance(self, n_gallery: int) -> float:
-        """The expected score of a random ranking of ``n_gallery`` images."""
+        """The expected score of a random ranking of ``n_gallery`` images (for ranks, the middle rank)."""
         return min(self.k, n_gallery) / n_gallery if self.k is not None else (n_gallery + 1) / 2
 
 
+#: the rank metrics (lower is better)
+RANK_METRICS = ("mean_rank", "median_rank")
+
+
 def metric(name: str) -> Metric:
-    """The metric called ``name``: ``top1``, ``top5``... (``top<k>`` for any ``k`` >= 1) or ``mean_rank``."""
-    if name == "mean_rank":
+    """The metric called ``name``: ``top1``, ``top5``... (``top<k>`` for any ``k`` >= 1), ``mean_rank`` or
+    ``median_rank``."""
+    if name in RANK_METRICS:
         return Metric(name, None)
     match = _TOP_K.fullmatch(name) if isinstance(name, str) else None
     if match is None:
-        raise InvalidInputError(f"Unknown metric {name!r}: metrics are top<k> (top1, top5...) and mean_rank.")
+        raise InvalidInputError(f"Unknown metric {name!r}: metrics are top<k> (top1, top5...), mean_rank and "
+                                "median_rank.")
     return Metric(name, int(match.group(1)))

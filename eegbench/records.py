@@ -20,6 +20,10 @@ folders stay readable; a file from a newer eegbench is refused with a clear erro
   method.
 * **3**: ``backbone.views`` lists the views of the training images the method trained against
   (:mod:`eegbench.views`; empty for records of version 2).
+* **4**: the task names its baseline, inference track, inference target and extra scoring modes;
+  ``modes`` holds the scores and per-trial ranks of each extra scoring mode (``single_trial``), and
+  ``similarity`` the brain-to-gallery similarities where the task aggregates subjects (records of
+  version 3 are inductive, per-subject, without either).
 
 Records are untrusted input (anyone can drop one into a results folder, or hand one to
 ``eegbench reproduce``): every identifier must match a strict pattern (:mod:`eegbench.identifiers`),
@@ -50,14 +54,14 @@ from eegbench.identifiers import (
 from eegbench.reports import AlignerReport, RecordedLayer
 from eegbench.views import ImageView
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 ANALYSIS_SCHEMA_VERSION = 1
 #: folder of analysis records under a results root (task ids cannot start with "_")
 ANALYSES_DIR = "_analyses"
 
 Subject = Annotated[str, Field(pattern=SUBJECT_PATTERN)]
 Sha256 = Annotated[str, Field(pattern=SHA256_PATTERN)]
-MetricName = Annotated[str, Field(pattern=r"^(top[1-9][0-9]*|mean_rank)$")]
+MetricName = Annotated[str, Field(pattern=r"^(top[1-9][0-9]*|mean_rank|median_rank)$")]
 #: metric name -> score
 Scores = dict[MetricName, float]
 
@@ -86,6 +90,14 @@ class TaskInfo(_Section):
     #: data-scaling runs: the nested share of training images used, and how many that was
     train_fraction: float = 1.0
     n_train_images: int | None = None
+    #: seconds whose mean corrected each trial (None: the data's own baseline only)
+    baseline: tuple[float, float] | None = None
+    #: ``inductive`` (the main board) or ``transductive`` (its own track)
+    inference: Literal["inductive", "transductive"] = "inductive"
+    #: what the significance tiers generalise to: ``subjects``, ``images`` or ``auto`` (by subject count)
+    inference_target: Literal["auto", "subjects", "images"] = "auto"
+    #: scoring modes besides the headline (``single_trial``, ``subject_aggregated``)
+    scoring: list[str] = Field(default_factory=list)
 
 
 class DatasetInfo(_Section):
@@ -170,10 +182,52 @@ class Environment(_Section):
 
 
 class PerTrial(_Section):
-    """For each test trial: gallery images scored strictly above the true one, and tied with it."""
+    """For each test trial: gallery images scored strictly above the true one, and tied with it.
+
+    With ``target`` (single-trial scoring) the gallery index of each trial's image; without, trial
+    ``i`` saw gallery image ``i``.
+    """
 
     n_better: list[int]
     n_tied: list[int]
+    target: list[int] | None = None
+
+
+class ModeScores(_Section):
+    """The scores and per-trial ranks of one extra scoring mode of a unit."""
+
+    scores: Scores
+    n_trials: int
+    per_trial: PerTrial
+
+
+class Similarity(_Section):
+    """The ``(n_test, n_gallery)`` cosine similarities of a unit's averaged test responses to the
+    gallery, as little-endian float32 in base64 (for subject-aggregated scoring)."""
+
+    shape: tuple[int, int]
+    dtype: Literal["<f4"] = "<f4"
+    data: str
+
+    @classmethod
+    def of(cls, matrix: Any) -> Similarity:
+        import base64
+
+        import numpy as np
+
+        array = np.ascontiguousarray(matrix, dtype="<f4")
+        return cls(shape=array.shape, data=base64.b64encode(array.tobytes()).decode("ascii"))
+
+    def array(self) -> Any:
+        """The matrix as a numpy array."""
+        import base64
+
+        import numpy as np
+
+        values = np.frombuffer(base64.b64decode(self.data, validate=True), dtype=self.dtype)
+        if values.size != self.shape[0] * self.shape[1]:
+            raise DataError(f"A similarity matrix of shape {self.shape} holds {values.size} values.")
+        return values.reshape(self.shape)
 
 
 @dataclass(frozen=True)
@@ -196,9 +250,9 @@ class UnitKey:
 
 
 class ResultRecord(_Section):
-    """One run unit's result file (schema version 3). Read files with :meth:`from_disk`."""
+    """One run unit's result file (schema version 4). Read files with :meth:`from_disk`."""
 
-    schema_version: Literal[3] = SCHEMA_VERSION
+    schema_version: Literal[4] = SCHEMA_VERSION
     created: str
     task: TaskInfo
     dataset: DatasetInfo
@@ -216,6 +270,10 @@ class ResultRecord(_Section):
     n_test_trials: int
     n_gallery: int
     per_trial: PerTrial
+    #: scores and per-trial ranks of the task's extra scoring modes, by mode (``single_trial``)
+    modes: dict[Literal["single_trial"], ModeScores] = Field(default_factory=dict)
+    #: similarities of the averaged test responses to the gallery (tasks that aggregate subjects)
+    similarity: Similarity | None = None
     timing: Timing | None = None
     environment: Environment
 
@@ -335,8 +393,12 @@ def _result_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return dict(data) | {"backbone": dict(data["backbone"]) | {"views": []}, "schema_version": 3}
 
 
+def _result_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    return dict(data) | {"schema_version": 4}  # every new field's default describes a version-3 record
+
+
 #: version -> function upgrading a record of that version by one version
-RESULT_UPGRADES: dict[int, Upgrade] = {1: _result_v1_to_v2, 2: _result_v2_to_v3}
+RESULT_UPGRADES: dict[int, Upgrade] = {1: _result_v1_to_v2, 2: _result_v2_to_v3, 3: _result_v3_to_v4}
 
 
 def upgrade(data: Mapping[str, Any], current: int, upgrades: Mapping[int, Upgrade], kind: str) -> dict[str, Any]:

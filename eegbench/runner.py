@@ -459,7 +459,8 @@ class _RunContext:
                         metrics=list(task.metrics), chance=task.chance, description=task.description,
                         repetitions=task.repetitions.model_dump(), normalization=task.normalization,
                         time_window=task.time_window, main_score=task.main_score,
-                        reference_method=task.reference_method)
+                        reference_method=task.reference_method, baseline=task.baseline, inference=task.inference,
+                        inference_target=task.inference_target, scoring=list(task.scoring))
         if self.resolved.train_fraction != 1.0:
             kept = self.resolved.training_images[unit]
             info = info.model_copy(update={"train_fraction": self.resolved.train_fraction,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from eegbench.isolation import FittedAligner, SubmissionSession, count_rows
-from eegbench.metrics import RetrievalResult, metric, retrieve
+from eegbench.metrics import RANK_METRICS, RetrievalResult, metric, retrieve
 from eegbench.errors import InvalidInputError, TransductiveMethodError
 
 #: largest accepted distance between the unit-normalised embeddings of a row embedded in two
@@ -118,6 +118,6 @@ def _directions(embedded: np.ndarray) -> np.ndarray:
 
 def metric_scores(result: RetrievalResult, metrics: Sequence[str]) -> dict[str, float]:
     """The task's metrics (``top1``, ``top5``...) and the mean rank of one retrieval."""
-    scores = {m: round(metric(m).score(result), 6) for m in metrics}
-    scores["mean_rank"] = round(result.mean_rank, 4)
+    scores = {m: round(metric(m).score(result), 6) for m in metrics if m not in RANK_METRICS}
+    scores |= {m: round(metric(m).score(result), 4) for m in ("mean_rank", *metrics) if m in RANK_METRICS}
     return scores

@@ -1,10 +1,17 @@
 """Benchmark tasks: strict, versioned YAML files in ``tasks/``.
 
 A task fixes everything that decides a number: the dataset and its variant, the protocol
-(intra- or inter-subject), subjects, channels, time window, repetition averaging, response
-normalisation, the validation split (carved from training concepts, concept-disjoint), the
-gallery, metrics, chance levels, seeds and the training defaults for its data size. Any change
-that can move a score must bump ``version``; results of different versions never share a table.
+(intra-subject, inter-subject or joint), subjects, channels, time window and baseline, repetition
+handling in training and test, response normalisation (z-score, multivariate noise normalisation or
+none), the validation split (carved from training concepts, concept-disjoint), the gallery, metrics,
+scoring modes, chance levels, seeds, the inference track (inductive or transductive), the
+statistical inference target of its tiers, an optional default target layer, and the training
+defaults for its data size. Any change that can move a score must bump ``version``; results of
+different versions never share a table.
+
+Every option is honest: none lets a method or the harness use test data for fitting, selection or
+normalisation. What dishonest protocols of the field do to scores is measured apart, by
+:mod:`eegbench.pitfalls`, whose records never enter a task's tables.
 """
 
 from __future__ import annotations
@@ -44,11 +51,26 @@ DatasetSpec = TaskDataset
 
 
 class Repetitions(BaseModel):
-    """How repetitions of an image are combined: averaged (``mean``) or kept as samples (``single``)."""
+    """How repetitions of an image are combined: averaged (``mean``) or kept as samples (``single``).
+
+    ``test: single`` scores single-trial retrieval: every test trial is retrieved on its own (the
+    gallery is still one embedding per test image).
+    """
 
     model_config = _STRICT
     train: Literal["mean", "single"] = "mean"
-    test: Literal["mean"] = "mean"
+    test: Literal["mean", "single"] = "mean"
+
+
+class TargetLayer(BaseModel):
+    """The image target a task is defined against (e.g. NeuralBench's DINOv2-giant at 2/3 depth with
+    mean-token pooling): the backbone and layer a run uses when none is passed."""
+
+    model_config = _STRICT
+    backbone: str
+    layer: str | None = Field(None, description="A layer request: a name, an index, a relative depth such as "
+                                                "'0.6667', or 'final'.")
+    pooling: Literal["gap", "cls", "mean", "mean_all"] | None = None
 
 
 class ValidationSplit(BaseModel):
@@ -78,8 +100,17 @@ class Limits(BaseModel):
 
 
 METRICS = ("top1", "top5")
+MetricName = Annotated[str, Field(pattern=r"^(top[1-9][0-9]*|mean_rank|median_rank)$")]
+#: how a task's tables may score test responses besides its headline (per subject, repetitions as
+#: ``repetitions.test`` says): ``single_trial`` retrieves every test trial on its own;
+#: ``subject_aggregated`` averages each test image's similarities over the subjects of a seed (the
+#: records keep their similarity matrices for it)
+SCORING_MODES = ("single_trial", "subject_aggregated")
 #: Task fields that enter :attr:`Task.content_hash` only when they differ from their default
-_HASHED_ONLY_WHEN_SET = ("main_score", "reference_method")
+_HASHED_ONLY_WHEN_SET = ("main_score", "reference_method", "baseline", "scoring", "inference", "inference_target",
+                         "target")
+#: below this many subjects, ``inference_target: auto`` tests differences over test images, not subjects
+MIN_SUBJECTS_FOR_SUBJECT_INFERENCE = 8
 
 
 class Task(BaseModel):
@@ -95,17 +126,33 @@ class Task(BaseModel):
     subjects: Literal["all"] | list[int] = "all"
     channels: Literal["all"] | list[str] = "all"
     time_window: tuple[float, float]
+    #: seconds whose mean each trial's channels are corrected by (None: the data's own baseline only)
+    baseline: tuple[float, float] | None = None
     repetitions: Repetitions = Repetitions()
-    normalization: Literal["zscore", "none"] = "zscore"
+    #: ``zscore``: per (channel, time) with training statistics; ``mvnn``: multivariate noise
+    #: normalisation, whitening channels by the noise covariance of the training trials (their
+    #: deviations from their image's mean; needs 2 or more training repetitions); ``none``
+    normalization: Literal["zscore", "mvnn", "none"] = "zscore"
     validation: ValidationSplit = ValidationSplit()
     gallery: Literal["test_images"] = "test_images"
     features: FeatureOptions = FeatureOptions()
-    metrics: list[Literal["top1", "top5"]] = Field(default_factory=lambda: list(METRICS))
+    metrics: list[MetricName] = Field(default_factory=lambda: list(METRICS))
     chance: dict[str, float]
-    #: the metric that ranks the board and decides its significance tiers
-    main_score: Literal["top1", "top5"] = "top1"
+    #: the metric that ranks the board and decides its significance tiers (a top-k accuracy)
+    main_score: Annotated[str, Field(pattern=r"^top[1-9][0-9]*$")] = "top1"
     #: the method every board entry is tested against on the same backbone
     reference_method: str = Field("final", pattern=ID_PATTERN)
+    #: scoring modes computed besides the headline (:data:`SCORING_MODES`)
+    scoring: list[Literal["single_trial", "subject_aggregated"]] = Field(default_factory=list)
+    #: ``inductive``: each test row is embedded on its own (the main board); ``transductive``: the
+    #: method gets the whole test batch in one call, and its results form their own track
+    inference: Literal["inductive", "transductive"] = "inductive"
+    #: what the significance tiers generalise to: other ``subjects`` (a paired test over subjects) or
+    #: other test ``images`` for these subjects (a paired test over images within subjects); ``auto``
+    #: is ``images`` below :data:`MIN_SUBJECTS_FOR_SUBJECT_INFERENCE` subjects
+    inference_target: Literal["auto", "subjects", "images"] = "auto"
+    #: the backbone and layer a run uses when none is passed (None: eegbench's default backbone)
+    target: TargetLayer | None = None
     seeds: list[Annotated[int, Field(ge=0)]] = Field(min_length=1)
     training: dict = Field(default_factory=dict)
     superseded_by: str | None = None
@@ -118,7 +165,14 @@ class Task(BaseModel):
             raise ValueError("time_window must be [start, end) with end > start")
         return window
 
-    @field_validator("subjects", "channels", "seeds", "metrics")
+    @field_validator("baseline")
+    @classmethod
+    def _baseline_order(cls, window: tuple[float, float] | None) -> tuple[float, float] | None:
+        if window is not None and window[1] <= window[0]:
+            raise ValueError("baseline must be [start, end) with end > start")
+        return window
+
+    @field_validator("subjects", "channels", "seeds", "metrics", "scoring")
     @classmethod
     def _no_repeats(cls, values: str | list) -> str | list:
         if isinstance(values, list):
@@ -139,14 +193,23 @@ class Task(BaseModel):
             raise ValueError(f"chance must give a level for every metric; missing {missing}")
         if self.main_score not in self.metrics:
             raise ValueError(f"main_score must be one of the task's metrics {self.metrics}, got {self.main_score!r}")
+        if self.repetitions.test == "single" and "single_trial" in self.scoring:
+            raise ValueError("scoring: single_trial repeats the headline of a task whose repetitions.test is single; "
+                             "drop it")
         return self
+
+    def resolved_inference_target(self, n_subjects: int) -> Literal["subjects", "images"]:
+        """``inference_target`` for a table of ``n_subjects`` subjects (``auto`` resolved)."""
+        if self.inference_target != "auto":
+            return self.inference_target
+        return "images" if n_subjects < MIN_SUBJECTS_FOR_SUBJECT_INFERENCE else "subjects"
 
     @property
     def content_hash(self) -> str:
         """sha256 of the task's parsed content: any change to the file's meaning changes it."""
         content = self.model_dump(mode="json")
         for name in _HASHED_ONLY_WHEN_SET:  # fields added later: tasks that leave them alone keep their hash
-            if content[name] == Task.model_fields[name].default:
+            if content[name] == Task.model_fields[name].get_default(call_default_factory=True):
                 del content[name]
         return hash_json(content)
 
@@ -169,10 +232,13 @@ class Task(BaseModel):
         times = np.asarray(times, dtype=np.float64)
         step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
         start, end = float(times[0]), float(times[-1]) + step
-        tmin, tmax = self.time_window
-        if tmin < start - 1e-6 or tmax > end + 1e-6:
-            raise InvalidInputError(f"Task {self.id!r}: time_window [{tmin:g}, {tmax:g}] s is not within {source}, "
-                                    f"which spans [{start:g}, {end:g}) s. Set time_window inside it in the task file.")
+        for name, window in (("time_window", self.time_window), ("baseline", self.baseline)):
+            if window is None:
+                continue
+            tmin, tmax = window
+            if tmin < start - 1e-6 or tmax > end + 1e-6:
+                raise InvalidInputError(f"Task {self.id!r}: {name} [{tmin:g}, {tmax:g}] s is not within {source}, "
+                                        f"which spans [{start:g}, {end:g}) s. Set {name} inside it in the task file.")
         if channels is not None and self.channels != "all":
             missing = [c for c in self.channels if c not in channels]
             if missing:

@@ -104,5 +104,5 @@ def test_metrics_by_name_score_rank_and_know_their_chance():
 
 @pytest.mark.parametrize("name", ["top0", "top05", "top", "top-1", "Top1", "accuracy", "mean rank", 5])
 def test_unknown_metric_names_are_refused(name):
-    with pytest.raises(InvalidInputError, match=r"Unknown metric .*: metrics are top<k> \(top1, top5...\) and mean_rank"):
+    with pytest.raises(InvalidInputError, match=r"Unknown metric .*: metrics are top<k> \(top1, top5...\), mean_rank and median_rank"):
         metric(name)
