@@ -187,7 +187,7 @@ def rank_similarities(similarities: np.ndarray | torch.Tensor,
     similarities of several subjects averaged; ``targets`` as in :func:`retrieve`."""
     import torch
 
-    sims = torch.as_tensor(similarities)
+    sims = torch.as_tensor(np.array(similarities) if isinstance(similarities, np.ndarray) else similarities)
     if sims.ndim != 2 or not bool(torch.isfinite(sims).all()):
         raise InvalidInputError(f"Similarities must be a finite 2-d (n_trials, n_gallery) matrix; found shape "
                                 f"{tuple(sims.shape)}.")

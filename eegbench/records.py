@@ -203,10 +203,10 @@ class ModeScores(_Section):
 
 class Similarity(_Section):
     """The ``(n_test, n_gallery)`` cosine similarities of a unit's averaged test responses to the
-    gallery, as little-endian float32 in base64 (for subject-aggregated scoring)."""
+    gallery, as little-endian float64 in base64 (as the harness ranked them; for subject-aggregated scoring)."""
 
     shape: tuple[int, int]
-    dtype: Literal["<f4"] = "<f4"
+    dtype: Literal["<f8"] = "<f8"
     data: str
 
     @classmethod
@@ -215,7 +215,7 @@ class Similarity(_Section):
 
         import numpy as np
 
-        array = np.ascontiguousarray(matrix, dtype="<f4")
+        array = np.ascontiguousarray(matrix, dtype="<f8")
         return cls(shape=array.shape, data=base64.b64encode(array.tobytes()).decode("ascii"))
 
     def array(self) -> Any:

@@ -125,7 +125,8 @@ def test_the_seeds_of_a_subject_share_one_preprocessing(monkeypatch, tmp_path):
     """Units training on the same responses are preprocessed once, and score exactly as run alone."""
     prepared = []
     original = protocols.prepare_responses
-    monkeypatch.setattr(protocols, "prepare_responses", lambda *args: prepared.append(args[2]) or original(*args))
+    monkeypatch.setattr(protocols, "prepare_responses",
+                        lambda *args, **kwargs: prepared.append(args[2]) or original(*args, **kwargs))
     options = {"subjects": [1], "hyperparameters": {"epochs": 2}}
     together = run(tiny_task(), "final", results_dir=tmp_path / "together", seeds=[0, 1, 2], batch_units=3, **options)
     assert [unit.seed for unit in prepared] == [0]

@@ -6,7 +6,17 @@ import pickle
 
 import numpy as np
 import pytest
-from things_files import NICE_TIMES, OFFICIAL_TIMES, THINGS63, write_image_set, write_nice_250hz, write_official
+from things_files import (
+    NICE_TIMES,
+    OFFICIAL_TIMES,
+    TEST_HZ,
+    THINGS63,
+    TRAIN_HZ,
+    write_image_set,
+    write_nice_250hz,
+    write_official,
+    write_raw_subject,
+)
 
 from eegbench._check import DataError, MissingDataError, UnknownNameError
 from eegbench.data import POSTERIOR_17, load_dataset
@@ -276,7 +286,7 @@ def test_a_missing_subject_says_which_folder_is_missing_and_how_to_get_it(tmp_pa
     if variant.startswith("raw"):
         pytest.importorskip("sklearn")
         write_image_set(tmp_path, 2, 2, 2)
-        _write_raw_subject(tmp_path)
+        write_raw_subject(tmp_path)
     else:
         _eeg2_root(tmp_path, subjects=(1,))
     dataset = load_dataset("things-eeg2", variant=variant, data_root=tmp_path, options=RAW_OPTIONS)
@@ -317,33 +327,6 @@ def test_a_pickle_that_would_run_code_is_refused(tmp_path):
 
 # --- preprocessing from raw recordings ---------------------------------------------------------------------
 
-TRAIN_HZ, TEST_HZ = (4, 6, 8, 10), (13, 17)  # each image's response oscillates at its own frequency
-
-
-def _write_raw_subject(root, test_noise=1.0, seed=0):
-    """Two sessions; each shows every training and test image once, plus catch trials (event 99999)."""
-    from things_files import write_raw_session
-
-    rng = np.random.default_rng(seed)
-    pattern = rng.normal(size=(63, 1))
-    for session in (1, 2):
-        for split, freqs, noise in (("training", TRAIN_HZ, 1.0), ("test", TEST_HZ, test_noise)):
-            codes = [*range(1, len(freqs) + 1), 99999]
-            order = [codes[i] for i in rng.permutation(len(codes))]
-            events = [(1.0 + 1.5 * i, code) for i, code in enumerate(order)]
-
-            def signal(times, events=events, freqs=freqs, noise=noise):
-                eeg = rng.normal(scale=noise * 1e-6, size=(63, len(times)))
-                for onset, code in events:
-                    if code != 99999:
-                        on = (times >= onset) & (times < onset + 1.0)
-                        eeg[:, on] += 5e-6 * pattern * np.sin(2 * np.pi * freqs[code - 1] * (times[on] - onset))
-                return eeg
-
-            path = root / "raw_data" / "sub-01" / f"ses-{session:02d}" / f"raw_eeg_{split}.npy"
-            write_raw_session(path, events, duration_s=events[-1][0] + 2.0, signal_fn=signal)
-
-
 RAW_OPTIONS = {"raw_train_repetitions": 2, "raw_test_repetitions": 2}
 
 
@@ -356,7 +339,7 @@ def _dominant_hz(epoch: np.ndarray, sfreq: float = 250.0) -> float:
 def test_raw_preprocessing_epochs_orders_and_whitens_with_training_covariance(tmp_path):
     pytest.importorskip("sklearn")
     write_image_set(tmp_path, 2, 2, 2)
-    _write_raw_subject(tmp_path)
+    write_raw_subject(tmp_path)
     dataset = load_dataset("things-eeg2", variant="raw-63ch-250hz", data_root=tmp_path, options=RAW_OPTIONS)
     assert dataset.info.ch_names == THINGS63 and dataset.info.unit == "whitened"
     np.testing.assert_allclose(dataset.info.times, np.arange(250) / 250)
@@ -373,7 +356,7 @@ def test_raw_preprocessing_epochs_orders_and_whitens_with_training_covariance(tm
     # The covariance comes from training data only: much noisier test recordings leave training data unchanged.
     noisy = tmp_path / "noisy"
     write_image_set(noisy, 2, 2, 2)
-    _write_raw_subject(noisy, test_noise=20.0)
+    write_raw_subject(noisy, test_noise=20.0)
     other = load_dataset("things-eeg2", variant="raw-17ch-250hz", data_root=noisy, options=RAW_OPTIONS)
     assert other.info.ch_names == POSTERIOR_17
     picks = [THINGS63.index(c) for c in POSTERIOR_17]
@@ -384,7 +367,7 @@ def test_raw_preprocessing_epochs_orders_and_whitens_with_training_covariance(tm
 def test_raw_images_with_too_few_repetitions_are_refused(tmp_path):
     pytest.importorskip("sklearn")
     write_image_set(tmp_path, 2, 2, 2)
-    _write_raw_subject(tmp_path)
+    write_raw_subject(tmp_path)
     with pytest.raises(DataError, match=r"sub-01: train image 1 has 2 repetitions .*; 3 are required \(4 images "
                                         r"are short\)"):
         load_dataset("things-eeg2", variant="raw-63ch-250hz", data_root=tmp_path,

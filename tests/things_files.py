@@ -143,3 +143,31 @@ def write_things_images(root: Path, files: list[str]) -> None:
     """``object_images/<concept>/<file>.jpg`` of the THINGS database."""
     for i, rel in enumerate(files):
         _jpeg(root / "object_images" / rel, seed=i)
+
+
+TRAIN_HZ, TEST_HZ = (4, 6, 8, 10), (13, 17)  # each image's response oscillates at its own frequency
+
+
+def write_raw_subject(root: Path, test_noise: float = 1.0, seed: int = 0) -> None:
+    """``raw_data/sub-01``: two sessions, each showing every training image (4, the image set of
+    ``write_image_set(root, 2, 2, 2)``) and test image (2) once, plus catch trials (event 99999); each image's
+    response oscillates at its own frequency (:data:`TRAIN_HZ`, :data:`TEST_HZ`)."""
+
+    rng = np.random.default_rng(seed)
+    pattern = rng.normal(size=(63, 1))
+    for session in (1, 2):
+        for split, freqs, noise in (("training", TRAIN_HZ, 1.0), ("test", TEST_HZ, test_noise)):
+            codes = [*range(1, len(freqs) + 1), 99999]
+            order = [codes[i] for i in rng.permutation(len(codes))]
+            events = [(1.0 + 1.5 * i, code) for i, code in enumerate(order)]
+
+            def signal(times, events=events, freqs=freqs, noise=noise):
+                eeg = rng.normal(scale=noise * 1e-6, size=(63, len(times)))
+                for onset, code in events:
+                    if code != 99999:
+                        on = (times >= onset) & (times < onset + 1.0)
+                        eeg[:, on] += 5e-6 * pattern * np.sin(2 * np.pi * freqs[code - 1] * (times[on] - onset))
+                return eeg
+
+            path = root / "raw_data" / "sub-01" / f"ses-{session:02d}" / f"raw_eeg_{split}.npy"
+            write_raw_session(path, events, duration_s=events[-1][0] + 2.0, signal_fn=signal)

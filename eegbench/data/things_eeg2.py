@@ -71,6 +71,8 @@ class Variant:
         How many channels the source files must hold.
     description : str
         What the variant is, in words.
+    start : float
+        Raw variants: the first time kept of each epoch, in seconds (the epochs span -0.2 to 1.0 s).
     """
 
     name: str
@@ -80,11 +82,13 @@ class Variant:
     channels: tuple[str, ...] | None
     n_channels: int
     description: str
+    start: float = 0.0
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "source": self.source, "folder": self.folder, "sfreq": self.sfreq,
+        data = {"name": self.name, "source": self.source, "folder": self.folder, "sfreq": self.sfreq,
                 "channels": list(self.channels) if self.channels else None, "n_channels": self.n_channels,
                 "description": self.description}
+        return data | ({"start": self.start} if self.start else {})  # variants from before keep their dict
 
 
 _NICE = ("epochs -0.2 to 1.0 s with baseline (None, 0), resampled to 250 Hz, the 250 samples from 0 to 0.996 s "
@@ -105,6 +109,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             f"{_NICE}."),
     Variant("raw-63ch-250hz", "raw", "raw_data", 250.0, None, 63, f"{_RAW}; 63 channels."),
     Variant("raw-17ch-250hz", "raw", "raw_data", 250.0, POSTERIOR_17, 63, f"{_RAW}; {_POSTERIOR}."),
+    Variant("raw-63ch-250hz-prestim", "raw", "raw_data", 250.0, None, 63,
+            _RAW.replace("the 250 samples from 0 to 0.996 s", "the 300 samples from -0.2 to 0.996 s") +
+            "; 63 channels (the window NeuralBench's image task reads, -0.2 to 0.8 s, lies within it).", start=-0.2),
 )}
 DEFAULT_VARIANT = "17ch-250hz"
 
@@ -299,13 +306,13 @@ def _load_raw_session(path: Path, hint: str):
     return mne.io.RawArray(signal, info, verbose=False)
 
 
-def _epoch_raw(path: Path, hint: str, chunk: int = 2000) -> tuple[np.ndarray, np.ndarray, tuple[str, ...],
-                                                                   np.ndarray, int]:
+def _epoch_raw(path: Path, hint: str, first_time: float = 0.0, chunk: int = 2000
+               ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray, int]:
     """Epochs of one raw file as NICE preprocesses them; returns data, event codes, channels, times, drops.
 
     Catch trials (event 99999) are dropped; epochs span -0.2 to 1.0 s, are baseline-corrected on
-    the pre-stimulus interval, resampled to 250 Hz and cropped to 0-0.996 s. Events are epoched in
-    chunks so memory stays bounded at 1000 Hz.
+    the pre-stimulus interval, resampled to 250 Hz and cropped to ``first_time``-0.996 s (NICE: from 0).
+    Events are epoched in chunks so memory stays bounded at 1000 Hz.
     """
     import mne
 
@@ -324,7 +331,7 @@ def _epoch_raw(path: Path, hint: str, chunk: int = 2000) -> tuple[np.ndarray, np
         except (RuntimeError, ValueError) as err:
             raise DataError(f"{path}: cannot epoch the recording around its events ({err}). {hint}") from None
         dropped += len(batch) - len(epochs)
-        epochs.resample(250.0, verbose=False).crop(tmin=0.0, tmax=None, verbose=False)
+        epochs.resample(250.0, verbose=False).crop(tmin=first_time, tmax=None, verbose=False)
         parts.append(epochs.get_data(copy=False).astype(np.float32))
         codes.append(epochs.events[:, 2])
         layout = (tuple(epochs.ch_names), np.round(epochs.times, 9))
@@ -367,7 +374,7 @@ def _convert_raw(subject_dir: Path, variant: Variant, tables: dict[str, ImageTab
         epoched = {}
         for split in ("train", "test"):
             path = session / f"raw_eeg_{_SPLIT_FILES[split]}.npy"
-            data, codes, ch_names, times, n_dropped = _epoch_raw(path, hint)
+            data, codes, ch_names, times, n_dropped = _epoch_raw(path, hint, variant.start)
             if len(ch_names) != variant.n_channels:
                 raise DataError(f"{path}: holds {len(ch_names)} EEG channels; variant {variant.name!r} needs "
                                 f"{variant.n_channels}. {hint}")
@@ -517,6 +524,8 @@ _TIME_AXES = {"official": (-0.2, 100), "250hz": (0.0, 250), "raw": (0.0, 250)}
 def _layout(variant: Variant, opts: ThingsEEG2Options) -> RecordingLayout:
     """The layout of :data:`SPEC`: each variant's time axis, and its channels when it selects them."""
     first, n_samples = _TIME_AXES[variant.source]
+    if variant.source == "raw":  # cropped from variant.start to 0.996 s
+        first, n_samples = variant.start, n_samples + round(-variant.start * variant.sfreq)
     return RecordingLayout.sampled(variant.sfreq, first, n_samples, variant.channels)
 
 

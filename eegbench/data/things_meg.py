@@ -68,6 +68,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
     Variant("official-271ch-200hz", 200.0, 271, (0.0, 1.0),
             "The official preprocessed epochs (OpenNeuro ds004212 derivatives): 271 MEG sensors, 0.1-40 Hz, "
             "z-scored against the baseline, 200 Hz; cropped to [0, 1) s (200 samples)."),
+    Variant("official-271ch-200hz-prestim", 200.0, 271, (-0.1, 1.0),
+            "The official preprocessed epochs (OpenNeuro ds004212 derivatives): 271 MEG sensors, 0.1-40 Hz, "
+            "z-scored against the baseline, 200 Hz; from their first sample, -0.1 s, to 1 s (220 samples)."),
 )}
 DEFAULT_VARIANT = "official-271ch-200hz"
 
