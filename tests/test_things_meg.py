@@ -166,8 +166,9 @@ def _cut(path, keep):
 
 
 def _refetch(root, number):
+    # THINGS-MEG has several variants now, so the command names the default one
     return (f"Delete it and download it again. Get it with `eegbench data download things-meg --root {root} "
-            f"--subjects {number}`.")
+            f"--variant official-271ch-200hz --subjects {number}`.")
 
 
 @pytest.mark.parametrize("part, keep", [(2, 0.6), ("last", 0.99)])
@@ -202,7 +203,7 @@ def test_a_missing_subject_says_which_file_is_missing_and_how_to_get_it(meg):
     assert str(error.value) == (
         f"Subject sub-03 of things-meg is not under {root}: its epochs "
         f"{root / 'derivatives/preprocessed/preprocessed_P3-epo.fif'} (with its split parts -epo-1.fif ...) are "
-        f"missing. Get it with `eegbench data download things-meg --root {root} --subjects 3`.")
+        f"missing. Get it with `eegbench data download things-meg --root {root} --variant official-271ch-200hz --subjects 3`.")
     with pytest.raises(UnknownNameError, match=r"^Unknown things-meg subject 'sub-05'. Did you mean 'sub-02'\? Valid "
                                                r"things-meg subjects: sub-01, sub-02.$"):
         dataset.load_subject("sub-05")
