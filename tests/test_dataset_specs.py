@@ -65,7 +65,10 @@ def test_download_hints_name_the_variant_only_where_there_is_a_choice():
     assert get_dataset_spec("things-eeg2").download_hint("/d", "63ch-250hz") == \
         "Get it with `eegbench data download things-eeg2 --root /d --variant 63ch-250hz`."
     assert get_dataset_spec("things-meg").download_hint("/d") == \
-        "Get it with `eegbench data download things-meg --root /d`."
+        "Get it with `eegbench data download things-meg --root /d --variant official-271ch-200hz`."
+    single = DatasetSpec("d", "a dataset with one variant", get_dataset_spec("synthetic").options,
+                         get_dataset_spec("synthetic").loader)
+    assert single.download_hint("/d", subject=2) == "Get it with `eegbench data download d --root /d --subjects 2`."
 
 
 def test_a_spec_with_a_wrong_default_variant_is_refused():
