@@ -5,10 +5,20 @@
 * 95 % confidence interval by a hierarchical bootstrap: resample subjects, then test images within
   each resampled subject (per-trial outcomes come from the result files).
 * SD across seeds: per subject, the SD of the seeds' scores, averaged over subjects.
-* Paired comparisons over subjects: an exact sign-flip permutation test (``scipy.stats.
-  permutation_test``) of the per-subject differences, Holm-corrected across a table.
+* Rank metrics (mean rank): the same bootstrap over per-trial ranks (ties counted half).
+* Paired comparisons, Holm-corrected across a table, for one of two inference targets:
+
+  - **subjects**: an exact sign-flip permutation test (``scipy.stats.permutation_test``) of the
+    per-subject differences. It generalises to new subjects, but with ``n`` subjects it cannot go
+    below ``2 / 2**n`` (0.125 with 4).
+  - **images**: a stratified sign-flip test of the per-test-image differences within each subject
+    (:func:`image_sign_flip_test`). It generalises only to other test images for *these* subjects,
+    and separates methods on boards of few subjects.
+
+  Which one a table uses follows its task's ``inference_target`` (:func:`inference_target`).
 * Significance tiers instead of strict ranks: tier 1 holds the best entry and every entry not
-  significantly worse than it; tier 2 does the same among the rest, and so on.
+  significantly worse than it by the table's paired test; tier 2 does the same among the rest, and
+  so on.
 
 Analyses (:mod:`eegbench.analyses`) add: log-linear fits of accuracy against the amount of data or
 backbone size with a confidence band, Pearson correlation, and for representational similarity
@@ -21,17 +31,22 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from scipy import stats as sps
 
 from eegbench._check import InvalidInputError
 from eegbench.records import ResultRecord
+from eegbench.tasks import MIN_SUBJECTS_FOR_SUBJECT_INFERENCE
 
 ALPHA = 0.05
+#: resample budget of :func:`image_sign_flip_test`: sign patterns are enumerated up to this many
+IMAGE_TEST_RESAMPLES = 9999
+#: what a paired test generalises to: other ``subjects``, or other test ``images`` of these subjects
+InferenceTarget = Literal["subjects", "images"]
 
 
 def seed_averaged(records: Iterable[ResultRecord], metric: str) -> dict[str, float]:
@@ -64,11 +79,20 @@ def trial_hits(record: ResultRecord, k: int) -> np.ndarray:
     return np.clip((k - better) / (tied + 1.0), 0.0, 1.0)
 
 
-def subject_trials(records: Iterable[ResultRecord], k: int) -> dict[str, np.ndarray]:
-    """Per subject, the seed-averaged per-trial outcomes ``(n_trials,)``."""
+def trial_ranks(record: ResultRecord) -> np.ndarray:
+    """Per-test-trial 1-based rank of the true image, ties counted half (as
+    :attr:`eegbench.metrics.RetrievalResult.ranks`)."""
+    better = np.asarray(record.per_trial.n_better, dtype=float)
+    tied = np.asarray(record.per_trial.n_tied, dtype=float)
+    return better + tied / 2.0 + 1.0
+
+
+def subject_trials(records: Iterable[ResultRecord], k: int | None) -> dict[str, np.ndarray]:
+    """Per subject, the seed-averaged per-trial outcomes ``(n_trials,)``: top-``k`` hits, or with
+    ``k`` None (a rank metric, as :attr:`eegbench.metrics.Metric.k`) ranks."""
     by_subject: dict[str, list[np.ndarray]] = defaultdict(list)
     for record in records:
-        by_subject[record.subject].append(trial_hits(record, k))
+        by_subject[record.subject].append(trial_hits(record, k) if k is not None else trial_ranks(record))
     return {subject: np.mean(np.stack(hits), axis=0) for subject, hits in sorted(by_subject.items())}
 
 
@@ -115,6 +139,77 @@ def sign_flip_test(differences: Sequence[float]) -> float:
     return float(min(1.0, result.pvalue))
 
 
+def image_sign_flip_test(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray], *,
+                         n_resamples: int = IMAGE_TEST_RESAMPLES, seed: int = 0) -> float:
+    """Two-sided stratified sign-flip test that two entries do equally well on these subjects' test images.
+
+    ``a`` and ``b`` map subjects to per-trial outcomes (e.g. seed-averaged top-k hits from
+    :func:`subject_trials`); only the subjects both have count, and each of them must have the same
+    trials in both. The statistic is the mean over subjects of each subject's mean difference
+    ``a - b`` (subjects weigh equally, whatever their number of trials). Under the null hypothesis
+    each (subject, trial) difference is equally likely to have either sign, so the p-value is the
+    share of sign patterns whose statistic is at least as far from 0 as the observed one.
+
+    The test generalises to other test images for *these* subjects, not to other subjects: it
+    separates methods on boards of few subjects where the test over subjects cannot
+    (:func:`sign_flip_test`). Zero differences cannot change sign, so only the ``m`` nonzero ones
+    count. With ``2**m <= n_resamples`` every pattern is enumerated and the p-value is exact (the
+    smallest attainable is ``2 / 2**m``); otherwise ``n_resamples`` patterns are drawn with ``seed``
+    and ``p = (1 + #{as extreme}) / (1 + n_resamples)``, never below ``1 / (1 + n_resamples)``.
+    Identical outcomes everywhere give 1; no common subject gives NaN.
+
+    The patterns are applied as one matrix product per block, which for hundreds of trials is
+    several times faster than :func:`scipy.stats.permutation_test`; tiering a board runs many tests.
+    """
+    subjects = sorted(set(a) & set(b))
+    if not subjects:
+        return float("nan")
+    weighted = []
+    for subject in subjects:
+        x, y = np.asarray(a[subject], dtype=float), np.asarray(b[subject], dtype=float)
+        if x.shape != y.shape or x.ndim != 1 or len(x) == 0:
+            raise InvalidInputError(f"Subject {subject!r} has per-trial outcomes of shapes {x.shape} and {y.shape}: "
+                                    "a paired test over images needs the same test trials in both entries.")
+        weighted.append((x - y) / (len(x) * len(subjects)))
+    d = np.concatenate(weighted)
+    d = d[d != 0]
+    if len(d) == 0:
+        return 1.0
+    observed = abs(d.sum())
+    threshold = observed * (1 - 100 * np.finfo(float).eps)  # sums in another order may differ in the last bits
+    if 2 ** len(d) <= n_resamples:
+        patterns = np.arange(2 ** len(d))[:, None] >> np.arange(len(d)) & 1
+        return float(np.count_nonzero(np.abs((2 * patterns - 1) @ d) >= threshold) / len(patterns))
+    rng = np.random.default_rng(seed)
+    extreme = 0
+    for start in range(0, n_resamples, 1024):
+        signs = 2 * rng.integers(0, 2, size=(min(1024, n_resamples - start), len(d)), dtype=np.int8) - 1
+        extreme += np.count_nonzero(np.abs(signs @ d) >= threshold)
+    return (1 + extreme) / (1 + n_resamples)
+
+
+def subject_sign_flip_test(a: Mapping[str, float], b: Mapping[str, float]) -> float:
+    """:func:`sign_flip_test` of two entries' per-subject scores, over the subjects both have."""
+    return sign_flip_test(paired_differences(a, b))
+
+
+#: the paired test of each inference target, on per-subject scores (subjects) or per-subject
+#: per-trial outcomes (images)
+PAIRED_TESTS: dict[InferenceTarget, Callable[[Mapping[str, Any], Mapping[str, Any]], float]] = {
+    "subjects": subject_sign_flip_test, "images": image_sign_flip_test}
+
+
+def inference_target(declared: str, n_subjects: int) -> InferenceTarget:
+    """The inference target of a table of ``n_subjects`` subjects whose task declares ``declared``
+    (``auto``: images below :data:`~eegbench.tasks.MIN_SUBJECTS_FOR_SUBJECT_INFERENCE` subjects,
+    as :meth:`eegbench.tasks.Task.resolved_inference_target`)."""
+    if declared in ("subjects", "images"):
+        return declared
+    if declared != "auto":
+        raise InvalidInputError(f"Unknown inference target {declared!r}: use subjects, images or auto.")
+    return "images" if n_subjects < MIN_SUBJECTS_FOR_SUBJECT_INFERENCE else "subjects"
+
+
 def holm(pvalues: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone); NaNs are passed through."""
     p = np.asarray(pvalues, dtype=float)
@@ -133,21 +228,27 @@ def paired_differences(a: Mapping[str, float], b: Mapping[str, float]) -> list[f
     return [a[s] - b[s] for s in sorted(set(a) & set(b))]
 
 
-def significance_tiers(scores: Sequence[Mapping[str, float]], alpha: float = ALPHA) -> list[int]:
-    """Tier of each entry (1 = best) from per-subject scores.
+Outcomes = TypeVar("Outcomes", bound=Mapping[str, Any])
 
-    Entries are ranked by mean score. Tier 1 is the best entry plus every entry whose paired
-    sign-flip test against it is not significant after Holm correction; the remaining entries are
-    tiered the same way, recursively.
+
+def significance_tiers(entries: Sequence[Outcomes], alpha: float = ALPHA, *,
+                       test: Callable[[Outcomes, Outcomes], float] = subject_sign_flip_test) -> list[int]:
+    """Tier of each entry (1 = best) from its per-subject outcomes and a paired ``test``.
+
+    Each entry maps subjects to a score (for :func:`subject_sign_flip_test`) or to per-trial
+    outcomes (for :func:`image_sign_flip_test`); entries are ranked by the mean over subjects of
+    each subject's mean outcome. Tier 1 is the best entry plus every entry whose paired test against
+    it is not significant after Holm correction; the remaining entries are tiered the same way,
+    recursively.
     """
-    means = [np.mean(list(s.values())) for s in scores]
-    remaining = sorted(range(len(scores)), key=lambda i: -means[i])
-    tiers = [0] * len(scores)
+    means = [np.mean([np.mean(v) for v in entry.values()]) for entry in entries]
+    remaining = sorted(range(len(entries)), key=lambda i: -means[i])
+    tiers = [0] * len(entries)
     tier = 0
     while remaining:
         tier += 1
         best, rest = remaining[0], remaining[1:]
-        pvalues = holm([sign_flip_test(paired_differences(scores[best], scores[i])) for i in rest])
+        pvalues = holm([test(entries[best], entries[i]) for i in rest])
         same = [i for i, p in zip(rest, pvalues) if np.isnan(p) or p >= alpha]
         for i in [best, *same]:
             tiers[i] = tier
