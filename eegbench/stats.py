@@ -15,7 +15,7 @@
     (:func:`image_sign_flip_test`). It generalises only to other test images for *these* subjects,
     and separates methods on boards of few subjects.
 
-  Which one a table uses follows its task's ``inference_target`` (:func:`inference_target`).
+  Which one a table uses follows its task's ``inference_target`` (:func:`eegbench.tasks.resolve_inference_target`).
 * Significance tiers instead of strict ranks: tier 1 holds the best entry and every entry not
   significantly worse than it by the table's paired test; tier 2 does the same among the rest, and
   so on.
@@ -33,20 +33,19 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from scipy import stats as sps
 
 from eegbench._check import InvalidInputError
 from eegbench.records import ResultRecord
-from eegbench.tasks import MIN_SUBJECTS_FOR_SUBJECT_INFERENCE
+from eegbench.tasks import InferenceTarget
 
 ALPHA = 0.05
 #: resample budget of :func:`image_sign_flip_test`: sign patterns are enumerated up to this many
 IMAGE_TEST_RESAMPLES = 9999
 #: what a paired test generalises to: other ``subjects``, or other test ``images`` of these subjects
-InferenceTarget = Literal["subjects", "images"]
 
 
 def seed_averaged(records: Iterable[ResultRecord], metric: str) -> dict[str, float]:
@@ -197,17 +196,6 @@ def subject_sign_flip_test(a: Mapping[str, float], b: Mapping[str, float]) -> fl
 #: per-trial outcomes (images)
 PAIRED_TESTS: dict[InferenceTarget, Callable[[Mapping[str, Any], Mapping[str, Any]], float]] = {
     "subjects": subject_sign_flip_test, "images": image_sign_flip_test}
-
-
-def inference_target(declared: str, n_subjects: int) -> InferenceTarget:
-    """The inference target of a table of ``n_subjects`` subjects whose task declares ``declared``
-    (``auto``: images below :data:`~eegbench.tasks.MIN_SUBJECTS_FOR_SUBJECT_INFERENCE` subjects,
-    as :meth:`eegbench.tasks.Task.resolved_inference_target`)."""
-    if declared in ("subjects", "images"):
-        return declared
-    if declared != "auto":
-        raise InvalidInputError(f"Unknown inference target {declared!r}: use subjects, images or auto.")
-    return "images" if n_subjects < MIN_SUBJECTS_FOR_SUBJECT_INFERENCE else "subjects"
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

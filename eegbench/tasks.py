@@ -112,6 +112,22 @@ _HASHED_ONLY_WHEN_SET = ("main_score", "reference_method", "baseline", "scoring"
 #: below this many subjects, ``inference_target: auto`` tests differences over test images, not subjects
 MIN_SUBJECTS_FOR_SUBJECT_INFERENCE = 8
 
+#: the sample a paired test between methods draws its units from
+InferenceTarget = Literal["subjects", "images"]
+
+
+def resolve_inference_target(declared: str, n_subjects: int) -> InferenceTarget:
+    """The inference target of a table of ``n_subjects`` subjects whose task declares ``declared``.
+
+    ``auto`` means images below :data:`MIN_SUBJECTS_FOR_SUBJECT_INFERENCE` subjects (the exact sign-flip
+    test over 4 subjects cannot go below p = 0.125), subjects otherwise.
+    """
+    if declared in ("subjects", "images"):
+        return declared  # type: ignore[return-value]
+    if declared != "auto":
+        raise InvalidInputError(f"Unknown inference target {declared!r}: use subjects, images or auto.")
+    return "images" if n_subjects < MIN_SUBJECTS_FOR_SUBJECT_INFERENCE else "subjects"
+
 
 class Task(BaseModel):
     """A benchmark task (the schema of ``tasks/*.yaml``)."""
@@ -198,11 +214,9 @@ class Task(BaseModel):
                              "drop it")
         return self
 
-    def resolved_inference_target(self, n_subjects: int) -> Literal["subjects", "images"]:
+    def resolved_inference_target(self, n_subjects: int) -> InferenceTarget:
         """``inference_target`` for a table of ``n_subjects`` subjects (``auto`` resolved)."""
-        if self.inference_target != "auto":
-            return self.inference_target
-        return "images" if n_subjects < MIN_SUBJECTS_FOR_SUBJECT_INFERENCE else "subjects"
+        return resolve_inference_target(self.inference_target, n_subjects)
 
     @property
     def content_hash(self) -> str:

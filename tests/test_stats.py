@@ -12,12 +12,12 @@ from eegbench.stats import (
     hierarchical_bootstrap_ci,
     holm,
     image_sign_flip_test,
-    inference_target,
     mean_sd,
     sign_flip_test,
     significance_tiers,
     subject_trials,
 )
+from eegbench.tasks import resolve_inference_target
 
 
 def test_sign_flip_exact_p_values():
@@ -158,11 +158,11 @@ def test_image_level_tiers_separate_what_four_subjects_cannot():
 
 
 def test_inference_target_resolves_auto_by_subject_count():
-    assert inference_target("auto", 4) == "images" and inference_target("auto", 7) == "images"
-    assert inference_target("auto", 8) == "subjects" and inference_target("auto", 10) == "subjects"
-    assert inference_target("subjects", 4) == "subjects" and inference_target("images", 10) == "images"
+    assert resolve_inference_target("auto", 4) == "images" and resolve_inference_target("auto", 7) == "images"
+    assert resolve_inference_target("auto", 8) == "subjects" and resolve_inference_target("auto", 10) == "subjects"
+    assert resolve_inference_target("subjects", 4) == "subjects" and resolve_inference_target("images", 10) == "images"
     with pytest.raises(InvalidInputError, match="Unknown inference target 'trials'"):
-        inference_target("trials", 4)
+        resolve_inference_target("trials", 4)
 
 
 def test_subject_trials_give_hits_or_ranks_averaged_over_seeds():
