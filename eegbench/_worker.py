@@ -194,7 +194,8 @@ class Worker:
         """Embed the test batch in one call and save both outputs, each checked against its own row count."""
         aligner = self._aligner(request["state"], int(request["index"]), request.get("variant"))
         inputs = request["inputs"]
-        batches = {"brain": _open(inputs["brain"]), "images": {key: _open(path) for key, path in inputs["images"].items()}}
+        batches = {"brain": _open(inputs["brain"]),
+                   "images": {key: _open(path) for key, path in inputs["images"].items()}}
         with _calling("embed_test_batch()"):
             embedded = aligner.embed_test_batch(batches["brain"], batches["images"], request["subject"])
         if not (isinstance(embedded, (tuple, list)) and len(embedded) == 2):
@@ -297,7 +298,8 @@ def serve(connection) -> None:
         connection.send_bytes(json.dumps({"id": config["hello"], **_failure(error)}).encode())
         return
     connection.send_bytes(json.dumps({"id": config["hello"], "ok": True}).encode())
-    handlers = {"describe": worker.describe, "fit": worker.fit, "embed": worker.embed, "embed_batch": worker.embed_batch}
+    handlers = {"describe": worker.describe, "fit": worker.fit, "embed": worker.embed,
+                "embed_batch": worker.embed_batch}
     while True:
         try:
             request = json.loads(connection.recv_bytes())

@@ -57,8 +57,9 @@ def check_task(submission: Submission) -> str:
     for name in list_tasks():
         if submission.supports(name) and load_task(name).dataset.name == "synthetic":
             return name
-    raise InvalidInputError(f"Method {submission.id!r} supports no synthetic task (its tasks: {submission.meta.tasks}); "
-                            "eegbench check needs one: add a synthetic task to `tasks` in its submission.yaml.")
+    raise InvalidInputError(f"Method {submission.id!r} supports no synthetic task (its tasks: "
+                            f"{submission.meta.tasks}); eegbench check needs one: add a synthetic task to `tasks` "
+                            "in its submission.yaml.")
 
 
 def check_submission(submission: str | Path, task: str | Task | None = None, *,

@@ -595,7 +595,8 @@ def _linked_state(worker: _WorkerProcess, aligner: FittedAligner) -> Path:
 def _save_batch(stem: Path, batch: np.ndarray | Mapping[str, np.ndarray]) -> str | dict[str, str]:
     """Write a batch to embed: one file for responses, one per layer key for features."""
     if isinstance(batch, Mapping):
-        return {key: _save(stem.with_name(f"{stem.name}-{j}.npy"), array) for j, (key, array) in enumerate(batch.items())}
+        return {key: _save(stem.with_name(f"{stem.name}-{j}.npy"), array)
+                for j, (key, array) in enumerate(batch.items())}
     return _save(stem.with_name(f"{stem.name}.npy"), batch)
 
 

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from eegbench.check import check_task
 from eegbench.errors import InvalidInputError, TransductiveMethodError
 from eegbench.leaderboard import build_leaderboard
 from eegbench.metrics import retrieve
@@ -165,6 +166,8 @@ def test_tta_runs_on_the_transductive_task_and_is_refused_elsewhere(boards, tmp_
     assert record.backbone.layer_setting == "blocks.3"  # the fixed depth 0.6 of efficientnet_lite0
     with pytest.raises(InvalidInputError, match="Method 'tta' does not support task 'synthetic-intra'"):
         run(tiny_task(), "tta", results_dir=tmp_path, subjects=[1])
+    assert (check_task(load_submission("tta")), check_task(load_submission("final"))) == (TRANSDUCTIVE,
+                                                                                          "synthetic-intra")
 
 
 def test_transductive_results_get_their_own_page_and_never_enter_the_main_tables(boards, tmp_path):
