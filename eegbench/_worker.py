@@ -14,6 +14,9 @@ Requests (``op``):
   return their reports;
 * ``embed``: load fitted aligners from a state file and embed batches of one side only (brain
   responses or image features), each in the order the harness chose.
+* ``embed_batch`` (transductive tasks only): load fitted aligners from a state file and embed the
+  whole test batch, responses and gallery, in one call of ``embed_test_batch``, each set in the
+  order the harness chose.
 
 Every reply carries the request's random id, so a submission that writes to the pipe itself
 cannot answer a request it has not seen. A failure names the call into the submission's code that
@@ -187,6 +190,22 @@ class Worker:
             np.save(out, check_embeddings(embedded, request["label"], count_rows(rows)), allow_pickle=False)
         return {}
 
+    def embed_batch(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Embed the test batch in one call and save both outputs, each checked against its own row count."""
+        aligner = self._aligner(request["state"], int(request["index"]), request.get("variant"))
+        inputs = request["inputs"]
+        batches = {"brain": _open(inputs["brain"]),
+                   "images": {key: _open(path) for key, path in inputs["images"].items()}}
+        with _calling("embed_test_batch()"):
+            embedded = aligner.embed_test_batch(batches["brain"], batches["images"], request["subject"])
+        if not (isinstance(embedded, (tuple, list)) and len(embedded) == 2):
+            raise InvalidInputError(f"Method {self.submission.id!r}: embed_test_batch() must return a pair "
+                                    f"(brain embeddings, image embeddings); found {_shown(embedded)}.")
+        for (side, rows), output in zip(batches.items(), embedded):
+            checked = check_embeddings(output, request["labels"][side], count_rows(rows))
+            np.save(request["outputs"][side], checked, allow_pickle=False)
+        return {}
+
     def _aligner(self, state: str, index: int, variant: str | None) -> Aligner:
         if self._loaded is None or self._loaded[0] != state:
             with _calling("torch.load()"):  # unpickling runs the aligners' own code
@@ -279,7 +298,8 @@ def serve(connection) -> None:
         connection.send_bytes(json.dumps({"id": config["hello"], **_failure(error)}).encode())
         return
     connection.send_bytes(json.dumps({"id": config["hello"], "ok": True}).encode())
-    handlers = {"describe": worker.describe, "fit": worker.fit, "embed": worker.embed}
+    handlers = {"describe": worker.describe, "fit": worker.fit, "embed": worker.embed,
+                "embed_batch": worker.embed_batch}
     while True:
         try:
             request = json.loads(connection.recv_bytes())

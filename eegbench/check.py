@@ -14,7 +14,7 @@ from eegbench.isolation import resolve_isolation
 from eegbench.plan import DatasetCache
 from eegbench.runner import DEFAULT_TASK, RunResult, run
 from eegbench.submissions import Submission, load_submission
-from eegbench.tasks import Task, load_task
+from eegbench.tasks import Task, list_tasks, load_task
 
 
 @dataclass
@@ -48,7 +48,21 @@ class CheckReport:
         return tabulate([*rows, chance], headers, tablefmt="github", disable_numparse=True)
 
 
-def check_submission(submission: str | Path, task: str | Task = DEFAULT_TASK, *,
+def check_task(submission: Submission) -> str:
+    """The synthetic task :func:`check_submission` runs a submission on by default: ``synthetic-intra``, or
+    for a submission that declares other tasks (``tasks: ["*-transductive"]``) the first synthetic task it
+    supports."""
+    if submission.supports(DEFAULT_TASK):
+        return DEFAULT_TASK
+    for name in list_tasks():
+        if submission.supports(name) and load_task(name).dataset.name == "synthetic":
+            return name
+    raise InvalidInputError(f"Method {submission.id!r} supports no synthetic task (its tasks: "
+                            f"{submission.meta.tasks}); eegbench check needs one: add a synthetic task to `tasks` "
+                            "in its submission.yaml.")
+
+
+def check_submission(submission: str | Path, task: str | Task | None = None, *,
                      subjects: Sequence[str | int] | None = None,
                      hyperparameters: Mapping[str, Any] | None = None,
                      results_dir: str | Path | None = None, isolation: str = "strongest") -> CheckReport:
@@ -58,11 +72,12 @@ def check_submission(submission: str | Path, task: str | Task = DEFAULT_TASK, *,
     hyperparameters and requested layers, runs it with fresh results at the strongest isolation
     level available here, runs (or reuses) the reference method (``task.reference_method``) on the
     same units, and returns both; it warns when the task's main score is not clearly above chance.
-    Raises a clear error at the first problem, including any failure of the method's code.
+    ``task`` defaults to :func:`check_task`. Raises a clear error at the first problem, including any
+    failure of the method's code.
     """
     start = time.perf_counter()
     loaded = load_submission(submission)
-    task = task if isinstance(task, Task) else load_task(task)
+    task = task if isinstance(task, Task) else load_task(task or check_task(loaded))
     if task.dataset.name != "synthetic":
         raise InvalidInputError("eegbench check runs on a synthetic task (it needs no download); "
                                 f"{task.id!r} uses {task.dataset.name!r}.")

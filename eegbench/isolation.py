@@ -8,10 +8,12 @@ starts worker processes (:mod:`eegbench._worker`) for one submission and talks t
 * the **brain** worker loads that state and embeds test responses, and nothing else;
 * the **images** worker loads that state and embeds gallery features, and nothing else;
 * ``brain-check`` and ``images-check`` embed random parts of the same rows again, for the check
-  that embeddings are inductive (:mod:`eegbench.scoring`).
+  that embeddings are inductive (:mod:`eegbench.scoring`);
+* the **batch** worker (transductive tasks only) loads that state and embeds the whole test batch,
+  responses and gallery, in one call.
 
-No state passes between the two sides, and each side sees its rows in an order only the harness
-knows. Arrays travel as ``.npy`` files in per-worker folders and are opened read-only and
+On inductive tasks no state passes between the two sides; on every task each set of rows comes
+in an order only the harness knows. Arrays travel as ``.npy`` files in per-worker folders and are opened read-only and
 memory-mapped in the worker; replies are JSON and ``.npy`` files read with ``allow_pickle=False``,
 so nothing a submission produces is ever unpickled by the harness.
 
@@ -536,18 +538,10 @@ class SubmissionSession:
         :func:`eegbench.metrics.check_embeddings` (the worker checks them too, but is not trusted).
         """
         worker = self.worker(role)
-        state = worker.inbox.folder / aligner.state.name
-        if not state.exists():
-            _link_or_copy(aligner.state, state)
+        state = _linked_state(worker, aligner)
         token = secrets.token_hex(8)
-        inputs, outputs = [], []
-        for i, batch in enumerate(batches):
-            if isinstance(batch, Mapping):
-                inputs.append({key: _save(worker.inbox.folder / f"{token}-{i}-{j}.npy", array)
-                               for j, (key, array) in enumerate(batch.items())})
-            else:
-                inputs.append(_save(worker.inbox.folder / f"{token}-{i}.npy", batch))
-            outputs.append(str(worker.outbox / f"{token}-{i}.npy"))
+        inputs = [_save_batch(worker.inbox.folder / f"{token}-{i}", batch) for i, batch in enumerate(batches)]
+        outputs = [str(worker.outbox / f"{token}-{i}.npy") for i in range(len(batches))]
         side = "brain" if role.startswith("brain") else "images"
         label = f"Method {self.submission.id!r}: the output of embed_{side}()"
         try:
@@ -560,6 +554,50 @@ class SubmissionSession:
         finally:
             for path in [*outputs, *_paths(inputs)]:
                 Path(path).unlink(missing_ok=True)
+
+    def embed_batch(self, aligner: FittedAligner, variant: str | None, responses: np.ndarray,
+                    features: Mapping[str, np.ndarray], subject: str) -> tuple[np.ndarray, np.ndarray]:
+        """Embed a whole test batch in one call of ``embed_test_batch`` (worker ``batch``; transductive tasks).
+
+        ``responses`` are ``subject``'s test responses and ``features`` the gallery, each already in
+        the order the harness chose. Returns float64 ``(brain, images)`` embeddings, each checked
+        here with :func:`eegbench.metrics.check_embeddings` against its own row count.
+        """
+        worker = self.worker("batch")
+        state = _linked_state(worker, aligner)
+        token = secrets.token_hex(8)
+        batches = {"brain": responses, "images": features}
+        inputs = {side: _save_batch(worker.inbox.folder / f"{token}-{side}", batch) for side, batch in batches.items()}
+        outputs = {side: str(worker.outbox / f"{token}-{side}.npy") for side in batches}
+        labels = {side: f"Method {self.submission.id!r}: the {side} embeddings of embed_test_batch()"
+                  for side in batches}
+        try:
+            self._request("batch", "embed_batch", {"state": str(state), "index": aligner.index, "variant": variant,
+                                                   "inputs": inputs, "outputs": outputs, "labels": labels,
+                                                   "subject": subject},
+                          self.timeout, "embedding the test batch")
+            brain, images = (check_embeddings(_read_output(Path(outputs[side]), self.submission.id, side),
+                                              labels[side], count_rows(batches[side])) for side in batches)
+            return brain, images
+        finally:
+            for path in [*outputs.values(), *_paths(list(inputs.values()))]:
+                Path(path).unlink(missing_ok=True)
+
+
+def _linked_state(worker: _WorkerProcess, aligner: FittedAligner) -> Path:
+    """The aligner's state file, linked into the worker's own inbox: workers see nothing else."""
+    state = worker.inbox.folder / aligner.state.name
+    if not state.exists():
+        _link_or_copy(aligner.state, state)
+    return state
+
+
+def _save_batch(stem: Path, batch: np.ndarray | Mapping[str, np.ndarray]) -> str | dict[str, str]:
+    """Write a batch to embed: one file for responses, one per layer key for features."""
+    if isinstance(batch, Mapping):
+        return {key: _save(stem.with_name(f"{stem.name}-{j}.npy"), array)
+                for j, (key, array) in enumerate(batch.items())}
+    return _save(stem.with_name(f"{stem.name}.npy"), batch)
 
 
 def count_rows(batch: np.ndarray | Mapping[str, np.ndarray]) -> int:

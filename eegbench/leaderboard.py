@@ -510,7 +510,8 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
     protocol = PROTOCOL_TITLES.get(task.protocol, task.protocol)
     # ids (task, backbone, method...) match the patterns of eegbench.identifiers and are written as they are
     lines = [
-        HEADER, "", f"# {task.id} (version {task.version})", "", md(task.description), "",
+        HEADER, "", f"# {task.id} (version {task.version}){_track_title(task.inference)}", "",
+        *_track_note(task.inference), md(task.description), "",
         f"- **Metric**: {gallery}-way zero-shot retrieval of the seen image among the test images (cosine "
         "similarity); top-k accuracy in %, ties broken at random.",
         f"- **Chance**: {chance}.",
@@ -567,6 +568,20 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
                   "Published numbers on the same dataset and protocol family; see [published.md](published.md) for "
                   "why they are not comparable.", "", published, ""]
     return "\n".join(lines)
+
+
+def _track_title(inference: str) -> str:
+    """What a title adds for a task off the main board: its track."""
+    return ": transductive track" if inference == "transductive" else ""
+
+
+def _track_note(inference: str) -> list[str]:
+    """The lines that open the page of a transductive task (none for the main, inductive board)."""
+    if inference != "transductive":
+        return []
+    return ["**Transductive track.** Each method embedded every test batch, responses and gallery (each in "
+            "a hidden order), in one call, and may calibrate on the batch's statistics. These results are a "
+            "separate board: they never enter the tables of inductive tasks and are not comparable with them.", ""]
 
 
 def published_page() -> str:
@@ -629,7 +644,8 @@ def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int]
         atomic_write_text(out_dir / f"{name}.md", page)
         written[name] = out_dir / f"{name}.md"
         # task ids and versions are validated identifiers (results.TASK_ID_PATTERN, int): safe in a link
-        index.append(f"| [{task}]({name}.md) | {version} | {len({Entry.of(r) for r in mine})} | {len(mine)} |")
+        track = _track_title(mine[0].task.inference) if mine else ""
+        index.append(f"| [{task}]({name}.md){track} | {version} | {len({Entry.of(r) for r in mine})} | {len(mine)} |")
     atomic_write_text(out_dir / "published.md", published_page())
     written["published"] = out_dir / "published.md"
     atomic_write_text(out_dir / "README.md", "\n".join(index) + "\n")

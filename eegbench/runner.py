@@ -425,7 +425,7 @@ class _RunContext:
     def _evaluate(self, unit: Unit, aligner: FittedAligner, normalizer, timing: dict[str, float]) -> ResultRecord:
         task, dataset = self.resolved.task, self.resolved.dataset
         gallery = self._gallery()
-        scorer = HiddenScorer(self.session)
+        scorer = HiddenScorer(self.session, inference=task.inference)
         single = (test_trials(task, dataset, unit, normalizer)
                   if task.repetitions.test == "single" or "single_trial" in task.scoring else None)
         # the headline: repetitions averaged, or every trial on its own

@@ -7,9 +7,14 @@ Only the harness, in its own process, restores the true order, computes similari
 every embedding it gets from a worker is checked first (the session checks it against the
 contract of :func:`eegbench.metrics.check_embeddings`, whatever the worker claims).
 
-Embeddings must be **inductive**: a row's embedding may depend only on that row. The harness
-embeds the rows again in a fresh worker, split into random parts, and refuses a method whose
-embeddings change (transductive inference belongs to its own track).
+On inductive tasks (the main board) embeddings must be **inductive**: a row's embedding may
+depend only on that row. The harness embeds the rows again in a fresh worker, split into random
+parts, and refuses a method whose embeddings change.
+
+On **transductive** tasks (their own track, ``inference: transductive``) one worker embeds the
+whole test batch in one call (:meth:`eegbench.submissions.Aligner.embed_test_batch`): the
+responses and the gallery, each in its own secret order, and no pairing. The harness restores
+both orders and ranks as above; there is no inductive check.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -52,11 +58,15 @@ class HiddenScorer:
         The workers of the submission.
     check_inductive : bool
         Embed every set of rows a second time, in random parts in a fresh worker, and refuse
-        transductive methods.
+        transductive methods (inductive tasks only).
+    inference : {"inductive", "transductive"}
+        The task's track: ``transductive`` embeds each test batch, responses and gallery, in one
+        call of ``embed_test_batch``.
     """
 
     session: SubmissionSession
     check_inductive: bool = True
+    inference: Literal["inductive", "transductive"] = "inductive"
 
     @property
     def method(self) -> str:
@@ -65,14 +75,27 @@ class HiddenScorer:
     def embed(self, side: str, aligner: FittedAligner, variant: str | None, rows: Rows,
               subject: str | None = None) -> np.ndarray:
         """Embeddings of ``rows`` (of ``subject``, for brain responses) in their true order, computed in a
-        secret order (checked by the session)."""
+        secret order (checked by the session). Inductive tasks only: a transductive embedding depends
+        on its batch, which :meth:`embed_batch` embeds whole."""
+        if self.inference == "transductive":
+            raise InvalidInputError(f"Method {self.method!r}: a transductive task embeds each test batch whole; "
+                                    "score it with HiddenScorer.score (one side alone has no transductive embedding).")
         order = secret_permutation(count_rows(rows))
         (embedded,) = self.session.embed(side, aligner, variant, [_take(rows, order)], subject)
-        restored = np.empty_like(embedded)
-        restored[order] = embedded
+        restored = _restored(embedded, order)
         if self.check_inductive and variant is None:
             self._check_inductive(side, aligner, rows, restored, subject)
         return restored
+
+    def embed_batch(self, aligner: FittedAligner, variant: str | None, responses: np.ndarray,
+                    gallery: Mapping[str, np.ndarray], subject: str) -> tuple[np.ndarray, np.ndarray]:
+        """Brain and image embeddings of a whole test batch in their true orders, computed in one call
+        of ``embed_test_batch`` with each set in its own secret order (checked by the session)."""
+        brain_order = secret_permutation(len(responses))
+        image_order = secret_permutation(count_rows(gallery))
+        brain, images = self.session.embed_batch(aligner, variant, _take(responses, brain_order),
+                                                 _take(gallery, image_order), subject)
+        return _restored(brain, brain_order), _restored(images, image_order)
 
     def _check_inductive(self, side: str, aligner: FittedAligner, rows: Rows, full: np.ndarray,
                          subject: str | None) -> None:
@@ -105,15 +128,26 @@ class HiddenScorer:
         """Retrieval of the gallery from ``subject``'s responses (the gallery embedding can be passed in to reuse it).
 
         ``targets`` gives the gallery index of each response (single trials); without, response ``i``
-        saw gallery image ``i``.
+        saw gallery image ``i``. On a transductive task the responses and the gallery are embedded
+        together in one call, whatever ``images`` holds (the gallery's embedding depends on the batch).
         """
-        if images is None:
-            images = self.embed("images", aligner, variant, gallery)
-        brain = self.embed("brain", aligner, variant, responses, subject)
+        if self.inference == "transductive":
+            brain, images = self.embed_batch(aligner, variant, responses, gallery, subject)
+        else:
+            if images is None:
+                images = self.embed("images", aligner, variant, gallery)
+            brain = self.embed("brain", aligner, variant, responses, subject)
         if brain.shape[1] != images.shape[1]:
             raise InvalidInputError(f"Method {self.method!r}: brain and image embeddings differ in width "
                                     f"({brain.shape[1]} vs {images.shape[1]}).")
         return retrieve(brain, images, targets), images
+
+
+def _restored(embedded: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows embedded in ``order`` put back in their true order."""
+    restored = np.empty_like(embedded)
+    restored[order] = embedded
+    return restored
 
 
 def _directions(embedded: np.ndarray) -> np.ndarray:

@@ -15,7 +15,9 @@ A submission's code never runs in the harness's process (:mod:`eegbench.isolatio
 imported and fitted in a worker process; its fitted aligners are pickled and loaded by two other
 workers, one that embeds the test responses and one that embeds the gallery, each receiving its
 rows in an order only the harness knows. The harness alone restores the orders, checks that the
-embeddings are inductive, computes the similarities and scores them.
+embeddings are inductive, computes the similarities and scores them. On a transductive task one
+worker receives both sets, each in its own hidden order, in one call of
+:meth:`Aligner.embed_test_batch`.
 """
 
 from __future__ import annotations
@@ -134,6 +136,16 @@ class Aligner(ABC):
     input, ``(n, dim)`` with ``dim >= 1``, and finite; anything else (integers, booleans, complex
     numbers, NaN or infinity, a list) is refused with an error that says what was found, never cast
     (see :func:`eegbench.metrics.check_embeddings`).
+
+    Two inference tracks (a task's ``inference``):
+
+    * **inductive** (the main board): the harness calls :meth:`embed_brain_of` on the test
+      responses and :meth:`embed_images` on the gallery, in separate workers, and checks that each
+      row's embedding depends on that row alone;
+    * **transductive** (its own track and tables): the harness calls :meth:`embed_test_batch`
+      once with the whole test batch, responses and gallery together, so that a method may
+      calibrate on the batch's statistics (test-time whitening, CSLS...). The default returns the
+      inductive embeddings, so every method runs on both tracks.
     """
 
     @abstractmethod
@@ -152,6 +164,20 @@ class Aligner(ABC):
     @abstractmethod
     def embed_images(self, features: Mapping[str, np.ndarray]) -> np.ndarray:
         """Per-layer ``(n, d)`` image features -> ``(n, dim)`` floating-point embeddings."""
+
+    def embed_test_batch(self, responses: np.ndarray, features: Mapping[str, np.ndarray],
+                         subject: str) -> tuple[np.ndarray, np.ndarray]:
+        """Transductive track only: embed the whole test batch, brain responses and gallery, in one call.
+
+        ``responses`` are ``(n, channels, times)`` test responses of ``subject``, ``features`` the
+        per-layer ``(n_gallery, d)`` features of the gallery; each set comes in its own hidden
+        order, and which response saw which image is not given. Returns ``(brain, images)``
+        embeddings, one row per input row in the order given. The harness ranks the gallery for
+        each response by the cosine similarity of these rows, so a calibrated similarity must be
+        expressed through the embeddings (see ``submissions/tta``). Inductive tasks never call
+        this; the default embeds each side inductively.
+        """
+        return self.embed_brain_of(responses, subject), self.embed_images(features)
 
     def report(self) -> AlignerReport:
         """What the aligner used, chose and measured: its layer(s) with their weights, the validation

@@ -5,7 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from eegbench.cli import app
-from eegbench.check import check_submission
+from eegbench.check import check_submission, check_task
 from eegbench.runner import run
 from eegbench.submissions import import_method, list_submissions, load_submission
 from helpers import tiny_task
@@ -79,8 +79,8 @@ def test_check_every_submission(name, tmp_path):
     """What CI runs for each folder in submissions/ (here on the tiny task to stay fast)."""
     submission = load_submission(name)
     fast = {"epochs": 3} if "epochs" in import_method(submission).Hyperparameters.model_fields else None
-    report = check_submission(submission.folder, tiny_task(), hyperparameters=fast, results_dir=tmp_path,
-                              isolation="process")  # the sandbox has its own tests (test_integrity)
+    report = check_submission(submission.folder, tiny_task(check_task(submission)), hyperparameters=fast,
+                              results_dir=tmp_path, isolation="process")  # the sandbox is tested in test_integrity
     assert report.result.records and report.result.computed == len(report.result.records)
     assert (report.reference is None) == (name == "final")
     assert "chance" in report.table()
