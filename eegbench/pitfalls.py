@@ -30,7 +30,7 @@ from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._plots import save_png, subplots
 from eegbench._progress import logger
 from eegbench.backbones import DEFAULT_BACKBONE, get_features
-from eegbench.data import POSTERIOR_17
+from eegbench.data import POSTERIOR_17, ImageTable, get_dataset_spec
 from eegbench.devices import resolve_device
 from eegbench.isolation import FittedAligner, SubmissionSession
 from eegbench.metrics import RetrievalResult, metric
@@ -55,6 +55,8 @@ REPORTED = ("top1", "top5")
 #: UBP's 'medium' test gallery: OpenCV kernel 51 (sigma 0.3 * ((51 - 1) / 2 - 1) + 0.8 = 8.0), foveated as
 #: the ``ubp`` submission's views (fovea 3.0)
 UBP_MEDIUM_BLUR = GaussianBlur(sigma=8.0, fovea=3.0)
+#: other exemplars per test concept averaged into a centroid (NICE averages the other THINGS images of a concept)
+CENTROID_EXEMPLARS = 4
 #: NeuroBridge's four corruptions (the ``neurobridge`` submission's default views), averaged by ``--image_test_aug``
 NEUROBRIDGE_VIEWS: tuple[ImageView, ...] = (GaussianBlur(sigma=2.6), GaussianNoise(std=25.0), Downscale(factor=0.1),
                                             Mosaic(block=5.0))
@@ -110,11 +112,12 @@ class _Model(BaseModel):
 
 
 class UnitScores(_Model):
-    """One unit's scores with and without the pitfall (``layer``: the layer both used, where it was fixed)."""
+    """One unit's scores with and without the pitfall, and the layers of each where the pitfall fixed them."""
 
     subject: str
     seed: int
-    layer: str | None = None
+    reference_layer: str | None = None
+    pitfall_layer: str | None = None
     reference: dict[str, float]
     pitfall: dict[str, float]
 
@@ -214,17 +217,17 @@ class _Bench:
         resolved = resolve_run(task or self.task, self.submission, self.backbone, layer, self.overrides | dict(overrides),
                                planner=self.session, device=self.device if self.model is None else None,
                                **self.options)
-        self.model = self.model or resolved.model
+        if self.model is None:
+            self.model = resolved.model
         return dataclasses.replace(resolved, model=self.model)
 
     def features(self, resolved: ResolvedRun, part: str, view: ImageView | None = None) -> dict[str, np.ndarray]:
-        """Normalised features of the training or test images (or of a view of them) for the run's layers."""
+        """Normalised features of an image set (:func:`_image_set`), or of a view of it, for the run's layers."""
         key = (part, view.key if view else None, tuple(ref.key for ref in resolved.plan.layers),
                resolved.task.features.image_size)
         if key not in self._features:
-            images = resolved.dataset.train_images if part == "train" else resolved.dataset.test_images
-            arrays = get_features(self.model, resolved.dataset.image_root, images.files, resolved.plan.layers,
-                                  view=view).arrays
+            root, images = _image_set(resolved, part)
+            arrays = get_features(self.model, root, images.files, resolved.plan.layers, view=view).arrays
             if resolved.task.features.normalization == "l2":
                 arrays = {k: _l2(v) for k, v in arrays.items()}
             self._features[key] = arrays
@@ -300,18 +303,22 @@ def _l2(features: np.ndarray) -> np.ndarray:
     return features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
 
 
+def _image_set(resolved: ResolvedRun, part: str) -> tuple[Path, ImageTable]:
+    """The image root and images of ``train``, ``test`` or ``exemplars`` (other images of the test concepts)."""
+    dataset = resolved.dataset
+    if part == "exemplars":
+        spec = get_dataset_spec(dataset.name)
+        options = spec.options.model_validate(resolved.task.dataset.options)
+        return spec.exemplars(options, dataset, CENTROID_EXEMPLARS)
+    return dataset.image_root, dataset.train_images if part == "train" else dataset.test_images
+
+
 def _centroid_gallery(bench: _Bench, resolved: ResolvedRun) -> dict[str, np.ndarray]:
-    """Per test image, the mean of the (normalised) features of the other images of its concept."""
-    others = _other_exemplars(resolved)
-    train = bench.features(resolved, "train")
-    return {key: np.stack([array[rows].mean(0) for rows in others]) for key, array in train.items()}
-
-
-def _other_exemplars(resolved: ResolvedRun) -> list[np.ndarray]:
-    """Per test image, the rows of the dataset's training images of the same concept (the only other images
-    of a concept a dataset holds); empty where it has none."""
-    train = np.asarray(resolved.dataset.train_images.concepts)
-    return [np.flatnonzero(train == concept) for concept in resolved.dataset.test_images.concepts]
+    """Per test image, the mean of the (normalised) features of the other exemplars of its concept."""
+    concepts = np.asarray(_image_set(resolved, "exemplars")[1].concepts)
+    rows = [concepts == concept for concept in resolved.dataset.test_images.concepts]
+    return {key: np.stack([array[mine].mean(0) for mine in rows])
+            for key, array in bench.features(resolved, "exemplars").items()}
 
 
 def _mean_of_views(bench: _Bench, resolved: ResolvedRun) -> dict[str, np.ndarray]:
@@ -334,61 +341,57 @@ class NotApplicable(Exception):
     """A pitfall that cannot be measured on this configuration (the message says why)."""
 
 
-#: per-unit pitfall and reference outcomes, and the layer each unit used where a layer was fixed
-Paired = tuple[Outcomes, Outcomes, dict[Unit, str]]
+#: per-unit pitfall and reference outcomes, and where layers were fixed each unit's (reference, pitfall) layers
+Paired = tuple[Outcomes, Outcomes, dict[Unit, tuple[str, str]]]
 
 
-def _selected_layer(fit: _Fit, unit: Unit) -> str:
-    """The layer a unit's aligner selected on validation (or was given)."""
-    report = fit.aligners[unit].report
-    chosen = report.selected.get("layer")
-    if chosen is None:
-        if len(fit.resolved.plan.layers) != 1:
-            raise NotApplicable("the method does not report which layer it selected")
-        chosen = fit.resolved.plan.layers[0].name
-    return str(chosen)
-
-
-def _by_layer(bench: _Bench, base: _Fit, fit_layer: Callable[[str], tuple[Outcomes, Outcomes]]) -> Paired:
-    """Pitfall and reference outcomes computed per layer: each unit's from the run at its selected layer."""
-    layers = {unit: _selected_layer(base, unit) for unit in base.resolved.units}
-    pitfall, reference = {}, {}
-    for layer in sorted(set(layers.values())):
-        with_pitfall, without = fit_layer(layer)
-        for unit in (u for u, chosen in layers.items() if chosen == layer):
-            pitfall[unit], reference[unit] = with_pitfall[unit], without[unit]
-    return pitfall, reference, layers
+def _selected_layers(fit: _Fit) -> dict[Unit, str] | None:
+    """The layer each unit's aligner selected on validation; None when the method selects none."""
+    chosen = {unit: aligner.report.selected.get("layer") for unit, aligner in fit.aligners.items()}
+    return None if None in chosen.values() else {unit: str(layer) for unit, layer in chosen.items()}
 
 
 def _test_checkpoint(bench: _Bench, base: _Fit) -> Paired:
+    """Per unit, the epoch selected on the test split against the epoch selected on validation. Where the method
+    selects a layer, each unit's layer is fixed to the honest run's choice, so that only the checkpoint changes."""
     if "select_epoch" not in base.resolved.plan.hyperparameters:
         raise NotApplicable(f"method {bench.submission.id!r} has no validation-selected epoch (select_epoch)")
-
-    def fit_layer(layer: str) -> tuple[Outcomes, Outcomes]:
-        resolved = bench.resolve(layer if base.resolved.plan.accepts_layer else None,
-                                 overrides={"select_epoch": True})
-        return (bench.score(bench.fit(resolved, test_as_validation=True)), bench.score(bench.fit(resolved)))
-
-    return _by_layer(bench, base, fit_layer)
+    selected = _selected_layers(base)
+    layers = selected or {unit: base.resolved.layer for unit in base.resolved.units}
+    pitfall, reference = {}, {}
+    for layer in sorted(set(layers.values()), key=str):
+        resolved = bench.resolve(layer, overrides={"select_epoch": True})
+        on_test = bench.fit(resolved, test_as_validation=True)
+        if any(aligner.report.selected_epoch is None for aligner in on_test.aligners.values()):
+            raise NotApplicable(f"method {bench.submission.id!r} reported no validation-selected epoch")
+        with_pitfall, without = bench.score(on_test), bench.score(bench.fit(resolved))
+        for unit in (u for u, chosen in layers.items() if chosen == layer):
+            pitfall[unit], reference[unit] = with_pitfall[unit], without[unit]
+    return pitfall, reference, {u: (layer, layer) for u, layer in selected.items()} if selected else {}
 
 
 def _test_layer(bench: _Bench, base: _Fit) -> Paired:
+    """Per unit, the candidate layer with the best test main score against the validation-selected one, each
+    run honestly with its layer fixed."""
     candidates = [ref.name for ref in base.resolved.plan.layers]
     if len(candidates) < 2:
         raise NotApplicable(f"the method was given a single layer ({candidates[0]}): nothing to select")
+    selected = _selected_layers(base)
+    if selected is None:
+        raise NotApplicable(f"method {bench.submission.id!r} uses several layers without selecting one")
     runs = {layer: bench.score(bench.fit(bench.resolve(layer))) for layer in candidates}
     main = metric(base.resolved.task.main_score)
     pitfall, reference, layers = {}, {}, {}
     for unit in base.resolved.units:
         best = max(candidates, key=lambda layer: main.score(runs[layer][unit]))  # ties: the first candidate
-        pitfall[unit], reference[unit] = runs[best][unit], runs[_selected_layer(base, unit)][unit]
-        layers[unit] = best
+        pitfall[unit], reference[unit] = runs[best][unit], runs[selected[unit]][unit]
+        layers[unit] = (selected[unit], best)
     return pitfall, reference, layers
 
 
 def _gallery(name: str) -> Callable[[_Bench, _Fit], Paired]:
     def measure(bench: _Bench, base: _Fit) -> Paired:
-        if name == "centroid" and not all(len(rows) for rows in _other_exemplars(base.resolved)):
+        if name == "centroid" and get_dataset_spec(base.resolved.dataset.name).exemplars is None:
             raise NotApplicable(f"dataset {base.resolved.dataset.name!r} holds no other images of the test concepts "
                                 "(NICE's centroids come from the THINGS database)")
         return bench.score(base, name), bench.score(base), {}
@@ -443,7 +446,8 @@ def paired_change(pitfall: Outcomes, reference: Outcomes, name: str, *, seed: in
 
 def _result(name: str, paired: Paired, metrics: Sequence[str]) -> PitfallResult:
     pitfall, reference, layers = paired
-    units = [UnitScores(subject=u.subject, seed=u.seed, layer=layers.get(u), reference=metric_scores(reference[u], metrics),
+    units = [UnitScores(subject=u.subject, seed=u.seed, reference_layer=layers.get(u, (None, None))[0],
+                        pitfall_layer=layers.get(u, (None, None))[1], reference=metric_scores(reference[u], metrics),
                         pitfall=metric_scores(pitfall[u], metrics)) for u in reference]
     return PitfallResult(name=name, status="applied", metrics={m: paired_change(pitfall, reference, m) for m in metrics},
                          n_subjects=len({u.subject for u in reference}), n_units=len(reference), units=units)

@@ -46,14 +46,15 @@ def test_selection_on_test_never_lowers_the_main_score(measured, name):
     slack = 0.0 if name == "test-layer" else 1 / 50
     for unit in units:
         assert unit.pitfall["top1"] >= unit.reference["top1"] - slack, unit
-        assert unit.layer is not None
+        assert unit.reference_layer is not None and unit.pitfall_layer is not None
+        assert name == "test-layer" or unit.pitfall_layer == unit.reference_layer
     change = measured["record"].result(name).metrics["top1"]
     assert change.difference >= -slack and change.ci[0] <= change.difference <= change.ci[1]
 
 
 def test_gallery_pitfalls_change_only_the_gallery(measured):
     honest = {(r.subject, r.seed): r.scores for r in measured["honest"]}
-    for name in ("blurred-gallery", "augmented-gallery"):
+    for name in ("blurred-gallery", "augmented-gallery", "centroid-gallery"):
         units = _units(measured["record"], name)
         assert len(units) == len(honest)
         for unit in units:  # the reference is the honest run's aligner on the original gallery
@@ -70,9 +71,9 @@ def test_the_layer_reference_is_the_validation_selected_layer(measured):
 
 
 def test_pitfalls_that_do_not_apply_say_why(measured):
+    # the synthetic dataset records the 17 posterior channels only, with no MVNN in the protocols yet
     record = measured["record"]
     assert [p.name for p in record.pitfalls] == list(PITFALLS)
-    assert "other images of the test concepts" in record.result("centroid-gallery").reason
     assert "17 posterior channels" in record.result("channels-63-vs-17").reason
     assert record.result("mvnn-test-covariance").status == "not-applicable"
 
@@ -118,3 +119,21 @@ def test_cli_measures_chosen_pitfalls_and_refuses_unknown_ones(tmp_path):
                                                                       ("blurred-gallery", "applied")]
     assert "single layer" in record["pitfalls"][0]["reason"]
     assert (tmp_path / "results" / "_pitfalls" / "synthetic-intra" / "v1" / "shallow-efficientnet_lite0.json").is_file()
+
+
+def test_the_synthetic_dataset_draws_other_exemplars_of_its_test_concepts(tiny_dataset):
+    from eegbench.data import get_dataset_spec
+    from eegbench.data.synthetic import SyntheticConfig
+    from helpers import TINY
+
+    spec = get_dataset_spec("synthetic")
+    root, images = spec.exemplars(SyntheticConfig(**TINY), tiny_dataset, 2)
+    assert len(images) == 2 * len(tiny_dataset.test_images)
+    assert set(images.concepts) == set(tiny_dataset.test_images.concepts)
+    assert not set(images.files) & set(tiny_dataset.test_images.files)
+    drawn = [(root / file).read_bytes() for file in images.files[:2]]
+    test_image = (tiny_dataset.image_root / tiny_dataset.test_images.files[0]).read_bytes()
+    assert len({*drawn, test_image}) == 3  # two new exemplars of the first test concept, neither its test image
+    (root / images.files[0]).unlink()  # drawn again, the same pixels: each depends only on the seed and its indices
+    assert spec.exemplars(SyntheticConfig(**TINY), tiny_dataset, 2)[1] == images
+    assert [(root / file).read_bytes() for file in images.files[:2]] == drawn
