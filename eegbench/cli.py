@@ -310,15 +310,19 @@ def run(
 def _summary_table(summary: dict) -> str:
     from tabulate import tabulate
 
+    from eegbench.metrics import metric
+
     metrics = list(summary["metrics"])
-    rows = [[s["subject"], *[f"{100 * s[m]:.1f}" for m in metrics], ", ".join(s.get("layers", []))]
+    scale = {m: 100 if metric(m).k is not None else 1 for m in metrics}  # top-k in %, ranks as ranks
+    rows = [[s["subject"], *[f"{scale[m] * s[m]:.1f}" for m in metrics], ", ".join(s.get("layers", []))]
             for s in summary["per_subject"]]
-    rows.append(["mean ± SD", *[f"{100 * summary['metrics'][m]['mean']:.1f} ± "
-                                f"{100 * summary['metrics'][m]['sd_subjects']:.1f}" for m in metrics], ""])
-    rows.append(["chance", *[f"{100 * summary['chance'][m]:g}" for m in metrics], ""])
+    rows.append(["mean ± SD", *[f"{scale[m] * summary['metrics'][m]['mean']:.1f} ± "
+                                f"{scale[m] * summary['metrics'][m]['sd_subjects']:.1f}" for m in metrics], ""])
+    rows.append(["chance", *[f"{scale[m] * summary['chance'][m]:g}" for m in metrics], ""])
     head = (f"{summary['task']} v{summary['task_version']} | {summary['method']} | {summary['backbone']} | "
             f"layer {summary['layer']} | {summary['computed']} computed, {summary['skipped']} already on disk")
-    table = tabulate(rows, ["subject", *[f"{m} (%)" for m in metrics], "layer"], tablefmt="github",
+    table = tabulate(rows, ["subject", *[f"{m} (%)" if scale[m] == 100 else m for m in metrics], "layer"],
+                     tablefmt="github",
                      disable_numparse=True)
     return f"{head}\n\n{table}"
 

@@ -222,6 +222,29 @@ def _compare_with_reference(rows: list[Row], reference: str, metric: str) -> Non
         row.p_vs_reference = p
 
 
+#: how a page describes each normalisation of :class:`~eegbench.tasks.Task`
+_NORMALIZATIONS = {"zscore": "z-score per channel and time with training statistics",
+                   "mvnn": "multivariate noise normalisation with each subject's training-trial noise covariance",
+                   "none": "none"}
+
+
+def _modes_section(records: Sequence[ResultRecord], rows: Sequence[Row]) -> list[str]:
+    """The scoring-modes section of a task that scores more than its headline (:mod:`eegbench.scoring_modes`)."""
+    from eegbench.scoring_modes import modes_rows
+
+    task = records[0].task
+    if not task.scoring:
+        return []
+    metrics = [m for m in task.metrics if m != "mean_rank"] or task.metrics
+    headers, table = modes_rows([((row.label, row.entry.backbone, row.layer), row.records) for row in rows], metrics)
+    return ["## Scoring modes", "",
+            "The same fitted models scored three ways: per subject (the headline: each subject's test responses, "
+            "repetitions as the protocol says, mean ± SD across subjects); single trial (every test trial retrieved "
+            "on its own; mean ± SD across subjects); subject-aggregated (per seed, the subjects' similarities of each "
+            "test image to the gallery averaged, then ranked; mean ± SD across seeds). Top-k in %, ranks as ranks.",
+            "", markdown_table(table, ["Method", "Backbone", "Layer", *headers]), ""]
+
+
 def _p(value: float | None) -> str:
     if value is None:
         return "-"
@@ -422,11 +445,12 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
         "similarity); top-k accuracy in %, ties broken at random.",
         f"- **Chance**: {chance}.",
         f"- **Protocol**: {protocol}; training repetitions: {md(task.repetitions.get('train'))}, test repetitions: "
-        f"{md(task.repetitions.get('test'))}; responses z-scored per channel and time with training statistics: "
-        f"{'yes' if task.normalization == 'zscore' else 'no'}.",
+        f"{md(task.repetitions.get('test'))}; normalisation: {_NORMALIZATIONS.get(task.normalization, md(task.normalization))}; "
+        f"inference: {md(task.inference)}.",
         f"- **Data**: {md(dataset.name)}, variant {', '.join(f'{code_span(v)} ({md(h)})' for v, h in variants)}; "
         f"{len(channels)} channels ({md(', '.join(channels))}); {dataset.sfreq:g} Hz; time window "
-        f"[{task.time_window[0]:g}, {task.time_window[1]:g}) s.",
+        f"[{task.time_window[0]:g}, {task.time_window[1]:g}) s" + (
+            f", baseline [{task.baseline[0]:g}, {task.baseline[1]:g}) s." if task.baseline else "."),
         "- **Aggregation**: per subject, the mean over seeds; then mean ± SD across subjects, with a 95 % CI "
         "from a hierarchical bootstrap (subjects, then test images; 2000 resamples). Layers and epochs are "
         "selected on a validation split of training concepts, never on test data.",
@@ -448,6 +472,7 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
                   "Entries that selected their epoch on validation also report their last epoch.", "",
                   alternatives, ""]
     lines += [f"## Per subject ({main} %)", "", subject_table(records, rows), ""]
+    lines += _modes_section(records, rows)
     sweeps = [(b, sweep_table(records, b)) for b in sorted({r.backbone.name for r in records})]
     sweeps = [(b, t) for b, t in sweeps if t]
     if sweeps:

@@ -178,9 +178,19 @@ def retrieve(brain: np.ndarray | torch.Tensor, images: np.ndarray | torch.Tensor
         If the embeddings break the contract of :func:`check_embeddings`, differ in width, or the
         targets are not one gallery index per trial.
     """
+    return rank_similarities(cosine_similarity(brain, images), targets)
+
+
+def rank_similarities(similarities: np.ndarray | torch.Tensor,
+                      targets: Sequence[int] | np.ndarray | None = None) -> RetrievalResult:
+    """Rank the gallery by an ``(n_trials, n_gallery)`` similarity matrix (higher is more similar), e.g. the
+    similarities of several subjects averaged; ``targets`` as in :func:`retrieve`."""
     import torch
 
-    sims = cosine_similarity(brain, images)
+    sims = torch.as_tensor(similarities)
+    if sims.ndim != 2 or not bool(torch.isfinite(sims).all()):
+        raise InvalidInputError(f"Similarities must be a finite 2-d (n_trials, n_gallery) matrix; found shape "
+                                f"{tuple(sims.shape)}.")
     n_trials, n_gallery = sims.shape
     if targets is None and n_trials > n_gallery:
         raise InvalidInputError(f"{n_trials} brain embeddings but {n_gallery} image embeddings: pass targets (the "

@@ -139,6 +139,16 @@ def check_request(task: Task, backbone: str | None = None, *, subjects: Sequence
     get_dataset_spec(task.dataset.name).check_task(task)
 
 
+def run_target(task: Task, backbone: str | None, layer: str | None) -> tuple[str, str | None]:
+    """The backbone and layer request of a run: those given, else the task's :attr:`~eegbench.tasks.Task.target`
+    (its layer applies to any backbone, its pooling only to its own), else eegbench's default backbone."""
+    target = task.target
+    chosen = backbone or (target.backbone if target is not None else DEFAULT_BACKBONE)
+    if layer is None and target is not None and target.layer is not None:
+        layer = target.layer + (f":{target.pooling}" if target.pooling and chosen == target.backbone else "")
+    return chosen, layer
+
+
 def resolve_task(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, subjects: Sequence[str | int] | None = None,
                  data_root: str | Path | None = None, datasets: DatasetCache | None = None,
                  device: str | None = None, weights: str | Path | None = None) -> ResolvedTask:

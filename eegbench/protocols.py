@@ -10,16 +10,19 @@
 Methods learn the subject of every training response (``Split.subjects``) and of the test
 responses they embed (:meth:`~eegbench.submissions.Aligner.embed_brain_of`).
 
-The harness owns every preprocessing step: channel selection, time window, repetition handling,
-and the per-(channel, time) z-score whose statistics come from the training responses only. The
-validation split is a seeded, concept-disjoint subset of the training concepts.
+The harness owns every preprocessing step: baseline correction, channel selection, time window,
+repetition handling, and the normalisation whose statistics come from training responses only:
+the per-(channel, time) z-score, or multivariate noise normalisation (:mod:`eegbench.normalization`)
+with each subject's noise covariance from its own training trials (a held-out subject of an inter
+task, whose training trials are never used, is whitened with the mean covariance of the training
+subjects). The validation split is a seeded, concept-disjoint subset of the training concepts.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -27,6 +30,7 @@ import torch
 from eegbench._check import InvalidInputError, check_seeds
 from eegbench.backbones.base import LayerRef
 from eegbench.data.base import Dataset, RecordingInfo, check_subjects
+from eegbench.normalization import noise_covariance, whiten, whitening_matrix
 from eegbench.submissions import Split, TrainingData
 from eegbench.tasks import Task
 
@@ -118,14 +122,28 @@ def _as_slice(indices: np.ndarray) -> np.ndarray | slice:
 
 
 class ResponsePipeline:
-    """The task's channel selection, time window and repetition handling for one dataset."""
+    """The task's baseline correction, channel selection, time window and repetition handling for one dataset."""
 
     def __init__(self, task: Task, info: RecordingInfo) -> None:
         channels = info.ch_names if task.channels == "all" else task.channels
         self.channels = _as_slice(info.channel_indices(channels))
         self.times = _as_slice(info.time_indices(*task.time_window))
+        self.baseline = None if task.baseline is None else _as_slice(info.time_indices(*task.baseline))
         self.task = task
         self.info = RecordingInfo(info.modality, tuple(channels), info.sfreq, info.times[self.times], info.unit)
+
+    def _select(self, block: np.ndarray) -> np.ndarray:
+        """Channels and times of ``(..., channels, times)`` responses, baseline-corrected first (float32)."""
+        block = np.asarray(block[..., self.channels, :], dtype=np.float32)
+        if self.baseline is not None:
+            block = block - block[..., self.baseline].mean(-1, keepdims=True)
+        return block[..., self.times]
+
+    def trials(self, array: np.ndarray, chunk: int = 512) -> Iterator[np.ndarray]:
+        """Every trial of ``(n_images, n_reps, ...)`` responses, selected, in chunks of ``(n, C, T)``."""
+        for start in range(0, len(array), chunk):
+            block = self._select(array[start:start + chunk])
+            yield block.reshape(-1, *block.shape[2:])
 
     def _reduce(self, array: np.ndarray, average: bool, chunk: int = 512) -> np.ndarray:
         """Select channels and times (and average repetitions) in chunks of images.
@@ -138,7 +156,7 @@ class ResponsePipeline:
         shape = (n_images, n_channels, n_times) if average else (n_images, n_reps, n_channels, n_times)
         out = np.empty(shape, dtype=np.float32)
         for start in range(0, n_images, chunk):
-            block = np.asarray(array[start:start + chunk][:, :, self.channels][..., self.times], dtype=np.float32)
+            block = self._select(array[start:start + chunk])
             out[start:start + chunk] = block.mean(1) if average else block
         return out
 
@@ -160,13 +178,26 @@ class ResponsePipeline:
             array = array[:, :n_repetitions]
         return self._reduce(array, average=True)
 
+    def test_single(self, array: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Every test trial on its own, ``(n_test * n_reps, C, T)``, and the test image of each."""
+        selected = self._reduce(array, average=False)
+        n_test, n_reps = selected.shape[:2]
+        return selected.reshape(n_test * n_reps, *selected.shape[2:]), np.repeat(np.arange(n_test), n_reps)
+
 
 @dataclass
 class Normalizer:
-    """Per-(channel, time) z-score with statistics from training responses."""
+    """The task's normalisation, fitted on training responses: a per-(channel, time) z-score, and
+    for ``mvnn`` a whitening matrix per subject (:mod:`eegbench.normalization`).
+
+    ``whitening`` maps each subject trained on to its matrix; ``fallback`` whitens any other
+    subject (the held-out subject of an inter task).
+    """
 
     mean: np.ndarray
     std: np.ndarray
+    whitening: Mapping[str, np.ndarray] = field(default_factory=dict)
+    fallback: np.ndarray | None = None
 
     @classmethod
     def fit(cls, responses: np.ndarray, enabled: bool) -> Normalizer:
@@ -177,7 +208,17 @@ class Normalizer:
         std = np.where(std > 1e-12 * max(float(std.max()), 1e-30), std, 1.0)
         return cls(mean.astype(np.float32), std.astype(np.float32))
 
-    def __call__(self, responses: np.ndarray) -> np.ndarray:
+    def whiten(self, responses: np.ndarray, subject: str) -> np.ndarray:
+        """``subject``'s responses whitened (unchanged without whitening)."""
+        matrix = self.whitening.get(subject, self.fallback)
+        return responses if matrix is None else whiten(responses, matrix)
+
+    def __call__(self, responses: np.ndarray, subject: str | None = None) -> np.ndarray:
+        """Normalise responses (of ``subject``, needed where subjects are whitened)."""
+        if self.whitening:
+            if subject is None:
+                raise ValueError("whitened normalisation needs the subject of the responses")
+            responses = self.whiten(responses, subject)
         out = np.subtract(responses, self.mean, dtype=np.float32)
         out /= self.std  # in place: one full-size array, not three
         return out
@@ -221,6 +262,7 @@ class ResponseCache:
 
     def __init__(self) -> None:
         self._entries: dict[tuple, PreparedResponses] = {}
+        self._covariances: dict[str, np.ndarray] = {}
 
     @staticmethod
     def key(unit: Unit, kept: np.ndarray | None) -> tuple:
@@ -234,30 +276,72 @@ class ResponseCache:
     def get(self, task: Task, dataset: Dataset, unit: Unit, kept: np.ndarray | None) -> PreparedResponses:
         key = self.key(unit, kept)
         if key not in self._entries:
-            self._entries[key] = prepare_responses(task, dataset, unit, kept)
+            self._entries[key] = prepare_responses(task, dataset, unit, kept, covariance=self.covariance)
         return self._entries[key]
 
+    def covariance(self, task: Task, dataset: Dataset, subject: str) -> np.ndarray:
+        """:func:`training_noise_covariance`, computed once per subject and run."""
+        if subject not in self._covariances:
+            self._covariances[subject] = training_noise_covariance(task, dataset, subject)
+        return self._covariances[subject]
 
-def prepare_responses(task: Task, dataset: Dataset, unit: Unit, kept: np.ndarray | None = None) -> PreparedResponses:
-    """The training subjects' responses of ``unit``: selected, averaged, z-scored and split.
+
+#: ``covariance(task, dataset, subject)``: the noise covariance a subject is whitened with
+Covariance = Callable[[Task, Dataset, str], np.ndarray]
+
+
+def noise_covariance_of(task: Task, dataset: Dataset, subject: str, split: str) -> np.ndarray:
+    """The noise covariance of ``subject``'s ``split`` (``"train"`` or ``"test"``) trials, after the task's
+    baseline correction, channel and time selection (:func:`eegbench.normalization.noise_covariance`)."""
+    pipeline = ResponsePipeline(task, dataset.info)
+    array = getattr(dataset.load_subject(subject), split)
+    return noise_covariance(pipeline.trials(array), total=array.shape[0] * array.shape[1],
+                            description=f"Noise covariance of {subject}")
+
+
+def training_noise_covariance(task: Task, dataset: Dataset, subject: str) -> np.ndarray:
+    """The noise covariance of ``subject``'s training trials: what ``normalization: mvnn`` whitens with."""
+    return noise_covariance_of(task, dataset, subject, "train")
+
+
+def fit_whitening(task: Task, dataset: Dataset, subjects: Sequence[str],
+                  covariance: Covariance = training_noise_covariance) -> Normalizer:
+    """A whitening-only :class:`Normalizer` for ``subjects``, each with its own covariance; other subjects get
+    the whitening of the mean covariance."""
+    covariances = {subject: covariance(task, dataset, subject) for subject in subjects}
+    identity = np.zeros((), np.float32), np.ones((), np.float32)
+    return Normalizer(*identity, whitening={s: whitening_matrix(c) for s, c in covariances.items()},
+                      fallback=whitening_matrix(np.mean(list(covariances.values()), axis=0)))
+
+
+def prepare_responses(task: Task, dataset: Dataset, unit: Unit, kept: np.ndarray | None = None,
+                      covariance: Covariance = training_noise_covariance) -> PreparedResponses:
+    """The training subjects' responses of ``unit``: selected, averaged, normalised and split.
 
     With ``kept`` (a mask over training images, :func:`nested_training_images`) only the responses
     to those images are kept (normalisation statistics included), for data-scaling analyses.
+    ``covariance`` gives each subject's noise covariance for ``normalization: mvnn`` (by default
+    from its training trials).
     """
     pipeline = ResponsePipeline(task, dataset.info)
+    whitening = (fit_whitening(task, dataset, unit.train_subjects, covariance) if task.normalization == "mvnn"
+                 else None)
     parts, index, subjects = [], [], []
     for subject in unit.train_subjects:
         responses, image_index = pipeline.train(dataset.load_subject(subject).train)
         if kept is not None:
             responses, image_index = responses[kept[image_index]], image_index[kept[image_index]]
-        parts.append(responses)
+        parts.append(responses if whitening is None else whitening.whiten(responses, subject))
         index.append(image_index)
         subjects.append(np.full(len(image_index), subject))
     responses = parts[0] if len(parts) == 1 else np.concatenate(parts)
     image_index = np.concatenate(index)
     subject_labels = np.concatenate(subjects)
-    normalizer = Normalizer.fit(responses, task.normalization == "zscore")
-    responses = normalizer(responses)
+    if whitening is not None:
+        normalizer = whitening
+    else:
+        normalizer = Normalizer.fit(responses, task.normalization == "zscore")
+        responses = normalizer(responses)
     is_val = validation_mask(task, dataset)[image_index]
     train, val = (Split(*(_read_only(a[rows]) for a in (responses, image_index, subject_labels)))
                   for rows in (~is_val, is_val))
@@ -304,4 +388,11 @@ def test_responses(task: Task, dataset: Dataset, unit: Unit, normalizer: Normali
                    n_repetitions: int | None = None) -> np.ndarray:
     """The evaluated subject's averaged, normalised test responses ``(n_test, C, T)``."""
     pipeline = ResponsePipeline(task, dataset.info)
-    return normalizer(pipeline.test(dataset.load_subject(unit.subject).test, n_repetitions))
+    return normalizer(pipeline.test(dataset.load_subject(unit.subject).test, n_repetitions), unit.subject)
+
+
+def test_trials(task: Task, dataset: Dataset, unit: Unit, normalizer: Normalizer) -> tuple[np.ndarray, np.ndarray]:
+    """The evaluated subject's normalised single test trials ``(n_test * n_reps, C, T)``, and each one's test
+    image (single-trial retrieval)."""
+    responses, images = ResponsePipeline(task, dataset.info).test_single(dataset.load_subject(unit.subject).test)
+    return normalizer(responses, unit.subject), images

@@ -19,16 +19,18 @@ from eegbench._check import InvalidInputError, StorageError, SubmissionError, ch
 from eegbench._io import hash_json
 from eegbench._progress import logger, progress
 from eegbench._paths import DEFAULT_RESULTS_DIR
-from eegbench.backbones import DEFAULT_BACKBONE, FeatureSet, LayerRef, get_backbone_spec, get_features
+from eegbench.backbones import FeatureSet, LayerRef, get_backbone_spec, get_features
 from eegbench.data import Dataset
 from eegbench.devices import resolve_device
 from eegbench.isolation import FittedAligner, SubmissionSession
-from eegbench.plan import DatasetCache, ResolvedRun, check_request, resolve_run
+from eegbench.metrics import RetrievalResult, cosine_similarity
+from eegbench.plan import DatasetCache, ResolvedRun, check_request, resolve_run, run_target
 from eegbench.protocols import (
     ResponseCache,
     ResponsePipeline,
     Unit,
     test_responses,
+    test_trials,
     training_data,
 )
 from eegbench.provenance import environment, now
@@ -38,8 +40,10 @@ from eegbench.records import (
     DatasetInfo,
     Environment,
     MethodInfo,
+    ModeScores,
     PerTrial,
     ResultRecord,
+    Similarity,
     TaskInfo,
     Timing,
     UnitKey,
@@ -49,6 +53,7 @@ from eegbench.results import ResultStore, UnitClaims, Worker, check_overwrite
 from eegbench.stats import mean_sd, seed_averaged
 from eegbench.submissions import Submission, load_submission
 from eegbench.tasks import Task, load_task
+from eegbench.views import ImageView
 
 DEFAULT_TASK = "synthetic-intra"
 DEFAULT_METHOD = "shallow"
@@ -105,7 +110,7 @@ class RunResult:
         }
 
 
-def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METHOD, backbone: str = DEFAULT_BACKBONE,
+def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METHOD, backbone: str | None = None,
         layer: str | None = None, *, subjects: Sequence[str | int] | None = None,
         seeds: Sequence[int] | None = None, hyperparameters: Mapping[str, Any] | None = None,
         device: str = "auto", results_dir: str | Path = DEFAULT_RESULTS_DIR, overwrite: str = "missing",
@@ -123,10 +128,12 @@ def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METH
         Task id, task file path, or a :class:`Task`.
     method : str or Submission
         Submission id (``"final"``, ``"shallow"``...), a submission folder, or a loaded submission.
-    backbone : str
-        Registered backbone name.
+    backbone : str, optional
+        Registered backbone name; default: the task's target backbone (``target`` in its file), else
+        ``efficientnet_lite0`` (embedded, works offline).
     layer : str, optional
-        Layer for methods that take one (``"blocks.3"``, ``"7"``, ``"0.5"``, ``"auto"``).
+        Layer for methods that take one (``"blocks.3"``, ``"7"``, ``"0.5"``, ``"0.6667:mean_all"``, ``"auto"``);
+        default: the task's target layer, else the method's own default.
     subjects, seeds : sequences, optional
         Restrict the task's subjects and seeds.
     hyperparameters : mapping, optional
@@ -181,6 +188,7 @@ def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METH
     overwrite = check_overwrite(overwrite)
     check_option("on_error", on_error, ON_ERROR_MODES)
     task = task if isinstance(task, Task) else load_task(task)
+    backbone, layer = run_target(task, backbone, layer)
     check_request(task, backbone, subjects=subjects, seeds=seeds, weights=weights)
     check_count("epochs", epochs)
     check_count("batch_units", batch_units)
@@ -416,25 +424,39 @@ class _RunContext:
 
     def _evaluate(self, unit: Unit, aligner: FittedAligner, normalizer, timing: dict[str, float]) -> ResultRecord:
         task, dataset = self.resolved.task, self.resolved.dataset
-        responses = test_responses(task, dataset, unit, normalizer)
         gallery = self._gallery()
         scorer = HiddenScorer(self.session)
-        result, images = scorer.score(aligner, None, responses, gallery, subject=unit.subject)
-        alternatives = {name: metric_scores(scorer.score(aligner, name, responses, gallery, subject=unit.subject)[0],
-                                            task.metrics)
+        single = (test_trials(task, dataset, unit, normalizer)
+                  if task.repetitions.test == "single" or "single_trial" in task.scoring else None)
+        # the headline: repetitions averaged, or every trial on its own
+        responses, targets = single if task.repetitions.test == "single" else (
+            test_responses(task, dataset, unit, normalizer), None)
+        result, images = scorer.score(aligner, None, responses, gallery, subject=unit.subject, targets=targets)
+        alternatives = {name: metric_scores(scorer.score(aligner, name, responses, gallery, subject=unit.subject,
+                                                         targets=targets)[0], task.metrics)
                         for name in aligner.alternatives}
         repetitions = {
             n: metric_scores(scorer.score(aligner, None, test_responses(task, dataset, unit, normalizer, n),
                                           gallery, images, subject=unit.subject)[0], task.metrics)
             for n in self.test_repetitions}
+        modes = {}
+        if "single_trial" in task.scoring:
+            trials, trial_images = single
+            by_trial = scorer.score(aligner, None, trials, gallery, images, subject=unit.subject, targets=trial_images)[0]
+            modes["single_trial"] = ModeScores(scores=metric_scores(by_trial, task.metrics), n_trials=len(trials),
+                                               per_trial=_per_trial(by_trial, trial_images))
+        similarity = None
+        if "subject_aggregated" in task.scoring:  # kept so that tables can average subjects' similarities
+            averaged = responses if targets is None else test_responses(task, dataset, unit, normalizer)
+            brain = scorer.embed("brain", aligner, None, averaged, unit.subject)
+            similarity = Similarity.of(cosine_similarity(brain, images).numpy())
         report = self._checked_report(aligner)
         return ResultRecord(
             created=now(), task=self._task_info(unit), dataset=self._dataset_info(), method=self._method_info(),
             backbone=self._backbone_info(), subject=unit.subject, train_subjects=list(unit.train_subjects),
             seed=unit.seed, report=report, scores=metric_scores(result, task.metrics),
             alternatives=alternatives, test_repetitions=repetitions, n_test_trials=len(responses),
-            n_gallery=result.n_gallery, per_trial=PerTrial(n_better=result.n_better.tolist(),
-                                                           n_tied=result.n_tied.tolist()),
+            n_gallery=result.n_gallery, per_trial=_per_trial(result, targets), modes=modes, similarity=similarity,
             timing=Timing(**timing, eval_seconds=0.0),
             environment=Environment(**environment(self.device), isolation=self.session.isolation),
         )
@@ -487,7 +509,13 @@ class _RunContext:
                             views=list(self.resolved.plan.views))
 
 
-def _view_set(view) -> str:
+def _per_trial(result: RetrievalResult, targets: np.ndarray | None) -> PerTrial:
+    """A retrieval's per-trial ranks as a record keeps them (with each trial's gallery index for single trials)."""
+    return PerTrial(n_better=result.n_better.tolist(), n_tied=result.n_tied.tolist(),
+                    target=None if targets is None else np.asarray(targets).tolist())
+
+
+def _view_set(view: ImageView) -> str:
     """The name of the feature set of a view of the training images (as records list their cache keys)."""
     return f"train@{view.key}"
 

@@ -101,15 +101,19 @@ class HiddenScorer:
 
     def score(self, aligner: FittedAligner, variant: str | None, responses: np.ndarray,
               gallery: Mapping[str, np.ndarray], images: np.ndarray | None = None, *,
-              subject: str) -> tuple[RetrievalResult, np.ndarray]:
-        """Retrieval of the gallery from ``subject``'s responses (the gallery embedding can be passed in to reuse it)."""
+              subject: str, targets: np.ndarray | None = None) -> tuple[RetrievalResult, np.ndarray]:
+        """Retrieval of the gallery from ``subject``'s responses (the gallery embedding can be passed in to reuse it).
+
+        ``targets`` gives the gallery index of each response (single trials); without, response ``i``
+        saw gallery image ``i``.
+        """
         if images is None:
             images = self.embed("images", aligner, variant, gallery)
         brain = self.embed("brain", aligner, variant, responses, subject)
         if brain.shape[1] != images.shape[1]:
             raise InvalidInputError(f"Method {self.method!r}: brain and image embeddings differ in width "
                                     f"({brain.shape[1]} vs {images.shape[1]}).")
-        return retrieve(brain, images), images
+        return retrieve(brain, images, targets), images
 
 
 def _directions(embedded: np.ndarray) -> np.ndarray:

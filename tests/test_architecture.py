@@ -32,8 +32,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_check", "_version", "_paths", "_progress", "_compat", "_plots", "_guard", "_io", "registry", "devices",
      "identifiers", "provenance", "errors"),
     # Leaf concepts: task files, retrieval metrics, brain encoder architectures, what a fitted method reports,
-    # views of the training images.
-    ("tasks", "metrics", "encoders", "reports", "views"),
+    # views of the training images, noise normalisation.
+    ("tasks", "metrics", "encoders", "reports", "views", "normalization"),
     # Vision backbones and cached features; they know nothing of datasets.
     ("backbones",),
     # Datasets: the synthetic one simulates responses from a backbone's features, so data sits above backbones.
@@ -48,8 +48,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("training",),
     # Running submission code in workers, and the harness's scoring.
     ("isolation", "_worker", "scoring"),
-    # Statistics over result records.
-    ("stats",),
+    # Statistics over result records, and the scoring modes computed from them.
+    ("stats", "scoring_modes"),
     # Resolving a configuration: task, dataset, backbone, method plan, units and their result keys.
     ("plan",),
     # One configuration, end to end.

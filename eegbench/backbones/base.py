@@ -11,6 +11,9 @@ embedding. Layers are addressed in one place, :func:`resolve_layer`, by
 * a layer name (``"blocks.3"``);
 * ``"final"``: the backbone's final embedding (CLS/attention-pool output, or pre-logits).
 
+Any of the first three may carry its pooling after a colon (``"0.6667:mean_all"``, ``"blocks.11:cls"``), as
+layer labels print it.
+
 Each layer output is pooled to one vector per image: CNN feature maps by global average pooling
 (``"gap"``), transformer token sequences by the class token (``"cls"``), the mean of the patch
 tokens (``"mean"``, class and register tokens excluded) or the mean of all tokens (``"mean_all"``,
@@ -144,6 +147,12 @@ def resolve_layer(request: str | int | float, layers: Sequence[LayerInfo], *, ba
         raise InvalidInputError(f"Unknown pooling {pooling!r}; use one of {', '.join(POOLINGS)}.")
     if isinstance(request, str):
         text = request.strip()
+        head, colon, suffix = text.rpartition(":")
+        if colon and suffix in POOLINGS:  # "0.6667:mean": a layer with its pooling
+            if pooling is not None and pooling != suffix:
+                raise InvalidInputError(f"Layer {request!r} names pooling {suffix!r} but {pooling!r} was asked for; "
+                                        "give the pooling once.")
+            text, pooling = head, suffix
         if text == FINAL:
             if pooling is not None:
                 raise InvalidInputError(f"The final embedding of {backbone!r} is already one vector per image; "

@@ -38,6 +38,7 @@ from eegbench.data.conversion import (
     source_digests,
 )
 from eegbench.data.montages import POSTERIOR_17
+from eegbench.normalization import noise_whitener
 from eegbench.data.spec import DatasetSpec, DeclaredSizes, RecordingLayout
 
 NAME = "things-eeg2"
@@ -328,39 +329,6 @@ def _epoch_raw(path: Path, hint: str, chunk: int = 2000) -> tuple[np.ndarray, np
         codes.append(epochs.events[:, 2])
         layout = (tuple(epochs.ch_names), np.round(epochs.times, 9))
     return np.concatenate(parts), np.concatenate(codes), layout[0], layout[1], dropped
-
-
-def _shrunk_covariance(epoch: np.ndarray) -> np.ndarray:
-    """Ledoit-Wolf covariance of one ``(channels, times)`` epoch, on standardised channels, rescaled."""
-    from sklearn.covariance import ledoit_wolf
-
-    samples = epoch.T.astype(np.float64)
-    scale = samples.std(0)
-    scale[scale == 0] = 1.0
-    covariance = ledoit_wolf((samples - samples.mean(0)) / scale)[0]
-    return scale[:, None] * covariance * scale[None, :]
-
-
-def noise_whitener(train_epochs: np.ndarray) -> np.ndarray:
-    """Inverse square root of the mean per-epoch shrunk covariance of ``(epochs, channels, times)``.
-
-    This is multivariate noise normalisation over epochs (Guggenmos et al. 2018), with the
-    covariance estimated from training epochs only.
-    """
-    import scipy.linalg
-
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise InvalidInputError("Preprocessing THINGS-EEG2 from raw needs scikit-learn (Ledoit-Wolf shrinkage): "
-                                "pip install scikit-learn, or install eegbench[raw].") from None
-    sigma = np.zeros((train_epochs.shape[1],) * 2)
-    with progress("Noise covariance", total=len(train_epochs)) as advance:
-        for epoch in train_epochs:
-            sigma += _shrunk_covariance(epoch)
-            advance(1)
-    eigenvalues, vectors = scipy.linalg.eigh(sigma / len(train_epochs))
-    return (vectors * eigenvalues ** -0.5) @ vectors.T
 
 
 def _collect(epochs_by_session: list[tuple[np.ndarray, np.ndarray]], n_images: int, n_reps: int, split: str,
