@@ -29,13 +29,14 @@ from eegbench._io import atomic_write_json, hash_json
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench._plots import save_png, subplots
 from eegbench._progress import logger
-from eegbench.backbones import DEFAULT_BACKBONE, get_features
-from eegbench.data import POSTERIOR_17, ImageTable, get_dataset_spec
+from eegbench.backbones import get_features
+from eegbench.data import POSTERIOR_17, Dataset, ImageTable, get_dataset_spec
 from eegbench.devices import resolve_device
 from eegbench.isolation import FittedAligner, SubmissionSession
 from eegbench.metrics import RetrievalResult, metric
-from eegbench.plan import DatasetCache, ResolvedRun, check_request, resolve_run
-from eegbench.protocols import Normalizer, ResponseCache, Unit, test_responses, training_data
+from eegbench.plan import DatasetCache, ResolvedRun, check_request, resolve_run, run_target
+from eegbench.protocols import (Normalizer, ResponseCache, Unit, noise_covariance_of, test_responses, test_trials,
+                                training_data)
 from eegbench.provenance import environment, now
 from eegbench.records import Environment
 from eegbench.results import PITFALLS_DIR
@@ -211,6 +212,7 @@ class _Bench:
         self._fits: dict[str, _Fit] = {}
         self._features: dict[tuple, dict[str, np.ndarray]] = {}
         self._scores: dict[tuple, Outcomes] = {}
+        self._covariances: dict[tuple, np.ndarray] = {}
 
     def resolve(self, layer: str | None, task: Task | None = None, overrides: Mapping[str, Any] = ()) -> ResolvedRun:
         """The run of ``layer`` (on ``task``, with extra ``overrides``), its backbone loaded once."""
@@ -233,16 +235,18 @@ class _Bench:
             self._features[key] = arrays
         return self._features[key]
 
-    def fit(self, resolved: ResolvedRun, test_as_validation: bool = False) -> _Fit:
-        """Fit every unit of ``resolved`` (once per configuration), optionally with the test split as validation."""
+    def fit(self, resolved: ResolvedRun, test_as_validation: bool = False, test_covariance: bool = False) -> _Fit:
+        """Fit every unit of ``resolved`` (once per configuration), optionally with the test split as validation
+        or (``normalization: mvnn``) with noise covariances that include the test trials."""
         key = hash_json({"task": resolved.task.content_hash, "hp": resolved.plan.hyperparameters,
-                         "layers": [r.key for r in resolved.plan.layers], "test": test_as_validation})
+                         "layers": [r.key for r in resolved.plan.layers], "test": test_as_validation,
+                         "test_covariance": test_covariance})
         if key in self._fits:
             return self._fits[key]
         task, dataset = resolved.task, resolved.dataset
         train = self.features(resolved, "train")
         views = {view.key: self.features(resolved, "train", view) for view in resolved.plan.views}
-        cache = ResponseCache()
+        cache = _SharedCovarianceCache(self.covariance, with_test=test_covariance)
         groups: dict[tuple, list[Unit]] = defaultdict(list)  # the units of a joint fit share it
         for unit in resolved.units:
             groups[unit.fit_key].append(unit)
@@ -280,6 +284,13 @@ class _Bench:
             image_concepts=_concept_ids([*dataset.train_images.concepts, *dataset.test_images.concepts]),
             validation_metric=task.main_score, views=views)
 
+    def covariance(self, task: Task, dataset: Dataset, subject: str, split: str) -> np.ndarray:
+        """The noise covariance of a subject's training or test trials (``normalization: mvnn``), computed once."""
+        key = (task.content_hash, subject, split)
+        if key not in self._covariances:
+            self._covariances[key] = noise_covariance_of(task, dataset, subject, split)
+        return self._covariances[key]
+
     def score(self, fit: _Fit, gallery: str = "original") -> Outcomes:
         """Each unit's retrieval of ``gallery`` (:data:`GALLERIES`) by its fitted aligner, scored hidden."""
         key = (id(fit), gallery)
@@ -287,10 +298,35 @@ class _Bench:
             images = GALLERIES[gallery](self, fit.resolved)
             scorer = HiddenScorer(self.session)
             task, dataset = fit.resolved.task, fit.resolved.dataset
-            self._scores[key] = {
-                unit: scorer.score(fit.aligners[unit], None, test_responses(task, dataset, unit, fit.normalizers[unit]),
-                                   images, subject=unit.subject)[0] for unit in fit.resolved.units}
+            scores = {}
+            for unit in fit.resolved.units:
+                responses, targets = _test_set(task, dataset, unit, fit.normalizers[unit])
+                scores[unit] = scorer.score(fit.aligners[unit], None, responses, images, subject=unit.subject,
+                                            targets=targets)[0]
+            self._scores[key] = scores
         return self._scores[key]
+
+
+def _test_set(task: Task, dataset: Dataset, unit: Unit, normalizer: Normalizer) -> tuple[np.ndarray, np.ndarray | None]:
+    """The test responses a task scores (repetitions averaged, or every trial on its own) and, for single trials,
+    the gallery index of each, as the runner scores its headline."""
+    if task.repetitions.test == "single":
+        return test_trials(task, dataset, unit, normalizer)
+    return test_responses(task, dataset, unit, normalizer), None
+
+
+class _SharedCovarianceCache(ResponseCache):
+    """Training responses of one fit, their subjects whitened (``normalization: mvnn``) with covariances computed
+    once for every fit of the run; with ``with_test``, as in Gifford et al.'s official THINGS-EEG2 preprocessing,
+    each subject's covariance is the mean of its training and its test partition's covariances."""
+
+    def __init__(self, covariance_of: Callable[[Task, Dataset, str, str], np.ndarray], *, with_test: bool) -> None:
+        super().__init__()
+        self._covariance_of, self._with_test = covariance_of, with_test
+
+    def covariance(self, task: Task, dataset: Dataset, subject: str) -> np.ndarray:
+        train = self._covariance_of(task, dataset, subject, "train")
+        return (train + self._covariance_of(task, dataset, subject, "test")) / 2 if self._with_test else train
 
 
 def _concept_ids(concepts: Sequence[str]) -> np.ndarray:
@@ -402,7 +438,9 @@ def _mvnn_test_covariance(bench: _Bench, base: _Fit) -> Paired:
     n_repetitions = base.resolved.dataset.load_subject(base.resolved.units[0].subject).train.shape[1]
     if n_repetitions < 2:
         raise NotApplicable("the dataset has fewer than 2 training repetitions to estimate a noise covariance")
-    raise NotApplicable("multivariate noise normalisation is not part of eegbench's protocols yet")
+    mvnn = bench.task if bench.task.normalization == "mvnn" else bench.task.with_overrides(normalization="mvnn")
+    resolved = bench.resolve(base.resolved.layer, mvnn)
+    return bench.score(bench.fit(resolved, test_covariance=True)), bench.score(bench.fit(resolved)), {}
 
 
 def _channels(bench: _Bench, base: _Fit) -> Paired:
@@ -466,20 +504,22 @@ def check_pitfalls(only: Sequence[str] | None) -> list[str]:
 
 
 def run_pitfalls(method: str | Submission = "shallow", task: str | Task = "synthetic-intra",
-                 backbone: str = DEFAULT_BACKBONE, layer: str | None = None, *, only: Sequence[str] | None = None,
+                 backbone: str | None = None, layer: str | None = None, *, only: Sequence[str] | None = None,
                  results_dir: str | Path = DEFAULT_RESULTS_DIR, device: str = "auto", isolation: str = "process",
                  subjects: Sequence[str | int] | None = None, seeds: Sequence[int] | None = None,
                  hyperparameters: Mapping[str, Any] | None = None, data_root: str | Path | None = None,
                  weights: str | Path | None = None, timeout: float | None = None) -> tuple[PitfallRecord, Path]:
     """Measure what each protocol pitfall does to a method's scores, on the same units, and file the record.
 
-    The honest run of (``task``, ``method``, ``backbone``, ``layer``) is fitted once; each pitfall then
+    The honest run of (``task``, ``method``, ``backbone``, ``layer``; backbone and layer default to the task's
+    target, as for :func:`eegbench.run`) is fitted once; each pitfall then
     changes one thing (:data:`PITFALLS`) and is compared with its reference on the same test trials.
     Returns the :class:`PitfallRecord` and the path it was written to
     (``<results_dir>/_pitfalls/<task>/v<version>/<method>-<backbone>.json``).
     """
     names = check_pitfalls(only)
     task = task if isinstance(task, Task) else load_task(task)
+    backbone, layer = run_target(task, backbone, layer)
     check_request(task, backbone, subjects=subjects, seeds=seeds, weights=weights)
     submission = method if isinstance(method, Submission) else load_submission(method)
     device = str(resolve_device(device))

@@ -26,7 +26,9 @@ def measured(tmp_path_factory):
     folder = tmp_path_factory.mktemp("results")
     task = tiny_task()
     honest = run(task, "shallow", results_dir=folder, hyperparameters=HP, seeds=[0], device="cpu")
-    record, path = run_pitfalls("shallow", task, results_dir=folder, hyperparameters=HP, seeds=[0], device="cpu")
+    measured = [name for name in PITFALLS if name != "mvnn-test-covariance"]  # that one has its own test
+    record, path = run_pitfalls("shallow", task, results_dir=folder, hyperparameters=HP, seeds=[0], device="cpu",
+                                only=measured)
     return {"folder": folder, "honest": honest.records, "record": record, "path": path}
 
 
@@ -70,12 +72,35 @@ def test_the_layer_reference_is_the_validation_selected_layer(measured):
         assert unit.reference == scores[unit.subject], (unit, honest[unit.subject])
 
 
-def test_pitfalls_that_do_not_apply_say_why(measured):
-    # the synthetic dataset records the 17 posterior channels only, with no MVNN in the protocols yet
+def test_every_pitfall_is_measured_or_says_why_not(measured):
     record = measured["record"]
-    assert [p.name for p in record.pitfalls] == list(PITFALLS)
+    assert [p.name for p in record.pitfalls] == [name for name in PITFALLS if name != "mvnn-test-covariance"]
+    # the synthetic dataset records the 17 posterior channels only
+    assert [p.name for p in record.pitfalls if p.status == "not-applicable"] == ["channels-63-vs-17"]
     assert "17 posterior channels" in record.result("channels-63-vs-17").reason
-    assert record.result("mvnn-test-covariance").status == "not-applicable"
+
+
+def test_mvnn_with_test_covariance_averages_the_test_partition_in(tmp_path, monkeypatch):
+    import numpy as np
+
+    import eegbench.pitfalls
+
+    asked = []
+
+    def covariance(task, dataset, subject, split):  # Ledoit-Wolf over every trial is slow: a quick stand-in
+        asked.append((subject, split))
+        trials = getattr(dataset.load_subject(subject), split)[:20, 0]  # first repetition of 20 images
+        return np.cov(np.concatenate(list(trials), axis=1))
+
+    monkeypatch.setattr(eegbench.pitfalls, "noise_covariance_of", covariance)
+    record, _ = run_pitfalls("shallow", tiny_task(), "efficientnet_lite0", "blocks.3", results_dir=tmp_path,
+                             only=["mvnn-test-covariance"], hyperparameters={"epochs": 1}, seeds=[0], device="cpu")
+    result = record.result("mvnn-test-covariance")
+    assert result.status == "applied" and result.n_units == 2
+    # each covariance computed once for both fits; the test partition only for the pitfall's
+    assert sorted(asked) == [("sub-01", "test"), ("sub-01", "train"), ("sub-02", "test"), ("sub-02", "train")]
+    # the pitfall side whitens with another covariance: its inputs, and so its scores, differ
+    assert any(unit.pitfall != unit.reference for unit in result.units)
 
 
 def test_a_pitfall_record_never_enters_a_main_table(measured, tmp_path, caplog):
