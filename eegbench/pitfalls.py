@@ -214,14 +214,20 @@ class _Bench:
         self._scores: dict[tuple, Outcomes] = {}
         self._covariances: dict[tuple, np.ndarray] = {}
 
-    def resolve(self, layer: str | None, task: Task | None = None, overrides: Mapping[str, Any] = ()) -> ResolvedRun:
-        """The run of ``layer`` (on ``task``, with extra ``overrides``), its backbone loaded once."""
+    def resolve(self, layer: str | None, task: Task | None = None, overrides: Mapping[str, Any] = (),
+                subjects: Sequence[str] | None = None) -> ResolvedRun:
+        """The run of ``layer`` (on ``task``, with extra ``overrides``, on some of the ``subjects``), its backbone
+        loaded once."""
+        options = self.options | ({"subjects": subjects} if subjects is not None else {})
         resolved = resolve_run(task or self.task, self.submission, self.backbone, layer, self.overrides | dict(overrides),
-                               planner=self.session, device=self.device if self.model is None else None,
-                               **self.options)
+                               planner=self.session, device=self.device if self.model is None else None, **options)
         if self.model is None:
             self.model = resolved.model
         return dataclasses.replace(resolved, model=self.model)
+
+    def with_overrides(self, resolved: ResolvedRun, overrides: Mapping[str, Any]) -> ResolvedRun:
+        """``resolved`` again with extra hyperparameter ``overrides``."""
+        return self.resolve(resolved.layer, resolved.task, overrides, subjects=resolved.subjects)
 
     def features(self, resolved: ResolvedRun, part: str, view: ImageView | None = None) -> dict[str, np.ndarray]:
         """Normalised features of an image set (:func:`_image_set`), or of a view of it, for the run's layers."""
@@ -240,6 +246,7 @@ class _Bench:
         or (``normalization: mvnn``) with noise covariances that include the test trials."""
         key = hash_json({"task": resolved.task.content_hash, "hp": resolved.plan.hyperparameters,
                          "layers": [r.key for r in resolved.plan.layers], "test": test_as_validation,
+                         "units": [[unit.subject, unit.seed] for unit in resolved.units],
                          "test_covariance": test_covariance})
         if key in self._fits:
             return self._fits[key]
@@ -387,23 +394,35 @@ def _selected_layers(fit: _Fit) -> dict[Unit, str] | None:
     return None if None in chosen.values() else {unit: str(layer) for unit, layer in chosen.items()}
 
 
-def _test_checkpoint(bench: _Bench, base: _Fit) -> Paired:
-    """Per unit, the epoch selected on the test split against the epoch selected on validation. Where the method
-    selects a layer, each unit's layer is fixed to the honest run's choice, so that only the checkpoint changes."""
-    if "select_epoch" not in base.resolved.plan.hyperparameters:
-        raise NotApplicable(f"method {bench.submission.id!r} has no validation-selected epoch (select_epoch)")
+def _at_selected_layers(bench: _Bench, base: _Fit, measure: Callable[[ResolvedRun], tuple[Outcomes, Outcomes]]) -> Paired:
+    """Pitfall and reference outcomes with each unit's layer fixed to the one the honest run selected on validation,
+    so that only the pitfall changes (runs grouped by layer, each on the subjects that selected it); for a method
+    that selects no layer, at the honest run's layer request."""
     selected = _selected_layers(base)
     layers = selected or {unit: base.resolved.layer for unit in base.resolved.units}
     pitfall, reference = {}, {}
     for layer in sorted(set(layers.values()), key=str):
-        resolved = bench.resolve(layer, overrides={"select_epoch": True})
+        mine = [unit for unit, chosen in layers.items() if chosen == layer]
+        with_pitfall, without = measure(bench.resolve(layer, subjects=sorted({unit.subject for unit in mine})))
+        for unit in mine:
+            pitfall[unit], reference[unit] = with_pitfall[unit], without[unit]
+    return pitfall, reference, {u: (layer, layer) for u, layer in selected.items()} if selected else {}
+
+
+def _test_checkpoint(bench: _Bench, base: _Fit) -> Paired:
+    """Per unit, the epoch selected on the test split against the epoch selected on validation, at the layer the
+    honest run selected."""
+    if "select_epoch" not in base.resolved.plan.hyperparameters:
+        raise NotApplicable(f"method {bench.submission.id!r} has no validation-selected epoch (select_epoch)")
+
+    def measure(resolved: ResolvedRun) -> tuple[Outcomes, Outcomes]:
+        resolved = bench.with_overrides(resolved, {"select_epoch": True})
         on_test = bench.fit(resolved, test_as_validation=True)
         if any(aligner.report.selected_epoch is None for aligner in on_test.aligners.values()):
             raise NotApplicable(f"method {bench.submission.id!r} reported no validation-selected epoch")
-        with_pitfall, without = bench.score(on_test), bench.score(bench.fit(resolved))
-        for unit in (u for u, chosen in layers.items() if chosen == layer):
-            pitfall[unit], reference[unit] = with_pitfall[unit], without[unit]
-    return pitfall, reference, {u: (layer, layer) for u, layer in selected.items()} if selected else {}
+        return bench.score(on_test), bench.score(bench.fit(resolved))
+
+    return _at_selected_layers(bench, base, measure)
 
 
 def _test_layer(bench: _Bench, base: _Fit) -> Paired:
@@ -439,8 +458,12 @@ def _mvnn_test_covariance(bench: _Bench, base: _Fit) -> Paired:
     if n_repetitions < 2:
         raise NotApplicable("the dataset has fewer than 2 training repetitions to estimate a noise covariance")
     mvnn = bench.task if bench.task.normalization == "mvnn" else bench.task.with_overrides(normalization="mvnn")
-    resolved = bench.resolve(base.resolved.layer, mvnn)
-    return bench.score(bench.fit(resolved, test_covariance=True)), bench.score(bench.fit(resolved)), {}
+
+    def measure(resolved: ResolvedRun) -> tuple[Outcomes, Outcomes]:
+        resolved = bench.resolve(resolved.layer, mvnn, subjects=resolved.subjects)
+        return bench.score(bench.fit(resolved, test_covariance=True)), bench.score(bench.fit(resolved))
+
+    return _at_selected_layers(bench, base, measure)
 
 
 def _channels(bench: _Bench, base: _Fit) -> Paired:
