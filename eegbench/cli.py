@@ -937,6 +937,51 @@ def rsa(
     _report_analysis(result, plot, as_json, [result.table(), result.summary()])
 
 
+def _pitfalls_api() -> Callable[..., Any]:
+    from eegbench.pitfalls import run_pitfalls
+
+    return run_pitfalls
+
+
+@app.command(context_settings=api_defaults(_pitfalls_api))
+def pitfalls(
+    method: MethodOpt = None,
+    task: TaskOpt = None,
+    backbone: BackboneOpt = None,
+    layer: LayerOpt = None,
+    only: Annotated[str | None, typer.Option(
+        "--only", help="Comma-separated pitfalls to measure (default: all): test-checkpoint, test-layer, "
+                       "blurred-gallery, centroid-gallery, augmented-gallery, mvnn-test-covariance, "
+                       "channels-63-vs-17.")] = None,
+    subjects: SubjectsOpt = None,
+    seeds: SeedsOpt = None,
+    epochs: EpochsOpt = None,
+    hp: HpOpt = None,
+    device: DeviceOpt = None,
+    results_dir: ResultsOpt = None,
+    data_root: DataRootOpt = None,
+    weights: WeightsOpt = None,
+    isolation: IsolationOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What protocol choices do to scores: the honest task against the same units with one pitfall switched on.
+
+    Writes a pitfall record under <results-dir>/_pitfalls/ (never read by the main tables); `eegbench
+    leaderboard` shows it in the section "What protocol choices do to scores" of the task's page.
+    """
+    from eegbench.pitfalls import check_pitfalls, summary_table
+
+    names = check_pitfalls(_csv(only))  # before anything is loaded
+    record, path = _pitfalls_api()(method, task, backbone, layer, only=names, subjects=_csv(subjects),
+                                   seeds=_csv(seeds, int), hyperparameters=_hyperparameters(hp, epochs=epochs),
+                                   device=device, results_dir=results_dir, data_root=data_root, weights=weights,
+                                   isolation=isolation)
+    if as_json:
+        out(record.model_dump_json(indent=2))
+        return
+    out(f"{summary_table(record)}\n\nWritten to {path}")
+
+
 def main() -> None:
     """Console-script entry point (errors are mapped to exit codes by :meth:`EegbenchGroup.main`)."""
     from eegbench._compat import keep_freed_memory

@@ -27,7 +27,7 @@ import html
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -621,11 +621,19 @@ def build_leaderboard(results_dir: str | Path, out_dir: str | Path,
     for analysis in store.analyses():
         analyses[(analysis.task["id"], analysis.task["version"])].append(analysis)
     with explain_os_errors(out_dir, action="write pages to", instead=instead):  # a disk that filled meanwhile
-        return _write_pages(records, analyses, out_dir)
+        return _write_pages(records, analyses, out_dir, _pitfall_sections(results_dir, out_dir))
+
+
+def _pitfall_sections(results_dir: str | Path, plot_dir: Path) -> Callable[[str, int], list[str]]:
+    """Per (task, version), the section "What protocol choices do to scores". :mod:`eegbench.pitfalls` is imported
+    here only: nothing of the main tables reaches it (``tests/test_architecture.py``)."""
+    from eegbench.pitfalls import load_pitfalls, pitfall_section
+
+    return lambda task, version: pitfall_section(load_pitfalls(results_dir, task, version), plot_dir)
 
 
 def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int], list[AnalysisRecord]],
-                 out_dir: Path) -> dict[str, Path]:
+                 out_dir: Path, extra: Callable[[str, int], list[str]] = lambda task, version: []) -> dict[str, Path]:
     groups = group_by_task(records)
     written = {}
     index = [HEADER, "", "# eegbench leaderboard", "",
@@ -641,6 +649,7 @@ def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int]
         mine = groups.get((task, version), [])
         page = task_page(mine, out_dir, analyses.get((task, version), ())) if mine else \
             analyses_page(analyses[(task, version)], out_dir)
+        page = "\n".join([page, *extra(task, version)])
         atomic_write_text(out_dir / f"{name}.md", page)
         written[name] = out_dir / f"{name}.md"
         # task ids and versions are validated identifiers (results.TASK_ID_PATTERN, int): safe in a link

@@ -65,6 +65,9 @@ from eegbench._progress import logger
 from eegbench.provenance import now
 from eegbench.records import ANALYSES_DIR, AnalysisRecord, ResultRecord, UnitKey, read_record
 
+#: where protocol-pitfall records (:mod:`eegbench.pitfalls`) are filed: no result loader reads this folder
+PITFALLS_DIR = "_pitfalls"
+
 OVERWRITE_MODES = ("missing", "always", "never")
 #: seconds between two refreshes of a held claim
 HEARTBEAT_SECONDS = 30.0
@@ -155,12 +158,12 @@ class ResultStore:
         Any other JSON file (a record copied or moved elsewhere, an invalid or unreadable file) is
         skipped, and one warning names them all once every file was read. As a key has a single
         path, no key is read twice. Hidden files and folders (claims, failure records, sweep
-        folders) and analysis records are not looked at.
+        folders), analysis records and pitfall records are not looked at.
         """
         skipped = []
         for path in sorted(self.root.rglob("*.json")):
             parts = path.relative_to(self.root).parts
-            if any(part.startswith(".") for part in parts) or parts[0] == ANALYSES_DIR:
+            if any(part.startswith(".") for part in parts) or parts[0] in (ANALYSES_DIR, PITFALLS_DIR):
                 continue
             try:
                 record = self._placed_record(path)

@@ -15,6 +15,7 @@ The tests fail on any violation: there is no list of tolerated ones.
 from __future__ import annotations
 
 import ast
+from collections import defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,8 +54,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("plan",),
     # One configuration, end to end.
     ("runner",),
-    # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission.
-    ("sweep", "estimates", "reproduction", "analyses", "check"),
+    # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission, protocol pitfalls.
+    ("sweep", "estimates", "reproduction", "analyses", "check", "pitfalls"),
     ("leaderboard",),
     # The public Python API, then the command line over it.
     ("eegbench",),
@@ -239,3 +240,30 @@ def test_no_private_imports_across_packages():
     new = private_imports()
     assert not new, f"Private modules or names used outside their package:\n{_listed(new)}"
 
+
+
+def _reachable(start: str) -> set[str]:
+    """Every module ``start`` imports, directly or through others (deferred imports included)."""
+    edges: dict[str, set[str]] = defaultdict(set)
+    for imp in IMPORTS:
+        edges[imp.importer].add(imp.module)
+    seen, queue = {start}, [start]
+    while queue:
+        for child in edges[queue.pop()] - seen:
+            seen.add(child)
+            queue.append(child)
+    return seen
+
+
+def test_the_pitfall_code_is_unreachable_from_runs_sweeps_and_main_tables():
+    for start in ("eegbench.runner", "eegbench.sweep", "eegbench.results", "eegbench.stats"):
+        assert "eegbench.pitfalls" not in _reachable(start), f"{start} reaches eegbench.pitfalls"
+    importers = {imp.importer for imp in IMPORTS if imp.module == "eegbench.pitfalls"}
+    assert importers <= {"eegbench.leaderboard", "eegbench.cli"}, importers
+    # the leaderboard imports it in the one function that adds the pitfall section to a page
+    tree = ast.parse((REPO / "eegbench" / "leaderboard.py").read_text())
+    holders = {function.name for function in ast.walk(tree) if isinstance(function, ast.FunctionDef)
+               for node in ast.walk(function)
+               if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"}
+    module_level = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"]
+    assert holders == {"_pitfall_sections"} and not module_level

@@ -79,6 +79,9 @@ Layout = Callable[[Any, Any], RecordingLayout]
 #: ``loader(data_root, variant, options) -> Dataset``, called with the data root (None when not
 #: given), the chosen variant (None for a dataset without variants) and the validated options.
 Loader = Callable[[Path | None, Any, Any], Dataset]
+#: ``exemplars(options, dataset, per_concept) -> (image_root, images)``: up to ``per_concept`` other images of each
+#: test concept (never the test images), for analyses that build a concept's gallery entry from other exemplars
+Exemplars = Callable[[Any, Dataset, int], tuple[Path, ImageTable]]
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ class DatasetSpec:
         ``layout(variant, options) -> RecordingLayout`` (see :data:`Layout`): the time axis and
         channels the loader will produce, known without reading files, so that a task's window and
         channels are checked before any heavy work. None when only the files say.
+    exemplars : callable, optional
+        ``exemplars(options, dataset, per_concept) -> (image_root, images)`` (see :data:`Exemplars`): other
+        images of the test concepts; None when the dataset has none (THINGS-EEG2 holds one image per test concept).
     """
 
     name: str
@@ -125,6 +131,7 @@ class DatasetSpec:
     title: str | None = None
     layout: Layout | None = field(default=None, repr=False, compare=False)
     sizes: DeclaredSizes | None = None
+    exemplars: Exemplars | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # A spec is written once by a developer: mistakes in it fail at import, naming the dataset.

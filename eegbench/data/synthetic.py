@@ -281,6 +281,32 @@ def _coloured_noise(rng: np.random.Generator, n: int, n_channels: int, n_times: 
     return shaped[..., :n_times] / np.float32(math.sqrt(variance))
 
 
+def _exemplars(config: SyntheticConfig, dataset: Dataset, per_concept: int) -> tuple[Path, ImageTable]:
+    """The exemplars after the first of each test concept (the test image is the first), drawn as the
+    dataset's images are (each depends only on the seed and its indices) and cached on first use."""
+    key = hash_json({"version": GENERATOR_VERSION, "config": config.model_dump(), "per_concept": per_concept})
+    root = cache_home() / "datasets" / "synthetic-exemplars" / key[:20]
+    ids, files, concepts = [], [], []
+    for c, concept in enumerate(dataset.test_images.concept_names):
+        for e in range(1, per_concept + 1):
+            ids.append(f"t{c + 1:04d}_{e + 1:02d}")
+            files.append(f"exemplars/{concept}/{ids[-1]}.png")
+            concepts.append(concept)
+    if not all((root / file).is_file() for file in files):
+        from PIL import Image
+
+        families = family_priors(config.seed)
+        for c, concept in enumerate(dataset.test_images.concept_names):
+            style = concept_style(config.seed, 1, c, families)
+            for e in range(1, per_concept + 1):
+                path = root / f"exemplars/{concept}/t{c + 1:04d}_{e + 1:02d}.png"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                temporary = path.with_name(f".{path.name}.tmp")
+                Image.fromarray(draw_image(style, config.seed, 1, c, e, config.image_size)).save(temporary, format="png")
+                os.replace(temporary, path)
+    return root, ImageTable(tuple(ids), tuple(files), tuple(concepts))
+
+
 def _load(data_root: Path | None, variant: None, config: SyntheticConfig) -> Dataset:
     """The loader of :data:`SPEC`: the synthetic dataset is generated, so it has no data root and no variants."""
     return synthetic_dataset(config)
@@ -292,7 +318,7 @@ def _layout(variant: None, config: SyntheticConfig) -> RecordingLayout:
 
 
 SPEC = DatasetSpec(
-    name="synthetic", title="Synthetic", options=SyntheticConfig, loader=_load, layout=_layout,
+    name="synthetic", title="Synthetic", options=SyntheticConfig, loader=_load, layout=_layout, exemplars=_exemplars,
     description="THINGS-like images drawn procedurally, with EEG responses simulated from a pretrained CNN's "
                 "features; generated offline from a seed.",
 )
