@@ -25,7 +25,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from eegbench._check import DataError, InvalidInputError, MissingDataError
+from eegbench._check import DataError, MissingDataError
 from eegbench._progress import logger, progress
 from eegbench.data.base import Dataset, ImageTable, RecordingInfo
 from eegbench.data.canonical import CanonicalWriter
