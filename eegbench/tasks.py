@@ -212,6 +212,9 @@ class Task(BaseModel):
         if self.repetitions.test == "single" and "single_trial" in self.scoring:
             raise ValueError("scoring: single_trial repeats the headline of a task whose repetitions.test is single; "
                              "drop it")
+        if self.inference == "transductive" and "subject_aggregated" in self.scoring:
+            raise ValueError("scoring: subject_aggregated averages similarities of one embedding across subjects, but "
+                             "a transductive embedding depends on its test batch; drop it or use inference: inductive")
         return self
 
     def resolved_inference_target(self, n_subjects: int) -> InferenceTarget:

@@ -55,6 +55,12 @@ def test_single_trial_scoring_beside_a_single_trial_headline_is_refused():
         tiny_task().with_overrides(repetitions={"train": "mean", "test": "single"}, scoring=["single_trial"])
 
 
+def test_subject_aggregation_of_a_transductive_task_is_refused():
+    with pytest.raises(ValueError, match="transductive embedding depends on its test batch"):
+        tiny_task().with_overrides(inference="transductive", scoring=["subject_aggregated"])
+    assert tiny_task().with_overrides(inference="transductive", scoring=["single_trial"]).inference == "transductive"
+
+
 def test_whitening_matrix_whitens_its_covariance():
     rng = np.random.default_rng(0)
     mixing = rng.normal(size=(5, 5))
