@@ -324,7 +324,20 @@ def _summary_table(summary: dict) -> str:
     table = tabulate(rows, ["subject", *[f"{m} (%)" if scale[m] == 100 else m for m in metrics], "layer"],
                      tablefmt="github",
                      disable_numparse=True)
-    return f"{head}\n\n{table}"
+    return f"{head}\n\n{table}\n\n{_records_note(summary)}"
+
+
+def _records_note(summary: dict) -> str:
+    """Where the run's result files are, what is missing, and the command that puts them on a leaderboard."""
+    folders = summary["record_dirs"]
+    where = f"{folders[0]}/" if len(folders) == 1 else f"{len(folders)} folders under {summary['results_dir']}/"
+    lines = [f"Records: {summary['n_units']} result file{'s' * (summary['n_units'] != 1)} in {where}" if folders else "Records: none."]
+    if summary["failed"]:
+        lines.append(f"Failed: {summary['failed']} units have no result (their failure records are beside them).")
+    if summary["elsewhere"]:
+        lines.append(f"Elsewhere: {summary['elsewhere']} units are being computed by other processes.")
+    lines.append(f"Leaderboard: eegbench leaderboard --results-dir {summary['results_dir']}")
+    return "\n".join(lines)
 
 
 @app.command()

@@ -210,3 +210,13 @@ def test_results_ls_lists_entries(results):
     assert "┃ task" in table.output and "synthetic-joint" in table.output and "0,1,2" in table.output
     missing = CliRunner().invoke(app, ["results", "ls", "--results-dir", str(results / "missing")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_a_run_logs_its_pace_between_batches(caplog):
+    from eegbench.runner import _log_pace
+
+    with caplog.at_level("INFO", logger="eegbench"):
+        _log_pace(1, 4, 30.0)
+        _log_pace(3, 4, 540.0)
+    assert caplog.messages == ["1 of 4 units handled in 30 s; about 90 s left at this pace.",
+                               "3 of 4 units handled in 9.0 min; about 3.0 min left at this pace."]
