@@ -17,7 +17,8 @@ lossless: :func:`load_results_dataset` validates every record again (records are
 of record that has no records gets no config (``datasets`` cannot read an empty Parquet split).
 
 :func:`push_results` uploads an export to a dataset repository of the Hub with ``huggingface_hub``
-(``upload_folder``, which resumes an interrupted upload when re-run); ``hub:ORG/NAME`` names such a
+(``upload_folder``, which resumes an interrupted upload when re-run, with ``hf_xet`` as
+``huggingface_hub`` 2 installs it); ``hub:ORG/NAME`` names such a
 repository wherever a source is read. Any copy loads with ``datasets.load_dataset(SOURCE, "records")``.
 """
 
@@ -144,9 +145,10 @@ def _records_of(board: BoardRecords, kind: Kind) -> Sequence[Any]:
 def export_results(results_dir: str | Path, out_dir: str | Path) -> ExportManifest:
     """Write every record of ``results_dir`` as a Parquet dataset with its card into ``out_dir``.
 
-    The same records always give the same files. Files of an earlier export in ``out_dir`` are
-    replaced; a config that has no records any more is removed.
+    The same records always give the same files. ``out_dir`` must be new, empty or an earlier export
+    (whose files are replaced; a config that has no records any more is removed), outside the results folder.
     """
+    _check_export_folder(Path(out_dir), Path(results_dir))
     board = read_board_records(results_dir, load_results(results_dir))  # load_results: a missing folder is an error
     out = check_writable_folder(Path(out_dir), "pass another export folder")
     manifest = ExportManifest(eegbench=__version__, counts={kind: len(_records_of(board, kind)) for kind in CONFIGS})
@@ -161,6 +163,16 @@ def export_results(results_dir: str | Path, out_dir: str | Path) -> ExportManife
         atomic_write_text(out / CARD, dataset_card(board, manifest))
         atomic_write_text(out / MANIFEST, manifest.model_dump_json(indent=2) + "\n")
     return manifest
+
+
+def _check_export_folder(out: Path, results_dir: Path) -> None:
+    """Refuse an export folder inside the results folder (its files would mix with the records) or one that
+    holds other files (its README.md would be overwritten)."""
+    if out.resolve().is_relative_to(results_dir.resolve()):
+        raise InvalidInputError(f"The export folder {out} is inside the results folder {results_dir}; pass a "
+                                "folder outside it.")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise InvalidInputError(f"{out} holds other files and no earlier export; pass a new or empty folder.")
 
 
 def _write_parquet(config: _Config, records: Sequence[Any], path: Path) -> None:

@@ -121,6 +121,12 @@ def test_bad_sources_are_one_line_errors(exported, tmp_path):
             load_results_dataset(bad)
     with pytest.raises(InvalidInputError, match="does not exist"):
         export_results(tmp_path / "missing", tmp_path / "out")
+    with pytest.raises(InvalidInputError, match="inside the results folder"):
+        export_results(exported.parent, exported.parent / "export")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("mine")
+    with pytest.raises(InvalidInputError, match="holds other files"):
+        export_results(tmp_path / "missing", tmp_path / "notes")
     truncated = tmp_path / "truncated"
     shutil.copytree(exported, truncated)
     (truncated / "pitfalls" / PARQUET_FILE).unlink()
