@@ -1052,8 +1052,8 @@ def results_export(out_dir: ExportDirArg, results_dir: ResultsOpt = DEFAULT_RESU
 
     manifest = export_results(results_dir, out_dir)
     counts = ", ".join(f"{n} {kind}" for kind, n in manifest.counts.items())
-    out(f"Exported {counts} from {results_dir} to {out_dir}/ (load it with `eegbench leaderboard --from-dataset "
-        f"{out_dir}`).")
+    out(f"Exported {counts} from {results_dir} to {out_dir}/ (its pages: `eegbench leaderboard --from-dataset "
+        f"{out_dir} --out DIR`).")
 
 
 @results_app.command("push")
