@@ -331,7 +331,8 @@ def _records_note(summary: dict) -> str:
     """Where the run's result files are, what is missing, and the command that puts them on a leaderboard."""
     folders = summary["record_dirs"]
     where = f"{folders[0]}/" if len(folders) == 1 else f"{len(folders)} folders under {summary['results_dir']}/"
-    lines = [f"Records: {summary['n_units']} result file{'s' * (summary['n_units'] != 1)} in {where}" if folders else "Records: none."]
+    n = summary["n_units"]
+    lines = [f"Records: {n} result file{'s' * (n != 1)} in {where}" if folders else "Records: none."]
     if summary["failed"]:
         lines.append(f"Failed: {summary['failed']} units have no result (their failure records are beside them).")
     if summary["elsewhere"]:
@@ -1067,9 +1068,9 @@ def results_push(
 
     The token is the one saved by `hf auth login`, or $HF_TOKEN.
     """
-    from eegbench.results_dataset import check_repo_id, push_results
+    from eegbench.results_dataset import push_results
 
-    url = push_results(export_dir, check_repo_id(repo_id), private=private)
+    url = push_results(export_dir, repo_id, private=private)
     out(f"Pushed {export_dir} to https://huggingface.co/datasets/{repo_id} ({url}); build its pages with "
         f"`eegbench leaderboard --from-dataset hub:{repo_id} --out DIR`.")
 

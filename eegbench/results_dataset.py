@@ -333,8 +333,9 @@ def _read_parquet(config: _Config, path: Path, kind: str) -> list[Any]:
 
 def push_results(folder: str | Path, repo_id: str, token: str | None = None, *, private: bool | None = None) -> str:
     """Upload an export (:func:`export_results`) to the Hub dataset repository ``repo_id``, created if
-    needed (``private``: its visibility; None: the Hub's default); returns the URL of the commit. Re-running an interrupted push resumes it (``upload_folder``
-    skips files already committed and data already uploaded)."""
+    needed (``private``: its visibility; None: the Hub's default); returns the URL of the commit.
+    Re-running an interrupted push resumes it (``upload_folder`` skips files already committed and data
+    already uploaded)."""
     check_repo_id(repo_id)
     source = Path(folder)
     if not source.is_dir():

@@ -349,9 +349,8 @@ class _RunContext:
         busy: list[Unit] = []
         if not units:
             return failed, busy
-        batches = _batches(units, self.resolved.dataset, batch_units, self.device)
         started, handled = time.perf_counter(), 0
-        for batch in batches:
+        for batch in _batches(units, self.resolved.dataset, batch_units, self.device):
             mine = []
             for unit in batch:
                 key = self.resolved.keys[unit]

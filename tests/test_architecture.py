@@ -57,7 +57,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission, protocol pitfalls.
     ("sweep", "estimates", "reproduction", "analyses", "check", "pitfalls"),
     ("leaderboard",),
-    # Results as a dataset (Parquet, the Hugging Face Hub): exported from and loaded into what the board is built from.
+    # Results as a dataset (Parquet, the Hugging Face Hub): exported from, and loaded as, what boards are built from.
     ("results_dataset",),
     # The public Python API, then the command line over it.
     ("eegbench",),

@@ -27,7 +27,8 @@ def _pitfall_record(template) -> PitfallRecord:
     change = MetricChange(reference=0.5, pitfall=0.56, difference=0.06, ci=(0.02, 0.1))
     applied = PitfallResult(name="test-checkpoint", status="applied", metrics={"top1": change, "top5": change},
                             n_subjects=4, n_units=4,
-                            units=[UnitScores(subject="sub-01", seed=0, reference={"top1": 0.5}, pitfall={"top1": 0.56})])
+                            units=[UnitScores(subject="sub-01", seed=0, reference={"top1": 0.5},
+                                              pitfall={"top1": 0.56})])
     skipped = PitfallResult(name="test-layer", status="not-applicable", reason="the method was given one layer")
     return PitfallRecord(created=template.created, task=PitfallTask(id="synthetic-intra", version=1,
                                                                      hash=template.task.hash),
