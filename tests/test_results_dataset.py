@@ -120,6 +120,8 @@ def test_bad_sources_are_one_line_errors(exported, tmp_path):
     for bad in ("hub:no-slash", "hub:a/b/c", "hub:org/na me", "hub:org/a..b"):
         with pytest.raises(InvalidInputError, match="ORG/NAME"):
             load_results_dataset(bad)
+    no_out = CliRunner().invoke(app, ["leaderboard", "--from-dataset", str(exported)])
+    assert no_out.exit_code == 2 and "--from-dataset needs --out" in no_out.output
     with pytest.raises(InvalidInputError, match="does not exist"):
         export_results(tmp_path / "missing", tmp_path / "out")
     with pytest.raises(InvalidInputError, match="inside the results folder"):
