@@ -10,6 +10,8 @@ The public Python API (what the command line is a thin layer over)::
     task = eb.load_task("synthetic-intra")
     records = eb.load_results("results")
     eb.build_leaderboard("results", "results/leaderboard")
+    eb.export_results("results", "export")           # a Parquet dataset; eb.push_results("export", "ORG/NAME")
+    board = eb.load_results_dataset("hub:ORG/NAME")  # or a local export: what a leaderboard is built from
     eb.reproduce("results/.../sub-01_seed-0.json")
 
 Errors are in :mod:`eegbench.errors`. The names load on first use, so ``import eegbench`` stays
@@ -25,8 +27,9 @@ from eegbench._version import __version__
 
 install_import_hook()
 
-__all__ = ["__version__", "build_leaderboard", "check_submission", "errors", "list_backbones", "list_methods",
-           "list_tasks", "load_results", "load_task", "reproduce", "run"]
+__all__ = ["__version__", "build_leaderboard", "check_submission", "errors", "export_results", "list_backbones",
+           "list_methods", "list_tasks", "load_results", "load_results_dataset", "load_task", "push_results",
+           "reproduce", "run"]
 
 
 def __getattr__(name: str) -> Any:
@@ -49,6 +52,10 @@ def __getattr__(name: str) -> Any:
         from eegbench.reproduction import reproduce as value
     elif name == "load_results":
         from eegbench.results import load_results as value
+    elif name in ("export_results", "push_results", "load_results_dataset"):
+        import eegbench.results_dataset
+
+        value = getattr(eegbench.results_dataset, name)
     elif name == "errors":
         import eegbench.errors  # noqa: F401  (importing a submodule sets it on this package)
 

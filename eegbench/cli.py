@@ -324,7 +324,21 @@ def _summary_table(summary: dict) -> str:
     table = tabulate(rows, ["subject", *[f"{m} (%)" if scale[m] == 100 else m for m in metrics], "layer"],
                      tablefmt="github",
                      disable_numparse=True)
-    return f"{head}\n\n{table}"
+    return f"{head}\n\n{table}\n\n{_records_note(summary)}"
+
+
+def _records_note(summary: dict) -> str:
+    """Where the run's result files are, what is missing, and the command that puts them on a leaderboard."""
+    folders = summary["record_dirs"]
+    where = f"{folders[0]}/" if len(folders) == 1 else f"{len(folders)} folders under {summary['results_dir']}/"
+    n = summary["n_units"]
+    lines = [f"Records: {n} result file{'s' * (n != 1)} in {where}" if folders else "Records: none."]
+    if summary["failed"]:
+        lines.append(f"Failed: {summary['failed']} units have no result (their failure records are beside them).")
+    if summary["elsewhere"]:
+        lines.append(f"Elsewhere: {summary['elsewhere']} units are being computed by other processes.")
+    lines.append(f"Leaderboard: eegbench leaderboard --results-dir {summary['results_dir']}")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -332,14 +346,25 @@ def leaderboard(
     results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for the markdown pages (default: <results-dir>/leaderboard).")] = None,
+    from_dataset: Annotated[str | None, typer.Option(
+        "--from-dataset", help="Build from a results dataset instead of --results-dir: a folder written by "
+                               "`eegbench results export`, or hub:ORG/NAME; needs --out.")] = None,
 ) -> None:
     """Regenerate the leaderboard markdown from result files, and print the main tables."""
-    from eegbench.leaderboard import build_rows, code_notes, group_by_task, main_table
+    from eegbench.leaderboard import build_rows, code_notes, group_by_task, main_table, read_board_records, \
+        write_leaderboard
 
-    every = eegbench.load_results(results_dir)  # read once: a skipped file is reported once
+    if from_dataset is not None:
+        if out_dir is None:
+            raise InvalidInputError("--from-dataset needs --out: the folder to write the pages to.")
+        from eegbench.results_dataset import load_results_dataset
+
+        board = load_results_dataset(from_dataset)
+    else:  # load_results: a missing folder is an error, and a skipped file is reported once
+        board = read_board_records(results_dir, eegbench.load_results(results_dir))
     out_dir = out_dir or results_dir / "leaderboard"
-    written = eegbench.build_leaderboard(results_dir, out_dir, every)
-    for (task, version), records in group_by_task(every).items():
+    written = write_leaderboard(board, out_dir)
+    for (task, version), records in group_by_task(board.results).items():
         chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task.chance.items())
         out(f"\n{task} (v{version}) | chance: {chance}\n")
         rows = build_rows(records)
@@ -980,6 +1005,74 @@ def pitfalls(
         out(record.model_dump_json(indent=2))
         return
     out(f"{summary_table(record)}\n\nWritten to {path}")
+
+
+# --- results: list, export to a Parquet dataset, push to the Hub -----------------------------------------
+
+results_app = typer.Typer(help="List a results folder; export it as a Parquet dataset and push that to the Hub.",
+                          no_args_is_help=True)
+app.add_typer(results_app, name="results")
+ExportDirArg = Annotated[Path, typer.Argument(help="Folder of the export (README.md, eegbench-export.json, "
+                                                   "one folder of Parquet files per config).")]
+
+
+@results_app.command("ls")
+def results_ls(results_dir: ResultsOpt = DEFAULT_RESULTS_DIR, as_json: JsonOpt = False) -> None:
+    """What a results folder holds: one row per task, version, method and backbone."""
+    from dataclasses import asdict
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from eegbench.results_dataset import results_entries
+
+    entries = results_entries(eegbench.load_results(results_dir))
+    if as_json:
+        out(json.dumps([asdict(entry) for entry in entries], indent=2))
+        return
+    if not entries:
+        out(f"No result files in {results_dir}.")
+        return
+    # one (header, cell) pair per column: a new column is one more pair
+    columns: list[tuple[str, Callable[[Any], str]]] = [
+        ("task", lambda e: e.task), ("version", lambda e: str(e.version)), ("method", lambda e: e.method),
+        ("backbone", lambda e: e.backbone), ("records", lambda e: str(e.records)),
+        ("subjects", lambda e: str(len(e.subjects))), ("seeds", lambda e: ",".join(map(str, e.seeds)))]
+    table = Table(title=f"Results in {escape(str(results_dir))}")
+    for header, _ in columns:
+        table.add_column(header, overflow="fold")  # a narrow terminal wraps ids, never cuts them
+    for entry in entries:
+        table.add_row(*(escape(cell(entry)) for _, cell in columns))
+    Console(soft_wrap=True).print(table)
+
+
+@results_app.command("export")
+def results_export(out_dir: ExportDirArg, results_dir: ResultsOpt = DEFAULT_RESULTS_DIR) -> None:
+    """Write every record of a results folder (per-trial ranks, analyses, pitfalls) as a Parquet dataset."""
+    from eegbench.results_dataset import export_results
+
+    manifest = export_results(results_dir, out_dir)
+    counts = ", ".join(f"{n} {kind}" for kind, n in manifest.counts.items())
+    out(f"Exported {counts} from {results_dir} to {out_dir}/ (its pages: `eegbench leaderboard --from-dataset "
+        f"{out_dir} --out DIR`).")
+
+
+@results_app.command("push")
+def results_push(
+    export_dir: ExportDirArg,
+    repo_id: Annotated[str, typer.Option("--repo-id", help="Hugging Face Hub dataset repository, ORG/NAME.")],
+    private: Annotated[bool | None, typer.Option("--private/--public", help="Visibility of a new repository "
+                                                                             "(default: the Hub's).")] = None,
+) -> None:
+    """Upload an export to a Hub dataset repository (created if needed); re-run to resume an interrupted push.
+
+    The token is the one saved by `hf auth login`, or $HF_TOKEN.
+    """
+    from eegbench.results_dataset import push_results
+
+    url = push_results(export_dir, repo_id, private=private)
+    out(f"Pushed {export_dir} to https://huggingface.co/datasets/{repo_id} ({url}); build its pages with "
+        f"`eegbench leaderboard --from-dataset hub:{repo_id} --out DIR`.")
 
 
 def main() -> None:

@@ -107,6 +107,7 @@ class RunResult:
             "n_units": len(self.records), "computed": self.computed, "skipped": self.skipped,
             "failed": len(self.failed), "elsewhere": len(self.elsewhere),
             "per_subject": per_subject, "results_dir": str(self.results_dir),
+            "record_dirs": sorted({str(self.results_dir / r.key.relative_path().parent) for r in self.records}),
         }
 
 
@@ -247,6 +248,21 @@ def run(task: str | Task = DEFAULT_TASK, method: str | Submission = DEFAULT_METH
                      [keys[u] for u in [*exhausted, *failed]], [keys[u] for u in busy])
 
 
+def _log_pace(handled: int, total: int, seconds: float) -> None:
+    """After a batch: units handled so far, and the time the others take at the pace so far (the bars
+    of training and scoring show each batch's own progress)."""
+    left = seconds / handled * (total - handled)
+    logger.info("%d of %d units handled in %s; about %s left at this pace.", handled, total, _duration(seconds),
+                _duration(left))
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``2.1 h``."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
+
+
 def _sentence(text: str) -> str:
     """``text`` ending with one full stop (error messages may or may not end with one)."""
     return text if text.endswith((".", "!", "?")) else text + "."
@@ -333,6 +349,7 @@ class _RunContext:
         busy: list[Unit] = []
         if not units:
             return failed, busy
+        started, handled = time.perf_counter(), 0
         for batch in _batches(units, self.resolved.dataset, batch_units, self.device):
             mine = []
             for unit in batch:
@@ -349,6 +366,9 @@ class _RunContext:
             finally:
                 for unit in mine:
                     claims.release(self.resolved.keys[unit])
+            handled += len(batch)
+            if handled < len(units):
+                _log_pace(handled, len(units), time.perf_counter() - started)
         return failed, busy
 
     def _attempt(self, units: list[Unit], on_error: str) -> list[Unit]:

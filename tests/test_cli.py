@@ -55,6 +55,10 @@ def test_run_prints_a_table_and_leaderboard_regenerates(tiny_task_file, tmp_path
                      "--hp", "epochs=2", "--results-dir", tmp_path / "res")
     assert result.exit_code == 0, result.output
     assert "| sub-01" in result.stdout and "mean ± SD" in result.stdout and "blocks.3" in result.stdout
+    # where the records went, and how to put them on a board
+    folder = tmp_path / "res" / "synthetic-intra" / "v1" / "shallow" / "efficientnet_lite0"
+    assert f"Records: 1 result file in {folder}/" in result.stdout
+    assert f"Leaderboard: eegbench leaderboard --results-dir {tmp_path / 'res'}" in result.stdout
     board = _invoke("leaderboard", "--results-dir", tmp_path / "res", "--out", tmp_path / "board")
     assert board.exit_code == 0, board.output
     assert "synthetic-intra (v1) | chance: top1 2 %, top5 10 %" in board.stdout

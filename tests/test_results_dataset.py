@@ -1,0 +1,231 @@
+"""Results as a dataset: export to Parquet, load back losslessly, push to the Hub, and `eegbench results ls`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from eegbench.analyses import backbone_scaling
+from eegbench.cli import app
+from eegbench.errors import DataError, InvalidInputError
+from eegbench.leaderboard import build_leaderboard
+from eegbench.pitfalls import MetricChange, PitfallRecord, PitfallResult, PitfallTask, UnitScores
+from eegbench.results import load_results
+from eegbench.results_dataset import (MANIFEST, PARQUET_FILE, export_results, load_results_dataset, push_results,
+                                      results_entries)
+
+COMMITTED = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
+
+
+def _pitfall_record(template) -> PitfallRecord:
+    """A pitfall record of the shallow entry of synthetic-intra: one pitfall applied, one not applicable."""
+    change = MetricChange(reference=0.5, pitfall=0.56, difference=0.06, ci=(0.02, 0.1))
+    applied = PitfallResult(name="test-checkpoint", status="applied", metrics={"top1": change, "top5": change},
+                            n_subjects=4, n_units=4,
+                            units=[UnitScores(subject="sub-01", seed=0, reference={"top1": 0.5},
+                                              pitfall={"top1": 0.56})])
+    skipped = PitfallResult(name="test-layer", status="not-applicable", reason="the method was given one layer")
+    return PitfallRecord(created=template.created, task=PitfallTask(id="synthetic-intra", version=1,
+                                                                     hash=template.task.hash),
+                         method="shallow", method_version=template.method.version,
+                         code_sha256=template.method.code_sha256, backbone=template.backbone.name,
+                         layer_setting="auto", hyperparameters={}, pitfalls=[applied, skipped],
+                         environment=template.environment)
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A copy of the committed results with an analysis record and a pitfall record, so that every config is filled."""
+    root = tmp_path_factory.mktemp("results")
+    shutil.copytree(COMMITTED, root, dirs_exist_ok=True)
+    backbone_scaling(root, "synthetic-intra")
+    pitfall = _pitfall_record(next(r for r in load_results(root) if r.task.id == "synthetic-intra"))
+    path = root / pitfall.relative_path()
+    path.parent.mkdir(parents=True)
+    path.write_text(pitfall.model_dump_json())
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(results, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export")
+    export_results(results, folder)
+    return folder
+
+
+def test_pages_built_from_an_export_are_byte_identical(results, exported, tmp_path):
+    direct = build_leaderboard(results, tmp_path / "direct")
+    cli = CliRunner().invoke(app, ["leaderboard", "--from-dataset", str(exported), "--out", str(tmp_path / "loaded")])
+    assert cli.exit_code == 0, cli.output
+    files = sorted(p.name for p in (tmp_path / "direct").iterdir())
+    assert files == sorted(p.name for p in (tmp_path / "loaded").iterdir())
+    for name in files:
+        assert (tmp_path / "direct" / name).read_bytes() == (tmp_path / "loaded" / name).read_bytes(), name
+    page = direct["synthetic-intra-v1"].read_text()
+    assert "## Backbone scaling" in page and "What protocol choices do to scores" in page  # both configs rendered
+    assert "| shallow " in cli.output  # the main tables are printed too
+
+
+def test_an_export_is_deterministic_and_loads_with_datasets(results, exported, tmp_path):
+    again = tmp_path / "again"
+    export_results(results, again)
+    for path in sorted(p for p in exported.rglob("*") if p.is_file()):
+        assert path.read_bytes() == (again / path.relative_to(exported)).read_bytes(), path
+    import datasets
+
+    table = datasets.load_dataset(str(exported), "records", split="train", cache_dir=str(tmp_path / "cache"))
+    records = load_results(results)
+    assert table.num_rows == len(records) == 188
+    assert table.features["seed"].dtype == "int64" and table.features["main_score"].dtype == "float64"
+    first = table[0]
+    assert (first["task"], first["method"], first["subject"]) == (records[0].task.id, records[0].method.id,
+                                                                  records[0].subject)
+    assert first["main_score"] == records[0].main_score and first["path"] == records[0].key.relative_path().as_posix()
+    assert first["n_better"] == records[0].per_trial.n_better and first["n_tied"] == records[0].per_trial.n_tied
+    pitfalls = datasets.load_dataset(str(exported), "pitfalls", split="train", cache_dir=str(tmp_path / "cache"))
+    assert pitfalls["pitfalls"] == ["test-checkpoint"] and pitfalls["method"] == ["shallow"]
+
+
+def test_loading_back_is_lossless(results, exported):
+    board = load_results_dataset(exported)
+    assert board.results == load_results(results)
+    assert [a.kind for a in board.analyses] == ["backbone-scaling"]
+    assert [p.method for p in board.pitfalls] == ["shallow"]
+
+
+def test_the_card_states_configs_license_and_tasks(exported):
+    card = (exported / "README.md").read_text()
+    _, front, body = card.split("---\n", 2)
+    meta = yaml.safe_load(front)
+    assert meta["license"] == "cc-by-4.0"
+    assert meta["configs"] == [{"config_name": kind, "data_files": [{"split": "train", "path": f"{kind}/*.parquet"}],
+                                **({"default": True} if kind == "records" else {})}
+                               for kind in ("records", "analyses", "pitfalls")]
+    assert "### synthetic-intra (version 1)" in body and "### synthetic-joint (version 1)" in body
+    assert "Intra-subject: train and test within each subject" in body  # the task file's description
+    assert "chance: top1 0.5 %, top5 2.5 %" in body
+    assert "| `records` | 188 |" in body
+
+
+def test_bad_sources_are_one_line_errors(exported, tmp_path):
+    with pytest.raises(InvalidInputError, match="not a folder"):
+        load_results_dataset(tmp_path / "missing")
+    with pytest.raises(InvalidInputError, match="not a results export"):
+        load_results_dataset(tmp_path)
+    for bad in ("hub:no-slash", "hub:a/b/c", "hub:org/na me", "hub:org/a..b"):
+        with pytest.raises(InvalidInputError, match="ORG/NAME"):
+            load_results_dataset(bad)
+    no_out = CliRunner().invoke(app, ["leaderboard", "--from-dataset", str(exported)])
+    assert no_out.exit_code == 2 and "--from-dataset needs --out" in no_out.output
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        export_results(tmp_path / "missing", tmp_path / "out")
+    with pytest.raises(InvalidInputError, match="inside the results folder"):
+        export_results(exported.parent, exported.parent / "export")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "README.md").write_text("mine")
+    with pytest.raises(InvalidInputError, match="holds other files"):
+        export_results(tmp_path / "missing", tmp_path / "notes")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(exported, truncated)
+    (truncated / "pitfalls" / PARQUET_FILE).unlink()
+    with pytest.raises(DataError, match="lacks"):
+        load_results_dataset(truncated)
+    manifest = json.loads((exported / MANIFEST).read_text())
+    (truncated / MANIFEST).write_text(json.dumps(manifest | {"counts": manifest["counts"] | {"pitfalls": 0,
+                                                                                           "records": 187}}))
+    with pytest.raises(DataError, match="188 records rows, its manifest 187"):
+        load_results_dataset(truncated)
+
+
+def test_a_tampered_row_is_refused(exported, tmp_path):
+    import datasets
+
+    table = datasets.Dataset.from_parquet(str(exported / "analyses" / PARQUET_FILE), cache_dir=str(tmp_path / "c"))
+    record = json.loads(table[0]["record"])
+    record["kind"] = "made-up"
+    tampered = tmp_path / "tampered"
+    shutil.copytree(exported, tampered)
+    table.map(lambda row: {"record": json.dumps(record)}).to_parquet(str(tampered / "analyses" / PARQUET_FILE))
+    with pytest.raises(DataError, match="analyses row 0"):
+        load_results_dataset(tampered)
+
+
+class FakeHfApi:
+    """Records the calls of :func:`push_results` instead of reaching the Hub."""
+
+    calls: list[tuple[str, dict]] = []
+
+    def __init__(self, token=None):
+        self.calls.append(("init", {"token": token}))
+
+    def create_repo(self, repo_id, **kwargs):
+        self.calls.append(("create_repo", {"repo_id": repo_id, **kwargs}))
+
+    def upload_folder(self, **kwargs):
+        self.calls.append(("upload_folder", kwargs))
+        return type("CommitInfo", (), {"commit_url": f"https://huggingface.co/datasets/{kwargs['repo_id']}/commit/1"})
+
+
+def test_push_creates_a_dataset_repo_and_uploads_the_export(exported, monkeypatch):
+    import huggingface_hub
+
+    FakeHfApi.calls = []
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
+    url = push_results(exported, "eegbench/results", token="hf_test")
+    assert url == "https://huggingface.co/datasets/eegbench/results/commit/1"
+    (_, init), (_, create), (_, upload) = FakeHfApi.calls
+    assert init == {"token": "hf_test"}
+    assert create == {"repo_id": "eegbench/results", "repo_type": "dataset", "private": None, "exist_ok": True}
+    assert upload["repo_type"] == "dataset" and upload["folder_path"] == str(exported)
+    assert upload["allow_patterns"] == ["README.md", MANIFEST, "records/*.parquet", "analyses/*.parquet",
+                                        "pitfalls/*.parquet"]
+    assert upload["delete_patterns"] is None  # every config has rows
+    with pytest.raises(InvalidInputError, match="ORG/NAME"):
+        push_results(exported, "not a repo")
+    with pytest.raises(InvalidInputError, match="not a results export"):
+        push_results(exported.parent, "eegbench/results")
+
+
+def test_a_hub_source_is_a_snapshot_of_a_dataset_repo(exported, monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def snapshot_download(repo_id, **kwargs):
+        asked.append((repo_id, kwargs))
+        return str(exported)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    board = load_results_dataset("hub:eegbench/results")
+    assert asked == [("eegbench/results", {"repo_type": "dataset"})]
+    assert len(board.results) == 188
+
+
+def test_results_ls_lists_entries(results):
+    entries = results_entries(load_results(results))
+    shallow = next(e for e in entries if (e.task, e.method) == ("synthetic-intra", "shallow"))
+    assert (shallow.records, shallow.subjects, shallow.seeds) == (28, ("sub-01", "sub-02", "sub-03", "sub-04"),
+                                                                  (0, 1, 2))
+    listed = CliRunner().invoke(app, ["results", "ls", "--results-dir", str(results), "--json"])
+    assert listed.exit_code == 0, listed.output
+    assert len(json.loads(listed.output)) == len(entries) == 19
+    table = CliRunner().invoke(app, ["results", "ls", "--results-dir", str(results)], env={"COLUMNS": "200"})
+    assert table.exit_code == 0, table.output
+    assert "┃ task" in table.output and "synthetic-joint" in table.output and "0,1,2" in table.output
+    missing = CliRunner().invoke(app, ["results", "ls", "--results-dir", str(results / "missing")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+def test_a_run_logs_its_pace_between_batches(caplog):
+    from eegbench.runner import _log_pace
+
+    with caplog.at_level("INFO", logger="eegbench"):
+        _log_pace(1, 4, 30.0)
+        _log_pace(3, 4, 540.0)
+    assert caplog.messages == ["1 of 4 units handled in 30 s; about 90 s left at this pace.",
+                               "3 of 4 units handled in 9.0 min; about 3.0 min left at this pace."]
