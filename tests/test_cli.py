@@ -20,6 +20,7 @@ import eegbench
 from eegbench._paths import DEFAULT_RESULTS_DIR
 from eegbench.cli import ApiDefaults, app, parse_hp
 from eegbench.errors import InvalidInputError
+from eegbench.tasks import list_tasks
 from helpers import write_tiny_task_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,7 +67,7 @@ def test_run_prints_a_table_and_leaderboard_regenerates(tiny_task_file, tmp_path
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--task", "nope"], "Unknown task 'nope'. Valid tasks: synthetic-inter, synthetic-intra, synthetic-joint, things-eeg-inter,"),
+    (["run", "--task", "nope"], "Unknown task 'nope'. Valid tasks: " + ", ".join(list_tasks()[:4])),
     (["run", "--method", "shalow"], "Unknown method 'shalow'. Did you mean 'shallow'? Valid methods: atm, final"),
     (["run", "--backbone", "vit_x"], "Unknown backbone 'vit_x'."),
     (["run", "--layer", "30"], "Invalid layer 30 for backbone 'efficientnet_lite0'. Valid layers: an index 1..8"),
