@@ -14,7 +14,7 @@ from eegbench.analyses import backbone_scaling
 from eegbench.cli import app
 from eegbench.errors import DataError, InvalidInputError
 from eegbench.leaderboard import build_leaderboard
-from eegbench.pitfalls import MetricChange, PitfallRecord, PitfallResult, PitfallTask, UnitScores
+from eegbench.pitfalls import load_pitfalls
 from eegbench.results import load_results
 from eegbench.results_dataset import (MANIFEST, PARQUET_FILE, export_results, load_results_dataset, push_results,
                                       results_entries)
@@ -22,32 +22,14 @@ from eegbench.results_dataset import (MANIFEST, PARQUET_FILE, export_results, lo
 COMMITTED = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
 
 
-def _pitfall_record(template) -> PitfallRecord:
-    """A pitfall record of the shallow entry of synthetic-intra: one pitfall applied, one not applicable."""
-    change = MetricChange(reference=0.5, pitfall=0.56, difference=0.06, ci=(0.02, 0.1))
-    applied = PitfallResult(name="test-checkpoint", status="applied", metrics={"top1": change, "top5": change},
-                            n_subjects=4, n_units=4,
-                            units=[UnitScores(subject="sub-01", seed=0, reference={"top1": 0.5},
-                                              pitfall={"top1": 0.56})])
-    skipped = PitfallResult(name="test-layer", status="not-applicable", reason="the method was given one layer")
-    return PitfallRecord(created=template.created, task=PitfallTask(id="synthetic-intra", version=1,
-                                                                     hash=template.task.hash),
-                         method="shallow", method_version=template.method.version,
-                         code_sha256=template.method.code_sha256, backbone=template.backbone.name,
-                         layer_setting="auto", hyperparameters={}, pitfalls=[applied, skipped],
-                         environment=template.environment)
-
-
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """A copy of the committed results with an analysis record and a pitfall record, so that every config is filled."""
+    """A copy of the committed results (which hold a pitfall record) with an analysis record, so that every
+    config is filled."""
     root = tmp_path_factory.mktemp("results")
     shutil.copytree(COMMITTED, root, dirs_exist_ok=True)
     backbone_scaling(root, "synthetic-intra")
-    pitfall = _pitfall_record(next(r for r in load_results(root) if r.task.id == "synthetic-intra"))
-    path = root / pitfall.relative_path()
-    path.parent.mkdir(parents=True)
-    path.write_text(pitfall.model_dump_json())
+    assert load_pitfalls(root)
     return root
 
 
@@ -80,7 +62,7 @@ def test_an_export_is_deterministic_and_loads_with_datasets(results, exported, t
 
     table = datasets.load_dataset(str(exported), "records", split="train", cache_dir=str(tmp_path / "cache"))
     records = load_results(results)
-    assert table.num_rows == len(records) == 188
+    assert table.num_rows == len(records) > 0
     assert table.features["seed"].dtype == "int64" and table.features["main_score"].dtype == "float64"
     first = table[0]
     assert (first["task"], first["method"], first["subject"]) == (records[0].task.id, records[0].method.id,
@@ -88,7 +70,9 @@ def test_an_export_is_deterministic_and_loads_with_datasets(results, exported, t
     assert first["main_score"] == records[0].main_score and first["path"] == records[0].key.relative_path().as_posix()
     assert first["n_better"] == records[0].per_trial.n_better and first["n_tied"] == records[0].per_trial.n_tied
     pitfalls = datasets.load_dataset(str(exported), "pitfalls", split="train", cache_dir=str(tmp_path / "cache"))
-    assert pitfalls["pitfalls"] == ["test-checkpoint"] and pitfalls["method"] == ["shallow"]
+    assert pitfalls["method"] == [p.method for p in load_pitfalls(results)] == ["shallow"]
+    applied = [p.name for p in load_pitfalls(results)[0].pitfalls if p.status == "applied"]
+    assert pitfalls["pitfalls"][0].split(",") == applied and "test-checkpoint" in applied
 
 
 def test_loading_back_is_lossless(results, exported):
@@ -98,7 +82,7 @@ def test_loading_back_is_lossless(results, exported):
     assert [p.method for p in board.pitfalls] == ["shallow"]
 
 
-def test_the_card_states_configs_license_and_tasks(exported):
+def test_the_card_states_configs_license_and_tasks(results, exported):
     card = (exported / "README.md").read_text()
     _, front, body = card.split("---\n", 2)
     meta = yaml.safe_load(front)
@@ -109,7 +93,7 @@ def test_the_card_states_configs_license_and_tasks(exported):
     assert "### synthetic-intra (version 1)" in body and "### synthetic-joint (version 1)" in body
     assert "Intra-subject: train and test within each subject" in body  # the task file's description
     assert "chance: top1 0.5 %, top5 2.5 %" in body
-    assert "| `records` | 188 |" in body
+    assert f"| `records` | {len(load_results(results))} |" in body
 
 
 def test_bad_sources_are_one_line_errors(exported, tmp_path):
@@ -137,8 +121,8 @@ def test_bad_sources_are_one_line_errors(exported, tmp_path):
         load_results_dataset(truncated)
     manifest = json.loads((exported / MANIFEST).read_text())
     (truncated / MANIFEST).write_text(json.dumps(manifest | {"counts": manifest["counts"] | {"pitfalls": 0,
-                                                                                           "records": 187}}))
-    with pytest.raises(DataError, match="188 records rows, its manifest 187"):
+                                                                                           "records": 1}}))
+    with pytest.raises(DataError, match=f"{manifest['counts']['records']} records rows, its manifest 1:"):
         load_results_dataset(truncated)
 
 
@@ -203,7 +187,7 @@ def test_a_hub_source_is_a_snapshot_of_a_dataset_repo(exported, monkeypatch):
     monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
     board = load_results_dataset("hub:eegbench/results")
     assert asked == [("eegbench/results", {"repo_type": "dataset"})]
-    assert len(board.results) == 188
+    assert len(board.results) == json.loads((exported / MANIFEST).read_text())["counts"]["records"] > 0
 
 
 def test_results_ls_lists_entries(results):
@@ -213,7 +197,8 @@ def test_results_ls_lists_entries(results):
                                                                   (0, 1, 2))
     listed = CliRunner().invoke(app, ["results", "ls", "--results-dir", str(results), "--json"])
     assert listed.exit_code == 0, listed.output
-    assert len(json.loads(listed.output)) == len(entries) == 19
+    assert len(json.loads(listed.output)) == len(entries) == len({(r.task.id, r.task.version, r.method.id, r.backbone.name)
+                                                                  for r in load_results(results)})
     table = CliRunner().invoke(app, ["results", "ls", "--results-dir", str(results)], env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
     assert "┃ task" in table.output and "synthetic-joint" in table.output and "0,1,2" in table.output
