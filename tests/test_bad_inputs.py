@@ -106,6 +106,7 @@ CASES: list[tuple[str, str]] = [
     ("scaling data --fractions 0,2", "Training fractions must be in (0, 1], got [0.0, 2.0]."),
     ("scaling data --repetitions 0", "Each number of test repetitions must be at least 1, got 0."),
     ("scaling data --epochs 0", "epochs must be at least 1, got 0"),
+    ("pitfalls --epochs 0", "epochs must be at least 1, got 0"),
     ("scaling data --seeds ,", "No seeds given"),
     ("scaling backbones --version 0", "version must be at least 1, got 0"),
     # features
