@@ -332,17 +332,23 @@ def leaderboard(
     results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for the markdown pages (default: <results-dir>/leaderboard).")] = None,
+    reproduced_only: Annotated[bool, typer.Option(
+        "--reproduced-only", help="Show only entries a maintainer reproduced (`eegbench reproduce --attest`).")] = False,
 ) -> None:
     """Regenerate the leaderboard markdown from result files, and print the main tables."""
-    from eegbench.leaderboard import build_rows, code_notes, group_by_task, main_table
+    from eegbench.attestation import Attestations
+    from eegbench.leaderboard import build_rows, code_notes, group_by_task, main_table, reproduced_entries
 
     every = eegbench.load_results(results_dir)  # read once: a skipped file is reported once
+    attestations = Attestations.load(results_dir)
     out_dir = out_dir or results_dir / "leaderboard"
-    written = eegbench.build_leaderboard(results_dir, out_dir, every)
-    for (task, version), records in group_by_task(every).items():
+    written = eegbench.build_leaderboard(results_dir, out_dir, every, attestations=attestations,
+                                         reproduced_only=reproduced_only)
+    shown = reproduced_entries(every, attestations) if reproduced_only else every
+    for (task, version), records in group_by_task(shown).items():
         chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task.chance.items())
         out(f"\n{task} (v{version}) | chance: {chance}\n")
-        rows = build_rows(records)
+        rows = build_rows(records, attestations)
         out(main_table(records, rows))
         for note in code_notes(rows):
             out(note)
@@ -663,21 +669,34 @@ def reproduce(
     weights: WeightsOpt = None,
     tolerance: Annotated[float, typer.Option(
         help="Largest accepted |difference| of a task metric, in points of %; exit code 1 beyond it.")] = 1.0,
+    attest: Annotated[bool, typer.Option(
+        "--attest", help="Sign the re-run off: file an attestation record beside the results (trust level "
+        "'reproduced' on the board when the scores agree).")] = False,
+    by: Annotated[str | None, typer.Option(
+        help="Who signs the attestation off (default: git's user.name <user.email>, else $USER).")] = None,
 ) -> None:
     """Re-run exactly the configuration recorded in RESULT and report the difference in scores.
 
     The task is the recorded one; pass --task with the task file of the recorded version if the
     registered task has changed since.
     """
+    from eegbench.attestation import attester, results_root
+
     check_positive("tolerance", tolerance, zero=True, unit="points")
     if not result.is_file():
         raise InvalidInputError(f"Result file {result} does not exist.")
+    results_dir = results_root(result) if attest else None  # found before the re-run, as is who signs
+    signer = attester(by) if attest else None
     report = _reproduce_api()(result, task=task, device=device, data_root=data_root, weights=weights)
     out(report.table())
     for warning in report.warnings:
         console.print(f"[yellow]Warning:[/yellow] {warning}", markup=True, highlight=False)
     out("Every test trial got the same rank as recorded." if report.identical_trials
         else "Some test trials got a different rank than recorded.")
+    if results_dir is not None:
+        attestation, path = report.attest(results_dir, tolerance=tolerance / 100, by=signer)
+        out(f"Attestation by {attestation.by} ({'agreed' if attestation.agreed else 'did not agree'}) written to "
+            f"{path}.")
     if not report.within(tolerance / 100):
         console.print(f"[bold red]Not reproduced:[/bold red] a metric moved by more than {tolerance:g} points.",
                       markup=True, highlight=False)

@@ -19,6 +19,10 @@ median rank) are printed as ranks, not percentages; tiers always rank by the mai
 Result files are untrusted: every string taken from them is escaped (:func:`escape_markdown`), so
 none can add markup or break a table, and rows computed with other code than the registered
 submission of their method id (or of an unregistered id) are flagged with :data:`MODIFIED_CODE`.
+
+Every entry has a trust level (:mod:`eegbench.attestation`): ``reproduced`` when a maintainer's
+attestation vouches for each of its records as they are, else ``self-reported``; the main table
+shows it, and ``reproduced_only`` builds a board of reproduced entries alone.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from tabulate import tabulate
 
 from eegbench._io import atomic_write_text, check_writable_folder, explain_os_errors
 from eegbench._plots import finish_axes, save_png, subplots
+from eegbench.attestation import Attestations
 from eegbench.metrics import RANK_METRICS
 from eegbench.metrics import metric as named_metric
 from eegbench.records import AnalysisRecord, ResultRecord
@@ -128,6 +133,9 @@ class Row:
     #: "registered": every record was computed with the current code of the registered submission of
     #: its method id; "modified": some with other code; "unregistered": no submission has this id
     code: str = "registered"
+    #: "reproduced" when an agreeing attestation names every record as it is (:mod:`eegbench.attestation`),
+    #: else "self-reported"
+    trust: str = "self-reported"
 
     @property
     def label(self) -> str:
@@ -137,6 +145,14 @@ class Row:
     @property
     def layer(self) -> str:
         return layer_label(self.records)
+
+
+#: what the trust column of a main table means
+TRUST_NOTE = ("*Trust*: `reproduced` when a maintainer re-ran every result file of the entry with `eegbench reproduce "
+              "--attest` and each task metric agreed within the tolerance; the attestation names the file's content "
+              "hash, so a file edited since is `self-reported` again, as is every entry not re-run.")
+#: what a board of reproduced entries only says of itself
+REPRODUCED_ONLY_NOTE = "Only reproduced entries are shown (`eegbench leaderboard --reproduced-only`)."
 
 
 def _pct(value: float) -> str:
@@ -185,8 +201,9 @@ def group_by_task(records: Iterable[ResultRecord]) -> dict[tuple[str, int], list
     return dict(sorted(groups.items()))
 
 
-def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
-    """One row per entry with statistics, best first by the task's main score."""
+def build_rows(records: Sequence[ResultRecord], attestations: Attestations = Attestations()) -> list[Row]:
+    """One row per entry with statistics and trust level (by ``attestations``), best first by the task's main
+    score."""
     by_entry: dict[Entry, list[ResultRecord]] = defaultdict(list)
     for record in records:
         by_entry[Entry.of(record)].append(record)
@@ -196,6 +213,7 @@ def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
     for entry, mine in by_entry.items():
         row = Row(entry, sorted(mine, key=lambda r: (r.subject, r.seed)))
         row.code = _code_status(mine, registered[entry.method])
+        row.trust = attestations.entry_trust(mine)
         for metric in metrics:
             row.per_subject[metric] = seed_averaged(mine, metric)
             row.summary[metric] = mean_sd(list(row.per_subject[metric].values()))
@@ -212,6 +230,15 @@ def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
     for compared in _reported_targets(target):
         _compare_with_reference(rows, records[0].task.reference_method, main, compared)
     return rows
+
+
+def reproduced_entries(records: Iterable[ResultRecord], attestations: Attestations) -> list[ResultRecord]:
+    """The records of the entries whose every record is reproduced (a board of reproduced entries only)."""
+    by_entry: dict[Entry, list[ResultRecord]] = defaultdict(list)
+    for record in records:
+        by_entry[Entry.of(record)].append(record)
+    kept = {entry for entry, mine in by_entry.items() if attestations.entry_trust(mine) == "reproduced"}
+    return [record for record in records if Entry.of(record) in kept]
 
 
 def _outcomes(row: Row, metric: str, target: InferenceTarget) -> dict[str, float] | dict[str, np.ndarray]:
@@ -304,7 +331,7 @@ def main_table(records: Sequence[ResultRecord], rows: Sequence[Row] | None = Non
     headers = ["Method", "Backbone", "Layer",
                *[f"{metric_label(m).capitalize()}{'' if m in RANK_METRICS else ' %'} (± SD) [95% CI]"
                  for m in task.metrics],
-               "Tier", *p_headers, "Subjects", "Seeds (SD)", "eegbench"]
+               "Tier", *p_headers, "Subjects", "Seeds (SD)", "Trust", "eegbench"]
     table = []
     for row in rows:
         cells = []
@@ -318,7 +345,7 @@ def main_table(records: Sequence[ResultRecord], rows: Sequence[Row] | None = Non
         table.append([row.label, row.entry.backbone, row.layer, *cells, row.tier,
                       *[_p(row.p_vs_reference.get(t)) for t in targets],
                       len(row.per_subject[task.main_score]),
-                      f"{seeds}" + (f" ({_pct(spread)})" if spread is not None else ""),
+                      f"{seeds}" + (f" ({_pct(spread)})" if spread is not None else ""), row.trust,
                       ", ".join(sorted({r.environment.eegbench for r in row.records}))])
     return markdown_table(table, headers)
 
@@ -489,9 +516,11 @@ def _published_table(key: str, protocol: str) -> str | None:
 
 
 def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
-              analyses: Sequence[AnalysisRecord] = ()) -> str:
+              analyses: Sequence[AnalysisRecord] = (), attestations: Attestations = Attestations(), *,
+              reproduced_only: bool = False) -> str:
     """The markdown page of one (task, version); plots are written into ``plot_dir`` if given.
-    ``analyses`` (analysis records of the same task and version) add their sections.
+    ``analyses`` (analysis records of the same task and version) add their sections; ``attestations`` decide
+    each entry's trust level, and ``reproduced_only`` says that ``records`` are those of reproduced entries.
 
     Text taken from the records goes through :func:`escape_markdown` (``md`` below) or :func:`code_span`.
     """
@@ -499,7 +528,7 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
     first = records[0]
     task, dataset = first.task, first.dataset
     name = _page_name(task.id, task.version)
-    rows = build_rows(records)
+    rows = build_rows(records, attestations)
     main, reference = metric_label(task.main_score), task.reference_method
     chance = ", ".join(f"{md(metric_label(m))} {v:g}" if m in RANK_METRICS else
                        f"{md(metric_label(m))} {100 * v:g} %" for m, v in task.chance.items())
@@ -534,7 +563,8 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
         f"worse (Holm-corrected, alpha {ALPHA}); later tiers repeat this among the rest. *p vs {reference}"
         f"{' (images)' if table_target(records) == 'images' else ''}*: the same test against `{reference}` on "
         "the same backbone, Holm-corrected across this table. "
-        f"{inference_note(records)} *Seeds (SD)*: number of seeds and the SD of {main} across seeds.",
+        f"{inference_note(records)} *Seeds (SD)*: number of seeds and the SD of {main} across seeds. {TRUST_NOTE}"
+        + (f" {REPRODUCED_ONLY_NOTE}" if reproduced_only else ""),
         "",
     ]
     alternatives = _alternatives_table(rows, task.main_score)
@@ -606,22 +636,29 @@ def analyses_page(analyses: Sequence[AnalysisRecord], plot_dir: Path | None = No
 
 
 def build_leaderboard(results_dir: str | Path, out_dir: str | Path,
-                      records: Sequence[ResultRecord] | None = None) -> dict[str, Path]:
+                      records: Sequence[ResultRecord] | None = None, *, attestations: Attestations | None = None,
+                      reproduced_only: bool = False) -> dict[str, Path]:
     """Write ``README.md``, ``published.md`` and one page (plus plots) per (task, version).
 
     ``records`` are those of ``results_dir`` if already read (:meth:`ResultStore.records`: only
-    files at the store path of their own key count), else they are read here. An ``out_dir`` that
-    cannot be written is a :class:`~eegbench._check.StorageError`, raised before anything is read.
+    files at the store path of their own key count), else they are read here; so are
+    ``attestations`` (:meth:`Attestations.load`), which give each entry its trust level. With
+    ``reproduced_only``, the pages hold reproduced entries only. An ``out_dir`` that cannot be written
+    is a :class:`~eegbench._check.StorageError`, raised before anything is read.
     """
     instead = "pass another --out"
     out_dir = check_writable_folder(Path(out_dir), instead)
     store = ResultStore(results_dir)
     records = list(store.records()) if records is None else records
+    attestations = Attestations.load(results_dir) if attestations is None else attestations
+    if reproduced_only:
+        records = reproduced_entries(records, attestations)
     analyses: dict[tuple[str, int], list[AnalysisRecord]] = defaultdict(list)
     for analysis in store.analyses():
         analyses[(analysis.task["id"], analysis.task["version"])].append(analysis)
     with explain_os_errors(out_dir, action="write pages to", instead=instead):  # a disk that filled meanwhile
-        return _write_pages(records, analyses, out_dir, _pitfall_sections(results_dir, out_dir))
+        return _write_pages(records, analyses, out_dir, _pitfall_sections(results_dir, out_dir), attestations,
+                            reproduced_only)
 
 
 def _pitfall_sections(results_dir: str | Path, plot_dir: Path) -> Callable[[str, int], list[str]]:
@@ -633,7 +670,8 @@ def _pitfall_sections(results_dir: str | Path, plot_dir: Path) -> Callable[[str,
 
 
 def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int], list[AnalysisRecord]],
-                 out_dir: Path, extra: Callable[[str, int], list[str]] = lambda task, version: []) -> dict[str, Path]:
+                 out_dir: Path, extra: Callable[[str, int], list[str]] = lambda task, version: [],
+                 attestations: Attestations = Attestations(), reproduced_only: bool = False) -> dict[str, Path]:
     groups = group_by_task(records)
     written = {}
     index = [HEADER, "", "# eegbench leaderboard", "",
@@ -641,13 +679,15 @@ def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int]
              "regenerates these pages; `eegbench reproduce RESULT.json` re-runs any one of them). Numbers "
              "reported in papers, which use other protocols, are listed separately in "
              "[published.md](published.md).", "",
+             *([REPRODUCED_ONLY_NOTE, ""] if reproduced_only else []),
              "| Task | Version | Entries | Result files |", "|---|---|---|---|"]
     if not groups and not analyses:
         index.append("| (no results yet) | | | |")
     for task, version in sorted(set(groups) | set(analyses)):
         name = _page_name(task, version)
         mine = groups.get((task, version), [])
-        page = task_page(mine, out_dir, analyses.get((task, version), ())) if mine else \
+        page = task_page(mine, out_dir, analyses.get((task, version), ()), attestations,
+                         reproduced_only=reproduced_only) if mine else \
             analyses_page(analyses[(task, version)], out_dir)
         page = "\n".join([page, *extra(task, version)])
         atomic_write_text(out_dir / f"{name}.md", page)

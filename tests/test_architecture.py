@@ -42,8 +42,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("submissions",),
     # Protocols: units, response preparation, training data.
     ("protocols",),
-    # Result records and their store: they describe runs and run nothing, so they sit below what runs.
-    ("records", "results"),
+    # Result records, their store and attestations of reproduced ones: they describe runs and run nothing, so they
+    # sit below what runs.
+    ("records", "results", "attestation"),
     # The contrastive trainer that methods call.
     ("training",),
     # Running submission code in workers, and the harness's scoring.
