@@ -57,7 +57,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner",),
     # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission, protocol pitfalls.
     ("sweep", "estimates", "reproduction", "analyses", "check", "pitfalls"),
-    ("leaderboard",),
+    ("leaderboard", "pr"),
     # The public Python API, then the command line over it.
     ("eegbench",),
     ("cli",),
