@@ -683,6 +683,8 @@ def reproduce(
     from eegbench.attestation import attester, results_root
 
     check_positive("tolerance", tolerance, zero=True, unit="points")
+    if by is not None and not attest:
+        raise InvalidInputError("--by names who signs an attestation off: pass it with --attest.")
     if not result.is_file():
         raise InvalidInputError(f"Result file {result} does not exist.")
     results_dir = results_root(result) if attest else None  # found before the re-run, as is who signs

@@ -137,6 +137,8 @@ def test_attest_refuses_a_file_outside_its_results_folder_before_running(board, 
     assert outcome.exit_code == 2 and isinstance(outcome.exception, SystemExit)
     assert "--attest needs a result file filed in a results folder" in outcome.output
     assert not (tmp_path / ATTESTATIONS_DIR).exists() and not (results / ATTESTATIONS_DIR).exists()
+    unsigned = CliRunner().invoke(app, ["reproduce", str(path), "--by", "someone"])
+    assert unsigned.exit_code == 2 and "pass it with --attest" in unsigned.output
 
 
 def test_who_signs_off(monkeypatch):
