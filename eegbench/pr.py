@@ -229,7 +229,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "check":
         folders = changed_submissions(args.base, args.head)
-        results = PullRequestChecks(head=args.head, checks=run_checks(folders, isolation=args.isolation),
+        head = _git(".", "rev-parse", "--verify", f"{args.head}^{{commit}}").strip()
+        results = PullRequestChecks(head=head, checks=run_checks(folders, isolation=args.isolation),
                                     attestations=changed_attestations(args.base, args.head))
         args.out.write_text(results.model_dump_json(indent=2) + "\n", encoding="utf-8")
         failed = [check.folder for check in results.checks if check.status == "failed"]

@@ -146,8 +146,10 @@ def test_the_check_step_runs_each_folder_and_fails_only_its_broken_one(tmp_path)
     broken = tmp_path / "submissions" / "broken"
     broken.mkdir()
     (broken / "submission.yaml").write_text("id: broken\n")
+    # process isolation keeps this fast; tests/test_integrity.py tests the sandbox level the workflow passes
     checks = run_checks([good, broken], isolation="process", task=tiny_task(), subjects=[1],
                         results_dir=tmp_path / "check")
+    assert checks[0].isolation == "process"
     assert [(c.submission, c.status) for c in checks] == [("copied", "passed"), (None, "failed")]
     assert "| copied" in checks[0].table and "final (reference)" in checks[0].table
     assert checks[1].error and "\n" not in checks[1].error
