@@ -349,10 +349,13 @@ def leaderboard(
     from_dataset: Annotated[str | None, typer.Option(
         "--from-dataset", help="Build from a results dataset instead of --results-dir: a folder written by "
                                "`eegbench results export`, or hub:ORG/NAME; needs --out.")] = None,
+    reproduced_only: Annotated[bool, typer.Option(
+        "--reproduced-only", help="Show only entries a maintainer reproduced (`eegbench reproduce --attest`).")] = False,
 ) -> None:
     """Regenerate the leaderboard markdown from result files, and print the main tables."""
+    from eegbench.attestation import Attestations
     from eegbench.leaderboard import build_rows, code_notes, group_by_task, main_table, read_board_records, \
-        write_leaderboard
+        reproduced_entries, write_leaderboard
 
     if from_dataset is not None:
         if out_dir is None:
@@ -363,11 +366,13 @@ def leaderboard(
     else:  # load_results: a missing folder is an error, and a skipped file is reported once
         board = read_board_records(results_dir, eegbench.load_results(results_dir))
     out_dir = out_dir or results_dir / "leaderboard"
-    written = write_leaderboard(board, out_dir)
-    for (task, version), records in group_by_task(board.results).items():
+    written = write_leaderboard(board, out_dir, reproduced_only=reproduced_only)
+    attestations = Attestations.of(board.attestations)
+    shown = reproduced_entries(board.results, attestations) if reproduced_only else board.results
+    for (task, version), records in group_by_task(shown).items():
         chance = ", ".join(f"{k} {100 * v:g} %" for k, v in records[0].task.chance.items())
         out(f"\n{task} (v{version}) | chance: {chance}\n")
-        rows = build_rows(records)
+        rows = build_rows(records, attestations)
         out(main_table(records, rows))
         for note in code_notes(rows):
             out(note)
@@ -688,21 +693,36 @@ def reproduce(
     weights: WeightsOpt = None,
     tolerance: Annotated[float, typer.Option(
         help="Largest accepted |difference| of a task metric, in points of %; exit code 1 beyond it.")] = 1.0,
+    attest: Annotated[bool, typer.Option(
+        "--attest", help="Sign the re-run off: file an attestation record beside the results (trust level "
+        "'reproduced' on the board when the scores agree).")] = False,
+    by: Annotated[str | None, typer.Option(
+        help="Who signs the attestation off (default: git's user.name <user.email>, else $USER).")] = None,
 ) -> None:
     """Re-run exactly the configuration recorded in RESULT and report the difference in scores.
 
     The task is the recorded one; pass --task with the task file of the recorded version if the
     registered task has changed since.
     """
+    from eegbench.attestation import attester, results_root
+
     check_positive("tolerance", tolerance, zero=True, unit="points")
+    if by is not None and not attest:
+        raise InvalidInputError("--by names who signs an attestation off: pass it with --attest.")
     if not result.is_file():
         raise InvalidInputError(f"Result file {result} does not exist.")
+    results_dir = results_root(result) if attest else None  # found before the re-run, as is who signs
+    signer = attester(by) if attest else None
     report = _reproduce_api()(result, task=task, device=device, data_root=data_root, weights=weights)
     out(report.table())
     for warning in report.warnings:
         console.print(f"[yellow]Warning:[/yellow] {warning}", markup=True, highlight=False)
     out("Every test trial got the same rank as recorded." if report.identical_trials
         else "Some test trials got a different rank than recorded.")
+    if results_dir is not None:
+        attestation, path = report.attest(results_dir, tolerance=tolerance / 100, by=signer)
+        out(f"Attestation by {attestation.by} ({'agreed' if attestation.agreed else 'did not agree'}) written to "
+            f"{path}.")
     if not report.within(tolerance / 100):
         console.print(f"[bold red]Not reproduced:[/bold red] a metric moved by more than {tolerance:g} points.",
                       markup=True, highlight=False)
@@ -1024,9 +1044,10 @@ def results_ls(results_dir: ResultsOpt = DEFAULT_RESULTS_DIR, as_json: JsonOpt =
     from rich.console import Console
     from rich.table import Table
 
+    from eegbench.attestation import Attestations
     from eegbench.results_dataset import results_entries
 
-    entries = results_entries(eegbench.load_results(results_dir))
+    entries = results_entries(eegbench.load_results(results_dir), Attestations.load(results_dir))
     if as_json:
         out(json.dumps([asdict(entry) for entry in entries], indent=2))
         return
@@ -1037,7 +1058,8 @@ def results_ls(results_dir: ResultsOpt = DEFAULT_RESULTS_DIR, as_json: JsonOpt =
     columns: list[tuple[str, Callable[[Any], str]]] = [
         ("task", lambda e: e.task), ("version", lambda e: str(e.version)), ("method", lambda e: e.method),
         ("backbone", lambda e: e.backbone), ("records", lambda e: str(e.records)),
-        ("subjects", lambda e: str(len(e.subjects))), ("seeds", lambda e: ",".join(map(str, e.seeds)))]
+        ("subjects", lambda e: str(len(e.subjects))), ("seeds", lambda e: ",".join(map(str, e.seeds))),
+        ("trust", lambda e: e.trust)]
     table = Table(title=f"Results in {escape(str(results_dir))}")
     for header, _ in columns:
         table.add_column(header, overflow="fold")  # a narrow terminal wraps ids, never cuts them

@@ -19,6 +19,10 @@ median rank) are printed as ranks, not percentages; tiers always rank by the mai
 Result files are untrusted: every string taken from them is escaped (:func:`escape_markdown`), so
 none can add markup or break a table, and rows computed with other code than the registered
 submission of their method id (or of an unregistered id) are flagged with :data:`MODIFIED_CODE`.
+
+Every entry has a trust level (:mod:`eegbench.attestation`): ``reproduced`` when a maintainer's
+attestation vouches for each of its records as they are, else ``self-reported``; the main table
+shows it, and ``reproduced_only`` builds a board of reproduced entries alone.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from tabulate import tabulate
 
 from eegbench._io import atomic_write_text, check_writable_folder, explain_os_errors
 from eegbench._plots import finish_axes, save_png, subplots
+from eegbench.attestation import AttestationRecord, Attestations, load_attestations
 from eegbench.metrics import RANK_METRICS
 from eegbench.metrics import metric as named_metric
 from eegbench.records import AnalysisRecord, ResultRecord
@@ -134,6 +139,9 @@ class Row:
     #: "registered": every record was computed with the current code of the registered submission of
     #: its method id; "modified": some with other code; "unregistered": no submission has this id
     code: str = "registered"
+    #: "reproduced" when an agreeing attestation names every record as it is (:mod:`eegbench.attestation`),
+    #: else "self-reported"
+    trust: str = "self-reported"
 
     @property
     def label(self) -> str:
@@ -143,6 +151,14 @@ class Row:
     @property
     def layer(self) -> str:
         return layer_label(self.records)
+
+
+#: what the trust column of a main table means
+TRUST_NOTE = ("*Trust*: `reproduced` when a maintainer re-ran every result file of the entry with `eegbench reproduce "
+              "--attest` and each task metric agreed within the tolerance; the attestation names the file's content "
+              "hash, so a file edited since is `self-reported` again, as is every entry not re-run.")
+#: what a board of reproduced entries only says of itself
+REPRODUCED_ONLY_NOTE = "Only reproduced entries are shown (`eegbench leaderboard --reproduced-only`)."
 
 
 def _pct(value: float) -> str:
@@ -191,8 +207,9 @@ def group_by_task(records: Iterable[ResultRecord]) -> dict[tuple[str, int], list
     return dict(sorted(groups.items()))
 
 
-def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
-    """One row per entry with statistics, best first by the task's main score."""
+def build_rows(records: Sequence[ResultRecord], attestations: Attestations = Attestations()) -> list[Row]:
+    """One row per entry with statistics and trust level (by ``attestations``), best first by the task's main
+    score."""
     by_entry: dict[Entry, list[ResultRecord]] = defaultdict(list)
     for record in records:
         by_entry[Entry.of(record)].append(record)
@@ -202,6 +219,7 @@ def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
     for entry, mine in by_entry.items():
         row = Row(entry, sorted(mine, key=lambda r: (r.subject, r.seed)))
         row.code = _code_status(mine, registered[entry.method])
+        row.trust = attestations.entry_trust(mine)
         for metric in metrics:
             row.per_subject[metric] = seed_averaged(mine, metric)
             row.summary[metric] = mean_sd(list(row.per_subject[metric].values()))
@@ -218,6 +236,15 @@ def build_rows(records: Sequence[ResultRecord]) -> list[Row]:
     for compared in _reported_targets(target):
         _compare_with_reference(rows, records[0].task.reference_method, main, compared, corrected=compared == target)
     return rows
+
+
+def reproduced_entries(records: Iterable[ResultRecord], attestations: Attestations) -> list[ResultRecord]:
+    """The records of the entries whose every record is reproduced (a board of reproduced entries only)."""
+    by_entry: dict[Entry, list[ResultRecord]] = defaultdict(list)
+    for record in records:
+        by_entry[Entry.of(record)].append(record)
+    kept = {entry for entry, mine in by_entry.items() if attestations.entry_trust(mine) == "reproduced"}
+    return [record for record in records if Entry.of(record) in kept]
 
 
 def _outcomes(row: Row, metric: str, target: InferenceTarget) -> dict[str, float] | dict[str, np.ndarray]:
@@ -314,7 +341,7 @@ def main_table(records: Sequence[ResultRecord], rows: Sequence[Row] | None = Non
     headers = ["Method", "Backbone", "Layer",
                *[f"{metric_label(m).capitalize()}{'' if m in RANK_METRICS else ' %'} (± SD) [95% CI]"
                  for m in task.metrics],
-               "Tier", *p_headers, "Subjects", "Seeds (SD)", "eegbench"]
+               "Tier", *p_headers, "Subjects", "Seeds (SD)", "Trust", "eegbench"]
     table = []
     for row in rows:
         cells = []
@@ -328,7 +355,7 @@ def main_table(records: Sequence[ResultRecord], rows: Sequence[Row] | None = Non
         table.append([row.label, row.entry.backbone, row.layer, *cells, row.tier,
                       *[_p(row.p_vs_reference.get(t)) for t in targets],
                       len(row.per_subject[task.main_score]),
-                      f"{seeds}" + (f" ({_pct(spread)})" if spread is not None else ""),
+                      f"{seeds}" + (f" ({_pct(spread)})" if spread is not None else ""), row.trust,
                       ", ".join(sorted({r.environment.eegbench for r in row.records}))])
     return markdown_table(table, headers)
 
@@ -500,9 +527,11 @@ def _published_table(key: str, protocol: str) -> str | None:
 
 
 def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
-              analyses: Sequence[AnalysisRecord] = ()) -> str:
+              analyses: Sequence[AnalysisRecord] = (), attestations: Attestations = Attestations(), *,
+              reproduced_only: bool = False) -> str:
     """The markdown page of one (task, version); plots are written into ``plot_dir`` if given.
-    ``analyses`` (analysis records of the same task and version) add their sections.
+    ``analyses`` (analysis records of the same task and version) add their sections; ``attestations`` decide
+    each entry's trust level, and ``reproduced_only`` says that ``records`` are those of reproduced entries.
 
     Text taken from the records goes through :func:`escape_markdown` (``md`` below) or :func:`code_span`.
     """
@@ -510,7 +539,7 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
     first = records[0]
     task, dataset = first.task, first.dataset
     name = _page_name(task.id, task.version)
-    rows = build_rows(records)
+    rows = build_rows(records, attestations)
     main, reference = metric_label(task.main_score), task.reference_method
     chance = ", ".join(f"{md(metric_label(m))} {v:g}" if m in RANK_METRICS else
                        f"{md(metric_label(m))} {100 * v:g} %" for m, v in task.chance.items())
@@ -545,7 +574,8 @@ def task_page(records: Sequence[ResultRecord], plot_dir: Path | None = None,
         f"worse (Holm-corrected, alpha {ALPHA}); later tiers repeat this among the rest. *p vs {reference}"
         f"{' (images)' if table_target(records) == 'images' else ''}*: the same test against `{reference}` on "
         "the same backbone, Holm-corrected across this table. "
-        f"{inference_note(records)} *Seeds (SD)*: number of seeds and the SD of {main} across seeds.",
+        f"{inference_note(records)} *Seeds (SD)*: number of seeds and the SD of {main} across seeds. {TRUST_NOTE}"
+        + (f" {REPRODUCED_ONLY_NOTE}" if reproduced_only else ""),
         "",
     ]
     alternatives = _alternatives_table(rows, task.main_score)
@@ -621,12 +651,14 @@ def analyses_page(analyses: Sequence[AnalysisRecord], plot_dir: Path | None = No
 @dataclass(frozen=True)
 class BoardRecords:
     """Everything a leaderboard is built from: result, analysis and pitfall records, in the order of
-    their files. Read from a results folder (:func:`read_board_records`) or from a results dataset
+    their files, and the attestations that make entries ``reproduced``. Read from a results folder
+    (:func:`read_board_records`) or from a results dataset
     (:func:`eegbench.results_dataset.load_results_dataset`): both give the same pages."""
 
     results: Sequence[ResultRecord]
     analyses: Sequence[AnalysisRecord] = ()
     pitfalls: Sequence[PitfallRecord] = ()
+    attestations: Sequence[AttestationRecord] = ()
 
 
 def read_board_records(results_dir: str | Path, records: Sequence[ResultRecord] | None = None) -> BoardRecords:
@@ -638,30 +670,36 @@ def read_board_records(results_dir: str | Path, records: Sequence[ResultRecord] 
 
     store = ResultStore(results_dir)
     return BoardRecords(list(store.records()) if records is None else list(records), list(store.analyses()),
-                        load_pitfalls(results_dir))
+                        load_pitfalls(results_dir), load_attestations(results_dir))
 
 
 def build_leaderboard(results_dir: str | Path, out_dir: str | Path,
-                      records: Sequence[ResultRecord] | None = None) -> dict[str, Path]:
+                      records: Sequence[ResultRecord] | None = None, *,
+                      reproduced_only: bool = False) -> dict[str, Path]:
     """Write ``README.md``, ``published.md`` and one page (plus plots) per (task, version) from the
-    records of ``results_dir`` (see :func:`read_board_records` for ``records``).
+    records of ``results_dir`` (see :func:`read_board_records` for ``records``). Attestations
+    (``eegbench reproduce --attest``) give each entry its trust level; with ``reproduced_only``, the
+    pages hold reproduced entries only.
 
     An ``out_dir`` that cannot be written is a :class:`~eegbench._check.StorageError`, raised before
     anything is read.
     """
     out_dir = check_writable_folder(Path(out_dir), _INSTEAD)
-    return write_leaderboard(read_board_records(results_dir, records), out_dir)
+    return write_leaderboard(read_board_records(results_dir, records), out_dir, reproduced_only=reproduced_only)
 
 
-def write_leaderboard(board: BoardRecords, out_dir: str | Path) -> dict[str, Path]:
+def write_leaderboard(board: BoardRecords, out_dir: str | Path, *, reproduced_only: bool = False) -> dict[str, Path]:
     """Write the pages of ``board`` into ``out_dir`` (see :func:`build_leaderboard`); the same records
     always give the same bytes, wherever they were read from."""
     out_dir = check_writable_folder(Path(out_dir), _INSTEAD)
+    attestations = Attestations.of(board.attestations)
+    records = reproduced_entries(board.results, attestations) if reproduced_only else board.results
     analyses: dict[tuple[str, int], list[AnalysisRecord]] = defaultdict(list)
     for analysis in board.analyses:
         analyses[(analysis.task["id"], analysis.task["version"])].append(analysis)
     with explain_os_errors(out_dir, action="write pages to", instead=_INSTEAD):  # a disk that filled meanwhile
-        return _write_pages(board.results, analyses, out_dir, _pitfall_sections(board.pitfalls, out_dir))
+        return _write_pages(records, analyses, out_dir, _pitfall_sections(board.pitfalls, out_dir), attestations,
+                            reproduced_only)
 
 
 def _pitfall_sections(pitfalls: Sequence[PitfallRecord], plot_dir: Path) -> Callable[[str, int], list[str]]:
@@ -676,7 +714,8 @@ def _pitfall_sections(pitfalls: Sequence[PitfallRecord], plot_dir: Path) -> Call
 
 
 def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int], list[AnalysisRecord]],
-                 out_dir: Path, extra: Callable[[str, int], list[str]] = lambda task, version: []) -> dict[str, Path]:
+                 out_dir: Path, extra: Callable[[str, int], list[str]] = lambda task, version: [],
+                 attestations: Attestations = Attestations(), reproduced_only: bool = False) -> dict[str, Path]:
     groups = group_by_task(records)
     written = {}
     index = [HEADER, "", "# eegbench leaderboard", "",
@@ -684,13 +723,15 @@ def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int]
              "regenerates these pages; `eegbench reproduce RESULT.json` re-runs any one of them). Numbers "
              "reported in papers, which use other protocols, are listed separately in "
              "[published.md](published.md).", "",
+             *([REPRODUCED_ONLY_NOTE, ""] if reproduced_only else []),
              "| Task | Version | Entries | Result files |", "|---|---|---|---|"]
     if not groups and not analyses:
         index.append("| (no results yet) | | | |")
     for task, version in sorted(set(groups) | set(analyses)):
         name = _page_name(task, version)
         mine = groups.get((task, version), [])
-        page = task_page(mine, out_dir, analyses.get((task, version), ())) if mine else \
+        page = task_page(mine, out_dir, analyses.get((task, version), ()), attestations,
+                         reproduced_only=reproduced_only) if mine else \
             analyses_page(analyses[(task, version)], out_dir)
         page = "\n".join([page, *extra(task, version)])
         atomic_write_text(out_dir / f"{name}.md", page)

@@ -18,6 +18,7 @@ import numpy as np
 
 from eegbench._check import InvalidInputError, unknown_name
 from eegbench._progress import logger
+from eegbench.attestation import AttestationRecord, attester, scores_agree, write_attestation
 from eegbench.records import ResultRecord
 from eegbench.results import ResultStore
 from eegbench.runner import run
@@ -47,7 +48,15 @@ class Reproduction:
 
     def within(self, tolerance: float) -> bool:
         """Whether every task metric moved by at most ``tolerance`` (a fraction: 0.01 = 1 point)."""
-        return all(abs(self.differences[m]) <= tolerance for m in self.original.task.metrics)
+        return scores_agree(self.original.scores, self.reproduced.scores, self.original.task.metrics, tolerance)
+
+    def attest(self, results_dir: str | Path, *, tolerance: float, by: str | None = None) -> tuple[AttestationRecord, Path]:
+        """Sign off this re-run: file an :class:`~eegbench.attestation.AttestationRecord` (whether it agreed
+        within ``tolerance``, a fraction) and the re-run's record under ``results_dir``, the results folder of
+        the recorded file. Returns the attestation and its path."""
+        attestation = AttestationRecord.of(self.original, self.reproduced, tolerance=tolerance, by=attester(by),
+                                           identical_trials=self.identical_trials, warnings=self.warnings)
+        return attestation, write_attestation(results_dir, attestation, self.reproduced)
 
     def table(self) -> str:
         from tabulate import tabulate

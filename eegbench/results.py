@@ -28,6 +28,8 @@ files beside them, in a folder that no task id can take::
 
 The unit results an analysis trains for itself (on subsets of the data) live below
 ``<results_dir>/_analyses/<task>/v<version>/<kind>/runs/``, so they never enter the main tables.
+Protocol-pitfall records (``_pitfalls/``) and attestations of reproduced records (``_attestations/``)
+have reserved folders of their own too (:data:`RESERVED_DIRS`).
 
 Result files are untrusted input (anyone can drop one into a results folder, or hand one to
 ``eegbench reproduce``): every identifier a record carries must match a strict pattern, so none can
@@ -67,6 +69,10 @@ from eegbench.records import ANALYSES_DIR, AnalysisRecord, ResultRecord, UnitKey
 
 #: where protocol-pitfall records (:mod:`eegbench.pitfalls`) are filed: no result loader reads this folder
 PITFALLS_DIR = "_pitfalls"
+#: where attestations of reproduced records (:mod:`eegbench.attestation`) are filed: no result loader reads it
+ATTESTATIONS_DIR = "_attestations"
+#: folders of a results root that hold records of other types than results (no task id starts with "_")
+RESERVED_DIRS = (ANALYSES_DIR, PITFALLS_DIR, ATTESTATIONS_DIR)
 
 OVERWRITE_MODES = ("missing", "always", "never")
 #: seconds between two refreshes of a held claim
@@ -158,12 +164,13 @@ class ResultStore:
         Any other JSON file (a record copied or moved elsewhere, an invalid or unreadable file) is
         skipped, and one warning names them all once every file was read. As a key has a single
         path, no key is read twice. Hidden files and folders (claims, failure records, sweep
-        folders), analysis records and pitfall records are not looked at.
+        folders) and the reserved folders (:data:`RESERVED_DIRS`: analyses, pitfalls, attestations) are not
+        looked at.
         """
         skipped = []
         for path in sorted(self.root.rglob("*.json")):
             parts = path.relative_to(self.root).parts
-            if any(part.startswith(".") for part in parts) or parts[0] in (ANALYSES_DIR, PITFALLS_DIR):
+            if any(part.startswith(".") for part in parts) or parts[0] in RESERVED_DIRS:
                 continue
             try:
                 record = self._placed_record(path)

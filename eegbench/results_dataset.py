@@ -8,6 +8,7 @@ as a Parquet dataset with the ``datasets`` library, one config per kind of recor
     <out>/records/train-00000-of-00001.parquet
     <out>/analyses/train-00000-of-00001.parquet
     <out>/pitfalls/train-00000-of-00001.parquet
+    <out>/attestations/train-00000-of-00001.parquet
 
 One row per record, in the order of the record files: typed scalar columns to browse and filter (task,
 version, method, backbone, layer, subject, seed, main score...; result rows also carry the per-trial ranks
@@ -39,6 +40,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from eegbench._check import DataError, InvalidInputError, MissingDataError, describe_validation_error
 from eegbench._io import atomic_write_text, check_writable_folder, explain_os_errors
 from eegbench._version import __version__
+from eegbench.attestation import AttestationRecord, Attestations, Trust
 from eegbench.leaderboard import BoardRecords, escape_markdown, group_by_task, read_board_records
 from eegbench.metrics import RANK_METRICS
 from eegbench.pitfalls import PitfallRecord
@@ -59,7 +61,7 @@ LICENSE = "cc-by-4.0"
 #: a source on the Hub: ``hub:`` and a repository id ``ORG/NAME``
 HUB_PREFIX = "hub:"
 _REPO_ID = re.compile(r"^(?!.*(--|\.\.))[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
-Kind = Literal["records", "analyses", "pitfalls"]
+Kind = Literal["records", "analyses", "pitfalls", "attestations"]
 
 
 class ExportManifest(BaseModel):
@@ -113,6 +115,11 @@ def _pitfall_row(record: PitfallRecord) -> dict[str, Any]:
             "pitfalls": ",".join(p.name for p in record.pitfalls if p.status == "applied"), "created": record.created}
 
 
+def _attestation_row(record: AttestationRecord) -> dict[str, Any]:
+    return {"unit": record.unit, "record_sha256": record.record_sha256, "by": record.by, "agreed": record.agreed,
+            "identical_trials": record.identical_trials, "created": record.created}
+
+
 CONFIGS: dict[Kind, _Config] = {
     "records": _Config(
         "one row per result record (task, method, backbone, layer setting, hyperparameters, subject, seed): "
@@ -133,11 +140,18 @@ CONFIGS: dict[Kind, _Config] = {
         {"path": "string", "task": "string", "task_version": "int32", "method": "string", "backbone": "string",
          "layer_setting": "string", "pitfalls": "string", "created": "string"},
         _pitfall_row, PitfallRecord.model_validate_json),
+    "attestations": _Config(
+        "one row per attestation (`eegbench reproduce --attest`): a maintainer's re-run of the record whose "
+        "content hash is `record_sha256` agreed with it; such entries are `reproduced` on the board",
+        {"unit": "string", "record_sha256": "string", "by": "string", "agreed": "bool", "identical_trials": "bool",
+         "created": "string"},
+        _attestation_row, lambda text: AttestationRecord.from_disk(json.loads(text))),
 }
 
 
 def _records_of(board: BoardRecords, kind: Kind) -> Sequence[Any]:
-    return {"records": board.results, "analyses": board.analyses, "pitfalls": board.pitfalls}[kind]
+    return {"records": board.results, "analyses": board.analyses, "pitfalls": board.pitfalls,
+            "attestations": board.attestations}[kind]
 
 
 # --- export -----------------------------------------------------------------------------------------------
@@ -260,11 +274,12 @@ def load_results_dataset(source: str | Path) -> BoardRecords:
     manifest = _read_manifest(folder)
     loaded: dict[Kind, list[Any]] = {}
     for kind, config in CONFIGS.items():
-        loaded[kind] = _read_parquet(config, folder / kind / PARQUET_FILE, kind) if manifest.counts[kind] else []
-        if len(loaded[kind]) != manifest.counts[kind]:
+        expected = manifest.counts.get(kind, 0)  # an export made before a kind existed has none of it
+        loaded[kind] = _read_parquet(config, folder / kind / PARQUET_FILE, kind) if expected else []
+        if len(loaded[kind]) != expected:
             raise DataError(f"The export {folder} holds {len(loaded[kind])} {kind} rows, its manifest "
-                            f"{manifest.counts[kind]}: it is incomplete; export or download it again.")
-    return BoardRecords(loaded["records"], loaded["analyses"], loaded["pitfalls"])
+                            f"{expected}: it is incomplete; export or download it again.")
+    return BoardRecords(loaded["records"], loaded["analyses"], loaded["pitfalls"], loaded["attestations"])
 
 
 def check_repo_id(repo_id: str) -> str:
@@ -371,12 +386,16 @@ class ResultsEntry:
     records: int
     subjects: tuple[str, ...]
     seeds: tuple[int, ...]
+    #: ``reproduced`` when an agreeing attestation names every one of its records
+    trust: Trust
 
 
-def results_entries(records: Sequence[ResultRecord]) -> list[ResultsEntry]:
-    """One :class:`ResultsEntry` per (task, version, method, backbone) of ``records``, sorted."""
+def results_entries(records: Sequence[ResultRecord], attestations: Attestations = Attestations()) -> list[ResultsEntry]:
+    """One :class:`ResultsEntry` per (task, version, method, backbone) of ``records``, sorted, with its trust
+    level by ``attestations``."""
     groups: dict[tuple[str, int, str, str], list[ResultRecord]] = defaultdict(list)
     for record in records:
         groups[(record.task.id, record.task.version, record.method.id, record.backbone.name)].append(record)
     return [ResultsEntry(*key, len(mine), tuple(sorted({r.subject for r in mine})),
-                         tuple(sorted({r.seed for r in mine}))) for key, mine in sorted(groups.items())]
+                         tuple(sorted({r.seed for r in mine})), attestations.entry_trust(mine))
+            for key, mine in sorted(groups.items())]

@@ -42,8 +42,9 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("submissions",),
     # Protocols: units, response preparation, training data.
     ("protocols",),
-    # Result records and their store: they describe runs and run nothing, so they sit below what runs.
-    ("records", "results"),
+    # Result records, their store and attestations of reproduced ones: they describe runs and run nothing, so they
+    # sit below what runs.
+    ("records", "results", "attestation"),
     # The contrastive trainer that methods call.
     ("training",),
     # Running submission code in workers, and the harness's scoring.
@@ -56,7 +57,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("runner",),
     # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission, protocol pitfalls.
     ("sweep", "estimates", "reproduction", "analyses", "check", "pitfalls"),
-    ("leaderboard",),
+    ("leaderboard", "pr"),
     # Results as a dataset (Parquet, the Hugging Face Hub): exported from, and loaded as, what boards are built from.
     ("results_dataset",),
     # The public Python API, then the command line over it.

@@ -11,12 +11,13 @@ import yaml
 from typer.testing import CliRunner
 
 from eegbench.analyses import backbone_scaling
+from eegbench.attestation import AttestationRecord, Attestations, load_attestations, write_attestation
 from eegbench.cli import app
 from eegbench.errors import DataError, InvalidInputError
 from eegbench.leaderboard import build_leaderboard
 from eegbench.pitfalls import load_pitfalls
 from eegbench.results import load_results
-from eegbench.results_dataset import (MANIFEST, PARQUET_FILE, export_results, load_results_dataset, push_results,
+from eegbench.results_dataset import (CONFIGS, MANIFEST, PARQUET_FILE, export_results, load_results_dataset, push_results,
                                       results_entries)
 
 COMMITTED = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
@@ -24,12 +25,18 @@ COMMITTED = Path(__file__).resolve().parents[1] / "leaderboard" / "results"
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
-    """A copy of the committed results (which hold a pitfall record) with an analysis record, so that every
-    config is filled."""
+    """A copy of the committed results (which hold a pitfall record) with an analysis record and an
+    attestation of the shallow records of synthetic-intra, so that every config is filled."""
     root = tmp_path_factory.mktemp("results")
     shutil.copytree(COMMITTED, root, dirs_exist_ok=True)
     backbone_scaling(root, "synthetic-intra")
     assert load_pitfalls(root)
+    for record in load_results(root):
+        if (record.task.id, record.method.id) == ("synthetic-intra", "shallow"):
+            # a re-run that gave the same record: what `eegbench reproduce --attest` files when nothing moved
+            attestation = AttestationRecord.of(record, record, tolerance=0.01, by="test", identical_trials=True)
+            write_attestation(root, attestation, record)
+    assert Attestations.load(root).reproduced
     return root
 
 
@@ -51,6 +58,7 @@ def test_pages_built_from_an_export_are_byte_identical(results, exported, tmp_pa
     page = direct["synthetic-intra-v1"].read_text()
     assert "## Backbone scaling" in page and "What protocol choices do to scores" in page  # both configs rendered
     assert "| shallow " in cli.output  # the main tables are printed too
+    assert "| reproduced" in page  # trust levels travel with the export
 
 
 def test_an_export_is_deterministic_and_loads_with_datasets(results, exported, tmp_path):
@@ -80,6 +88,7 @@ def test_loading_back_is_lossless(results, exported):
     assert board.results == load_results(results)
     assert [a.kind for a in board.analyses] == ["backbone-scaling"]
     assert [p.method for p in board.pitfalls] == ["shallow"]
+    assert board.attestations == load_attestations(results)
 
 
 def test_the_card_states_configs_license_and_tasks(results, exported):
@@ -89,7 +98,7 @@ def test_the_card_states_configs_license_and_tasks(results, exported):
     assert meta["license"] == "cc-by-4.0"
     assert meta["configs"] == [{"config_name": kind, "data_files": [{"split": "train", "path": f"{kind}/*.parquet"}],
                                 **({"default": True} if kind == "records" else {})}
-                               for kind in ("records", "analyses", "pitfalls")]
+                               for kind in ("records", "analyses", "pitfalls", "attestations")]
     assert "### synthetic-intra (version 1)" in body and "### synthetic-joint (version 1)" in body
     assert "Intra-subject: train and test within each subject" in body  # the task file's description
     assert "chance: top1 0.5 %, top5 2.5 %" in body
@@ -166,8 +175,7 @@ def test_push_creates_a_dataset_repo_and_uploads_the_export(exported, monkeypatc
     assert init == {"token": "hf_test"}
     assert create == {"repo_id": "eegbench/results", "repo_type": "dataset", "private": None, "exist_ok": True}
     assert upload["repo_type"] == "dataset" and upload["folder_path"] == str(exported)
-    assert upload["allow_patterns"] == ["README.md", MANIFEST, "records/*.parquet", "analyses/*.parquet",
-                                        "pitfalls/*.parquet"]
+    assert upload["allow_patterns"] == ["README.md", MANIFEST, *(f"{kind}/*.parquet" for kind in CONFIGS)]
     assert upload["delete_patterns"] is None  # every config has rows
     with pytest.raises(InvalidInputError, match="ORG/NAME"):
         push_results(exported, "not a repo")
@@ -191,10 +199,12 @@ def test_a_hub_source_is_a_snapshot_of_a_dataset_repo(exported, monkeypatch):
 
 
 def test_results_ls_lists_entries(results):
-    entries = results_entries(load_results(results))
+    entries = results_entries(load_results(results), Attestations.load(results))
     shallow = next(e for e in entries if (e.task, e.method) == ("synthetic-intra", "shallow"))
     assert (shallow.records, shallow.subjects, shallow.seeds) == (28, ("sub-01", "sub-02", "sub-03", "sub-04"),
                                                                   (0, 1, 2))
+    assert {(e.task, e.method): e.trust for e in entries if e.trust == "reproduced"} == {
+        ("synthetic-intra", "shallow"): "reproduced"}  # the fixture attested those records only
     listed = CliRunner().invoke(app, ["results", "ls", "--results-dir", str(results), "--json"])
     assert listed.exit_code == 0, listed.output
     assert len(json.loads(listed.output)) == len(entries) == len({(r.task.id, r.task.version, r.method.id, r.backbone.name)
