@@ -332,10 +332,17 @@ def leaderboard(
     results_dir: ResultsOpt = DEFAULT_RESULTS_DIR,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="Folder for the markdown pages (default: <results-dir>/leaderboard).")] = None,
+    site_dir: Annotated[Path | None, typer.Option(
+        "--site", help="Also write the static HTML site (open DIR/index.html, offline) into this folder: new, empty "
+                       "or an earlier site, outside the results folder.")] = None,
 ) -> None:
     """Regenerate the leaderboard markdown from result files, and print the main tables."""
     from eegbench.leaderboard import build_rows, code_notes, group_by_task, main_table
 
+    if site_dir is not None:  # refused before anything is read or written
+        from eegbench.site import check_site_folder
+
+        check_site_folder(site_dir, results_dir)
     every = eegbench.load_results(results_dir)  # read once: a skipped file is reported once
     out_dir = out_dir or results_dir / "leaderboard"
     written = eegbench.build_leaderboard(results_dir, out_dir, every)
@@ -347,6 +354,11 @@ def leaderboard(
         for note in code_notes(rows):
             out(note)
     console.print(f"Wrote {len(written)} pages to {out_dir}/ (index: {written['index']}).")
+    if site_dir is not None:
+        from eegbench.site import build_site
+
+        pages = build_site(results_dir, site_dir, every)
+        console.print(f"Wrote the site, {len(pages)} pages, to {site_dir}/ (open {pages['index']}).")
 
 
 @list_app.command("tasks")

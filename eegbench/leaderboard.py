@@ -128,6 +128,8 @@ class Row:
     #: "registered": every record was computed with the current code of the registered submission of
     #: its method id; "modified": some with other code; "unregistered": no submission has this id
     code: str = "registered"
+    #: the entry's trust level, set by the trust mechanism: "self-reported" until a maintainer reproduced it
+    trust: str = "self-reported"
 
     @property
     def label(self) -> str:
@@ -659,4 +661,35 @@ def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int]
     written["published"] = out_dir / "published.md"
     atomic_write_text(out_dir / "README.md", "\n".join(index) + "\n")
     written["index"] = out_dir / "README.md"
+    return written
+
+
+@dataclass
+class TaskBoard:
+    """What every rendering of one (task, version) is built from: its records and their rows, best first."""
+
+    records: list[ResultRecord]
+    rows: list[Row]
+
+    @property
+    def name(self) -> str:
+        """The page name, ``<task>-v<version>``, shared by the markdown page, the site page and their plots."""
+        return _page_name(self.records[0].task.id, self.records[0].task.version)
+
+
+def task_boards(records: Iterable[ResultRecord]) -> list[TaskBoard]:
+    """One :class:`TaskBoard` per (task, version) of ``records``, in (task, version) order: the rows are those of
+    the markdown pages (:func:`build_rows`), for renderings other than markdown (:mod:`eegbench.site`)."""
+    return [TaskBoard(mine, build_rows(mine)) for mine in group_by_task(records).values()]
+
+
+def write_plots(board: TaskBoard, plot_dir: Path) -> dict[str, Path]:
+    """The PNG plots of a task page that have data, by kind: ``depth`` (main score against relative depth) and
+    ``size`` (against backbone size), named as the markdown page names them."""
+    plots = {"depth": lambda path: _plot_depth(board.records, path), "size": lambda path: _plot_size(board.rows, path)}
+    written = {}
+    for kind, plot in plots.items():
+        path = plot_dir / f"{board.name}-{kind}.png"
+        if plot(path):
+            written[kind] = path
     return written

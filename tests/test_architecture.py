@@ -57,6 +57,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission, protocol pitfalls.
     ("sweep", "estimates", "reproduction", "analyses", "check", "pitfalls"),
     ("leaderboard",),
+    # The leaderboard as a static HTML site, from the rows of its pages.
+    ("site",),
     # The public Python API, then the command line over it.
     ("eegbench",),
     ("cli",),
@@ -259,11 +261,13 @@ def test_the_pitfall_code_is_unreachable_from_runs_sweeps_and_main_tables():
     for start in ("eegbench.runner", "eegbench.sweep", "eegbench.results", "eegbench.stats"):
         assert "eegbench.pitfalls" not in _reachable(start), f"{start} reaches eegbench.pitfalls"
     importers = {imp.importer for imp in IMPORTS if imp.module == "eegbench.pitfalls"}
-    assert importers <= {"eegbench.leaderboard", "eegbench.cli"}, importers
-    # the leaderboard imports it in the one function that adds the pitfall section to a page
-    tree = ast.parse((REPO / "eegbench" / "leaderboard.py").read_text())
-    holders = {function.name for function in ast.walk(tree) if isinstance(function, ast.FunctionDef)
-               for node in ast.walk(function)
-               if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"}
-    module_level = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"]
-    assert holders == {"_pitfall_sections"} and not module_level
+    assert importers <= {"eegbench.leaderboard", "eegbench.site", "eegbench.cli"}, importers
+    # the leaderboard and the site import it in the one function that adds the pitfall section to a page
+    for module, holder in (("leaderboard", "_pitfall_sections"), ("site", "_pitfall_section")):
+        tree = ast.parse((REPO / "eegbench" / f"{module}.py").read_text())
+        holders = {function.name for function in ast.walk(tree) if isinstance(function, ast.FunctionDef)
+                   for node in ast.walk(function)
+                   if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"}
+        module_level = [node for node in tree.body
+                        if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"]
+        assert holders == {holder} and not module_level, module
