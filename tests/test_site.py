@@ -33,9 +33,10 @@ def results(tmp_path_factory):
     """Three entries on the tiny task (shallow at two fixed layers, for the depth plot) and a pitfall record."""
     root = tmp_path_factory.mktemp("results")
     task = tiny_task()
-    run(task, "final", results_dir=root, hyperparameters={"epochs": 2})
+    task = task.with_overrides(training={**task.training, "epochs": 2})  # default hyperparameters: on the depth plot
+    run(task, "final", results_dir=root)
     for layer in ("blocks.3", "blocks.5"):
-        run(task, "shallow", layer=layer, results_dir=root, hyperparameters={"epochs": 2})
+        run(task, "shallow", layer=layer, results_dir=root)
     _write_pitfall_record(root, ResultStore(root).records().__next__())
     return root
 
@@ -193,6 +194,7 @@ def browser():
 
 
 def _open(browser, path: Path, fragment: str = "") -> None:
+    browser.get("about:blank")  # a fresh document, even where only the fragment changes
     browser.get(path.resolve().as_uri() + fragment)
     browser.get_log("browser")  # drop what an earlier page logged
 
