@@ -351,15 +351,22 @@ def leaderboard(
                                "`eegbench results export`, or hub:ORG/NAME; needs --out.")] = None,
     reproduced_only: Annotated[bool, typer.Option(
         "--reproduced-only", help="Show only entries a maintainer reproduced (`eegbench reproduce --attest`).")] = False,
+    site_dir: Annotated[Path | None, typer.Option(
+        "--site", help="Also write the static HTML site (open DIR/index.html, offline) into this folder: new, empty "
+                       "or an earlier site, outside the results folder.")] = None,
 ) -> None:
     """Regenerate the leaderboard markdown from result files, and print the main tables."""
     from eegbench.attestation import Attestations
     from eegbench.leaderboard import build_rows, code_notes, group_by_task, main_table, read_board_records, \
         reproduced_entries, write_leaderboard
 
+    if from_dataset is not None and out_dir is None:
+        raise InvalidInputError("--from-dataset needs --out: the folder to write the pages to.")
+    if site_dir is not None:  # refused before anything is read or written
+        from eegbench.site import check_site_folder
+
+        check_site_folder(site_dir, None if from_dataset is not None else results_dir)
     if from_dataset is not None:
-        if out_dir is None:
-            raise InvalidInputError("--from-dataset needs --out: the folder to write the pages to.")
         from eegbench.results_dataset import load_results_dataset
 
         board = load_results_dataset(from_dataset)
@@ -377,6 +384,11 @@ def leaderboard(
         for note in code_notes(rows):
             out(note)
     console.print(f"Wrote {len(written)} pages to {out_dir}/ (index: {written['index']}).")
+    if site_dir is not None:
+        from eegbench.site import write_site
+
+        pages = write_site(board, site_dir, reproduced_only=reproduced_only)
+        console.print(f"Wrote the site, {len(pages)} page{'s' * (len(pages) != 1)}, to {site_dir}/ (open {pages['index']}).")
 
 
 @list_app.command("tasks")

@@ -744,3 +744,35 @@ def _write_pages(records: Sequence[ResultRecord], analyses: dict[tuple[str, int]
     atomic_write_text(out_dir / "README.md", "\n".join(index) + "\n")
     written["index"] = out_dir / "README.md"
     return written
+
+
+@dataclass
+class TaskBoard:
+    """What every rendering of one (task, version) is built from: its records and their rows, best first."""
+
+    records: list[ResultRecord]
+    rows: list[Row]
+
+    @property
+    def name(self) -> str:
+        """The page name, ``<task>-v<version>``, shared by the markdown page, the site page and their plots."""
+        return _page_name(self.records[0].task.id, self.records[0].task.version)
+
+
+def task_boards(records: Iterable[ResultRecord], attestations: Attestations = Attestations()) -> list[TaskBoard]:
+    """One :class:`TaskBoard` per (task, version) of ``records``, in (task, version) order: the rows are those of
+    the markdown pages (:func:`build_rows`, trust levels by ``attestations``), for renderings other than
+    markdown (:mod:`eegbench.site`)."""
+    return [TaskBoard(mine, build_rows(mine, attestations)) for mine in group_by_task(records).values()]
+
+
+def write_plots(board: TaskBoard, plot_dir: Path) -> dict[str, Path]:
+    """The PNG plots of a task page that have data, by kind: ``depth`` (main score against relative depth) and
+    ``size`` (against backbone size), named as the markdown page names them."""
+    plots = {"depth": lambda path: _plot_depth(board.records, path), "size": lambda path: _plot_size(board.rows, path)}
+    written = {}
+    for kind, plot in plots.items():
+        path = plot_dir / f"{board.name}-{kind}.png"
+        if plot(path):
+            written[kind] = path
+    return written

@@ -577,6 +577,9 @@ def run_pitfalls(method: str | Submission = "shallow", task: str | Task = "synth
 # --- leaderboard section -------------------------------------------------------------------------------------
 
 SECTION_TITLE = "What protocol choices do to scores"
+#: the columns of :func:`pitfall_table`
+TABLE_HEADERS = ("Pitfall", "What it changes", "Peer code that does it", "Reference %", "With pitfall %",
+                 "Δ top-1 [95 % CI]", "Δ top-5 [95 % CI]")
 
 
 def _points(change: MetricChange) -> str:
@@ -653,12 +656,10 @@ def pitfall_section(records: Sequence[PitfallRecord], plot_dir: Path | None) -> 
              "(`eegbench pitfalls`), against the honest reference named; Δ in percentage points with a 95 % CI "
              "from a paired hierarchical bootstrap (subjects, then test images). Reference % and pitfall % are "
              "top-1.", ""]
-    headers = ["Pitfall", "What it changes", "Peer code that does it", "Reference %", "With pitfall %",
-               "Δ top-1 [95 % CI]", "Δ top-5 [95 % CI]"]
     for record in sorted(records, key=lambda r: (r.method, r.backbone)):
         # method, backbone and layer setting are validated identifiers; the cells are this module's own text
         lines += [f"### {record.method} on {record.backbone} (layer `{record.layer_setting}`)", "",
-                  tabulate(pitfall_table(record), headers, tablefmt="github", disable_numparse=True), ""]
+                  tabulate(pitfall_table(record), TABLE_HEADERS, tablefmt="github", disable_numparse=True), ""]
         name = f"pitfalls-{record.task.id}-v{record.task.version}-{record.method}-{record.backbone}.png"
         if plot_dir is not None and _plot(record, Path(plot_dir) / name):
             lines += [f"![Changes of top-1 and top-5 by protocol choice]({name})", ""]

@@ -58,8 +58,8 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     # Many runs: sweeps, re-runs of records, scaling and RSA analyses, the check of a submission, protocol pitfalls.
     ("sweep", "estimates", "reproduction", "analyses", "check", "pitfalls"),
     ("leaderboard", "pr"),
-    # Results as a dataset (Parquet, the Hugging Face Hub): exported from, and loaded as, what boards are built from.
-    ("results_dataset",),
+    # What boards are built from, as a dataset (Parquet, the Hugging Face Hub); the board as a static HTML site.
+    ("results_dataset", "site"),
     # The public Python API, then the command line over it.
     ("eegbench",),
     ("cli",),
@@ -262,11 +262,15 @@ def test_the_pitfall_code_is_unreachable_from_runs_sweeps_and_main_tables():
     for start in ("eegbench.runner", "eegbench.sweep", "eegbench.results", "eegbench.stats"):
         assert "eegbench.pitfalls" not in _reachable(start), f"{start} reaches eegbench.pitfalls"
     importers = {imp.importer for imp in IMPORTS if imp.module == "eegbench.pitfalls"}
-    assert importers <= {"eegbench.leaderboard", "eegbench.results_dataset", "eegbench.cli"}, importers
-    # the leaderboard imports it in the function that reads pitfall records and the one that adds their section
-    tree = ast.parse((REPO / "eegbench" / "leaderboard.py").read_text())
-    holders = {function.name for function in ast.walk(tree) if isinstance(function, ast.FunctionDef)
-               for node in ast.walk(function)
-               if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"}
-    module_level = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"]
-    assert holders == {"read_board_records", "_pitfall_sections"} and not module_level
+    assert importers <= {"eegbench.leaderboard", "eegbench.results_dataset", "eegbench.site", "eegbench.cli"}, importers
+    # the leaderboard imports it in the function that reads pitfall records and the one that adds their section;
+    # the site in the one that adds their section
+    for module, expected in (("leaderboard", {"read_board_records", "_pitfall_sections"}),
+                             ("site", {"_pitfall_section"})):
+        tree = ast.parse((REPO / "eegbench" / f"{module}.py").read_text())
+        holders = {function.name for function in ast.walk(tree) if isinstance(function, ast.FunctionDef)
+                   for node in ast.walk(function)
+                   if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"}
+        module_level = [node for node in tree.body
+                        if isinstance(node, ast.ImportFrom) and node.module == "eegbench.pitfalls"]
+        assert holders == expected and not module_level, module

@@ -69,7 +69,7 @@ def test_the_pr_workflow_runs_the_readme_test_command_and_checks_in_the_sandbox(
 
 def test_the_board_workflow_fails_on_stale_pages():
     runs = "\n".join(step.get("run", "") for step in _steps("board.yml", "pages"))
-    assert "eegbench leaderboard --results-dir leaderboard/results --out leaderboard" in runs
+    assert "eegbench leaderboard --results-dir leaderboard/results --out leaderboard --site leaderboard/site" in runs
     assert "git diff --exit-code" in runs
 
 
