@@ -145,7 +145,7 @@ def _fewer_images(files):  # as sub-06, who did not complete the experiment
     (lambda f: f["events"].unlink(), r"sub-03_task-rsvp_events.tsv is missing"),
     (_no_test_part, r"there is no isteststim column, so this subject has no validation-image trials"),
     (_onsets_in_ms, r"onsets are not in seconds .* as in snapshots before 1.2.0"),
-    (_fewer_images, r"sub-03 has 11 train images and sub-02 has 12 .* All subjects must share the same images"),
+    (_fewer_images, r"sub-03 has 11 train images and sub-02 has 12; .* All subjects must share the same images"),
 ], ids=["cut-mid-sample", "cut-short", "nan", "no-vmrk", "no-vhdr", "no-events", "no-test-part", "onsets-in-ms",
         "fewer-images"])
 def test_a_damaged_subject_fails_clearly_and_alone(eeg1_root, tmp_path, damage, message):
