@@ -461,7 +461,7 @@ data_app = typer.Typer(help="Download, verify and describe the real datasets (TH
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-DatasetArg = Annotated[str, typer.Argument(help="things-eeg2 or things-meg.")]
+DatasetArg = Annotated[str, typer.Argument(help="things-eeg2, things-meg or things-eeg1.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="Data root folder (give it to `eegbench run --data-root`).")]
 VariantOpt = Annotated[str | None, typer.Option(help="Preprocessing variant (default: the dataset's default).")]
 # A flag's default is written out (typer's help shows it from here, not from the API); a test keeps it the API's.

@@ -6,12 +6,15 @@
   keeps the full 300-sample axis from -0.2 s while the data holds the last 250 samples;
 * raw ``raw_eeg_*.npy``: ``np.save`` of a dict with 63 EEG channels plus ``stim`` at 1000 Hz;
 * THINGS-MEG ``preprocessed_P<n>-epo.fif``: MNE epochs (-0.1..1.3 s, 200 Hz) with the trial table as
-  metadata and THINGS image numbers as event codes (999999 for catch trials).
+  metadata and THINGS image numbers as event codes (999999 for catch trials);
+* THINGS-EEG1 (ds003825 1.2.0) ``sub-XX/eeg/sub-XX_task-rsvp_{eeg.vhdr,eeg.vmrk,eeg.eeg,events.tsv}``:
+  BrainVision float32 at 1000 Hz and the BIDS events table with the snapshot's 22 columns.
 """
 
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -171,3 +174,122 @@ def write_raw_subject(root: Path, test_noise: float = 1.0, seed: int = 0) -> Non
 
             path = root / "raw_data" / "sub-01" / f"ses-{session:02d}" / f"raw_eeg_{split}.npy"
             write_raw_session(path, events, duration_s=events[-1][0] + 2.0, signal_fn=signal)
+
+
+# --- THINGS-EEG1 (OpenNeuro ds003825 1.2.0): BIDS BrainVision recordings and events ---------------------------
+
+#: The columns of ``sub-XX_task-rsvp_events.tsv`` in snapshot 1.2.0, in its order (sub-02 to sub-50).
+EEG1_EVENT_COLUMNS = ("onset", "duration", "eventnumber", "blocksequencenumber", "isteststim", "object", "objectnumber",
+                      "presentationnumber", "sequencenumber", "stim", "stimnumber", "teststimnumber",
+                      "withinsequencenumber", "istarget", "stimname", "response", "rt", "correct", "time_stimon",
+                      "time_stimoff", "stimdur", "sample")
+
+
+def write_brainvision(folder: Path, stem: str, data_uv: np.ndarray, ch_names, markers: list[tuple[int, str]],
+                      sfreq: float = 1000.0) -> None:
+    """``<stem>.vhdr``, ``.vmrk`` and ``.eeg`` as BrainVision Recorder writes them: multiplexed IEEE float32
+    samples in µV (resolution 1), markers ``(sample, description)`` at 1-based positions after a New Segment."""
+    folder.mkdir(parents=True, exist_ok=True)
+    channels = "\n".join(f"Ch{i}={name},,1,µV" for i, name in enumerate(ch_names, start=1))
+    (folder / f"{stem}.vhdr").write_text(
+        "Brain Vision Data Exchange Header File Version 1.0\n; Data created by the Vision Recorder\n\n"
+        f"[Common Infos]\nCodepage=UTF-8\nDataFile={stem}.eeg\nMarkerFile={stem}.vmrk\nDataFormat=BINARY\n"
+        "; Data orientation: MULTIPLEXED=ch1,pt1, ch2,pt1 ...\nDataOrientation=MULTIPLEXED\n"
+        f"NumberOfChannels={len(ch_names)}\n; Sampling interval in microseconds\n"
+        f"SamplingInterval={1e6 / sfreq:g}\n\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n\n[Channel Infos]\n"
+        "; Each entry: Ch<Channel number>=<Name>,<Reference channel name>,\n"
+        '; <Resolution in "Unit">,<Unit>, Future extensions..\n'
+        "; Fields are delimited by commas, some fields might be omitted (empty).\n"
+        '; Commas in channel names are coded as "\\1".\n' + channels + "\n", encoding="utf-8")
+    marks = [f"Mk{i}=Stimulus,{description},{sample + 1},1,0" for i, (sample, description) in enumerate(markers, 2)]
+    (folder / f"{stem}.vmrk").write_text(
+        "Brain Vision Data Exchange Marker File, Version 1.0\n\n"
+        f"[Common Infos]\nCodepage=UTF-8\nDataFile={stem}.eeg\n\n[Marker Infos]\n"
+        "; Each entry: Mk<Marker number>=<Type>,<Description>,<Position in data points>,\n"
+        "; <Size in data points>, <Channel number (0 = marker is related to all channels)>\n"
+        "; Fields are delimited by commas, some fields might be omitted (empty).\n"
+        '; Commas in type or description text are coded as "\\1".\n'
+        "Mk1=New Segment,,1,1,0,20190305103000000000\n" + "\n".join(marks) + "\n", encoding="utf-8")
+    np.ascontiguousarray(data_uv.T, dtype="<f4").tofile(folder / f"{stem}.eeg")
+
+
+@dataclass(frozen=True)
+class EEG1Design:
+    """A small THINGS-EEG1 experiment: ``concepts`` x ``per_concept`` images shown once, then one validation
+    image of each of the last ``n_test`` concepts shown ``test_repetitions`` times, every ``soa`` seconds."""
+
+    concepts: tuple[str, ...] = tuple(concept_name(i) for i in range(9))
+    per_concept: int = 2
+    n_test: int = 3
+    test_repetitions: int = 3
+    soa: float = 1.2  # the real streams run at 0.1 s; apart here so that each epoch holds one image's response
+
+    def training_stims(self) -> list[str]:
+        return [f"{c}_{i + 1:02d}{'b' if i == 0 else 's'}.jpg" for c in self.concepts for i in range(self.per_concept)]
+
+    def test_stims(self) -> list[str]:
+        return [f"{c}_13n.jpg" for c in self.concepts[-self.n_test:]]
+
+    def image_files(self) -> list[str]:
+        """``<concept>/<file>`` of every image shown, as under ``object_images``."""
+        return [f"{s.rsplit('_', 1)[0]}/{s}" for s in (*self.training_stims(), *self.test_stims())]
+
+    def hz(self, stimname: str) -> float:
+        """The frequency at which the response to an image oscillates (distinct per image)."""
+        return 3.0 + sorted(self.image_files()).index(f"{stimname.rsplit('_', 1)[0]}/{stimname}")
+
+
+def write_things_eeg1_subject(root: Path, subject: int, design: EEG1Design = EEG1Design(),
+                              ch_names=None, seed: int = 0) -> None:
+    """``sub-XX/eeg/``: the BrainVision recording (1000 Hz, 63 channels by default) and the 1.2.0 events.tsv.
+
+    Training images come in a shuffled order, then the validation images, each repetition shuffled; every
+    image's response oscillates at :meth:`EEG1Design.hz` on one spatial pattern, for 0.8 s after its onset.
+    """
+    import pandas as pd
+
+    from eegbench.data.things_eeg1 import CHANNELS_63
+
+    ch_names = tuple(ch_names or CHANNELS_63)
+    rng = np.random.default_rng(seed + subject)
+    train, test = design.training_stims(), design.test_stims()
+    shown = [train[i] for i in rng.permutation(len(train))]
+    shown += [test[i] for _ in range(design.test_repetitions) for i in rng.permutation(len(test))]
+    onsets = 1.0 + design.soa * np.arange(len(shown))
+    n_samples = int((onsets[-1] + 2.0) * 1000)
+    times = np.arange(n_samples) / 1000.0
+    pattern = rng.normal(size=(len(ch_names), 1))
+    data = rng.normal(scale=1.0, size=(len(ch_names), n_samples))
+    for onset, stim in zip(onsets, shown):
+        on = (times >= onset) & (times < onset + 0.8)
+        data[:, on] += 5.0 * pattern * np.sin(2 * np.pi * design.hz(stim) * (times[on] - onset))
+    samples = np.round(onsets * 1000).astype(int)
+    markers = sorted([(s, "S  1") for s in samples] + [(s + 50, "S  2") for s in samples])
+    label = f"sub-{subject:02d}"
+    write_brainvision(root / label / "eeg", f"{label}_task-rsvp_eeg", data, ch_names, markers)
+    is_test = np.array([s in test for s in shown], dtype=int)
+    concept = [s.rsplit("_", 1)[0] for s in shown]
+    number = {c: i for i, c in enumerate(sorted(design.concepts))}
+    rows = {
+        "onset": np.round(onsets, 3), "duration": 50, "eventnumber": np.arange(len(shown)),
+        "blocksequencenumber": np.where(is_test, -1, 0), "isteststim": is_test,
+        "object": [c if not t else -1 for c, t in zip(concept, is_test)],
+        "objectnumber": [number[c] if not t else -1 for c, t in zip(concept, is_test)],
+        "presentationnumber": np.arange(len(shown)), "sequencenumber": np.where(is_test, 1, 0),
+        "stim": [f"stimuli\\{c}\\{s}" for c, s in zip(concept, shown)],
+        "stimnumber": [int(s.rsplit("_", 1)[1][:2]) - 1 if not t else -1 for s, t in zip(shown, is_test)],
+        "teststimnumber": [test.index(s) if t else -1 for s, t in zip(shown, is_test)],
+        "withinsequencenumber": np.where(is_test, -1, 0), "istarget": (np.arange(len(shown)) % 7 == 3).astype(int),
+        "stimname": shown, "response": 0, "rt": 0.0, "correct": 0, "time_stimon": onsets - 0.5,
+        "time_stimoff": onsets - 0.45, "stimdur": 0.05, "sample": samples,
+    }
+    pd.DataFrame(rows, columns=list(EEG1_EVENT_COLUMNS)).to_csv(
+        root / label / "eeg" / f"{label}_task-rsvp_events.tsv", sep="\t", index=False)
+
+
+def write_things_eeg1(root: Path, subjects=(2, 3), design: EEG1Design = EEG1Design()) -> EEG1Design:
+    """A THINGS-EEG1 data root: ``subjects``' BIDS files and the THINGS images they show."""
+    for subject in subjects:
+        write_things_eeg1_subject(root, subject, design)
+    write_things_images(root, design.image_files())
+    return design

@@ -158,3 +158,33 @@ def cached_conversion(name: str, variant: str, key_material: dict, image_root: P
     unavailable |= {**(absent or {}), **(broken or {})}
     subjects = tuple(sorted({*dataset.subjects, *(broken or {})}))
     return dataclasses.replace(dataset, image_root=image_root, subjects=subjects, unavailable=unavailable)
+
+
+def epoch_continuous(raw, events: np.ndarray, *, tmin: float, tmax: float, sfreq: float, first_time: float,
+                     path: Path, hint: str, chunk: int = 2000
+                     ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], np.ndarray, int]:
+    """Epochs of a continuous ``mne.io.Raw`` around ``events``, as the raw-data variants preprocess them.
+
+    Each epoch spans ``tmin`` to ``tmax`` s around its event, is baseline-corrected on its pre-stimulus
+    part, resampled to ``sfreq`` Hz and cropped to ``first_time``..``tmax``. Events are epoched in
+    chunks so that memory stays bounded for hour-long recordings at 1000 Hz.
+
+    Returns the ``(epochs, channels, times)`` float32 data, the event code of each epoch, the channel
+    names, the time axis and the number of events dropped because their epoch leaves the recording.
+    """
+    import mne
+
+    parts, codes, dropped, layout = [], [], 0, None
+    for start in range(0, len(events), chunk):
+        batch = events[start:start + chunk]
+        try:
+            epochs = mne.Epochs(raw, batch, tmin=tmin, tmax=tmax, baseline=(None, 0), preload=True,
+                                reject_by_annotation=False, verbose=False)
+        except (RuntimeError, ValueError) as err:
+            raise DataError(f"{path}: cannot epoch the recording around its events ({err}). {hint}") from None
+        dropped += len(batch) - len(epochs)
+        epochs.resample(sfreq, verbose=False).crop(tmin=first_time, tmax=None, verbose=False)
+        parts.append(epochs.get_data(copy=False).astype(np.float32))
+        codes.append(epochs.events[:, 2])
+        layout = (tuple(epochs.ch_names), np.round(epochs.times, 9))
+    return np.concatenate(parts), np.concatenate(codes), layout[0], layout[1], dropped

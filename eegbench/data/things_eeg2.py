@@ -32,6 +32,7 @@ from eegbench.data.canonical import CanonicalWriter
 from eegbench.data.conversion import (
     DATA_ROOT_PLACEHOLDER,
     cached_conversion,
+    epoch_continuous,
     read_pickled_dict,
     require_finite,
     require_keys,
@@ -322,20 +323,8 @@ def _epoch_raw(path: Path, hint: str, first_time: float = 0.0, chunk: int = 2000
     if not len(events):
         raise DataError(f"{path}: the stim channel holds no image events. {hint}")
     raw.pick("eeg")
-    parts, codes, dropped, layout = [], [], 0, None
-    for start in range(0, len(events), chunk):
-        batch = events[start:start + chunk]
-        try:
-            epochs = mne.Epochs(raw, batch, tmin=-0.2, tmax=1.0, baseline=(None, 0), preload=True,
-                                reject_by_annotation=False, verbose=False)
-        except (RuntimeError, ValueError) as err:
-            raise DataError(f"{path}: cannot epoch the recording around its events ({err}). {hint}") from None
-        dropped += len(batch) - len(epochs)
-        epochs.resample(250.0, verbose=False).crop(tmin=first_time, tmax=None, verbose=False)
-        parts.append(epochs.get_data(copy=False).astype(np.float32))
-        codes.append(epochs.events[:, 2])
-        layout = (tuple(epochs.ch_names), np.round(epochs.times, 9))
-    return np.concatenate(parts), np.concatenate(codes), layout[0], layout[1], dropped
+    return epoch_continuous(raw, events, tmin=-0.2, tmax=1.0, sfreq=250.0, first_time=first_time, path=path,
+                            hint=hint, chunk=chunk)
 
 
 def _collect(epochs_by_session: list[tuple[np.ndarray, np.ndarray]], n_images: int, n_reps: int, split: str,

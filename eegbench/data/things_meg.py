@@ -173,7 +173,8 @@ def zero_shot_split(metadata, path: Path, hint: str) -> SplitPlan:
     )
 
 
-def _image_table(files: tuple[str, ...]) -> ImageTable:
+def image_table(files: tuple[str, ...]) -> ImageTable:
+    """The table of THINGS image files ``"<concept>/<file>"``: ids are the file stems, concepts the folders."""
     return ImageTable(tuple(Path(f).stem for f in files), files, tuple(f.split("/")[0] for f in files))
 
 
@@ -287,11 +288,11 @@ def _load(data_root: Path | None, variant: Variant, opts: ThingsMEGOptions) -> D
     reference_label, (_, reference) = next(iter(plans.items()))
     for label, (path, plan) in list(plans.items())[1:]:
         try:
-            _check_same_trials(label, path, plan, reference_label, reference)
+            check_same_trials(label, path, plan, reference_label, reference)
         except DataError as error:
             broken[label] = error
             del plans[label]
-    train_images, test_images = _image_table(reference.train_files), _image_table(reference.test_files)
+    train_images, test_images = image_table(reference.train_files), image_table(reference.test_files)
     missing = [f for f in (*train_images.files, *test_images.files) if not (root / IMAGE_DIR / f).is_file()]
     if missing:
         raise MissingDataError(f"{len(missing)} images of the THINGS-MEG trials are missing under "
@@ -354,7 +355,7 @@ def _subject_plan(path: Path, hint: str) -> SplitPlan:
     return zero_shot_split(epochs.metadata, path, hint)
 
 
-def _check_same_trials(label: str, path: Path, plan: SplitPlan, reference_label: str, reference: SplitPlan) -> None:
+def check_same_trials(label: str, path: Path, plan: SplitPlan, reference_label: str, reference: SplitPlan) -> None:
     """Every subject must show the same training and test images, with as many test repetitions."""
     for split in ("train", "test"):
         mine, theirs = getattr(plan, f"{split}_files"), getattr(reference, f"{split}_files")
