@@ -343,7 +343,7 @@ def _layout(variant: Variant, opts: AlljoinedOptions | None) -> RecordingLayout:
 
 
 SPEC = DatasetSpec(
-    name=NAME, title="Alljoined-1.6M", options=AlljoinedOptions, loader=_load, variants=VARIANTS,
+    name=NAME, options=AlljoinedOptions, loader=_load, variants=VARIANTS,
     default_variant=DEFAULT_VARIANT, subjects=tuple(range(1, 21)), manifest=True, layout=_layout,
     sizes=DeclaredSizes("eeg", 16540, 200),
     description="Alljoined-1.6M (Xu et al. 2025, arXiv 2508.18571; Hugging Face Alljoined/Alljoined-1.6M, "
