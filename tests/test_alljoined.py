@@ -16,8 +16,11 @@ from eegbench.data import get_dataset_spec, load_dataset
 from eegbench.data.alljoined import CHANNELS, LICENSE, NAME
 from eegbench.errors import DataError, MissingDataError
 from eegbench.records import ResultRecord
+from eegbench.submissions import list_submissions
+from eegbench.sweep import load_sweep, plan_sweep
 from eegbench.tasks import Task, load_task
 
+REPO = Path(__file__).resolve().parents[1]
 SMALL = {"train_repetitions": 2, "test_repetitions": 3}
 
 
@@ -82,6 +85,7 @@ def _run(args: list[str]):
                                     "--json", *args])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["alljoined-intra", "alljoined-joint"])
 def test_the_tasks_run_end_to_end_on_the_embedded_backbone(root, tmp_path, name):
     folder, _ = root
@@ -182,3 +186,19 @@ def test_the_download_refuses_to_start_until_the_licence_is_accepted(tmp_path):
     assert outcome.exit_code == 2 and "HF_HUB_OFFLINE is set" in outcome.output
     record = json.loads((tmp_path / "data" / ".eegbench" / "downloads.json").read_text())
     assert record["licenses_accepted"] == {LICENSE: "https://creativecommons.org/licenses/by-nc-nd/4.0/"}
+
+
+@pytest.mark.slow
+def test_the_official_sweep_plans_every_method_and_both_protocols_with_no_data_on_disk(tmp_path):
+    board, joint, depth = load_sweep(REPO / "sweeps" / "official-alljoined.yaml").grids
+    # every reference method of the main (inductive) track; tta runs on the transductive track only
+    assert set(board.methods) == set(list_submissions()) - {"tta"} and board.tasks == depth.tasks == ["alljoined-intra"]
+    assert joint.tasks == ["alljoined-joint"] and len(depth.layers) == 10
+    data = yaml.safe_load((REPO / "sweeps" / "official-alljoined.yaml").read_text())
+    for grid in data["grids"]:  # one backbone: the full list costs minutes of meta-device passes for no coverage
+        grid["backbones"] = ["rn50"]
+    small = tmp_path / "official-alljoined.yaml"
+    small.write_text(yaml.safe_dump({**data, "results_dir": str(tmp_path / "results")}))
+    plan = plan_sweep(load_sweep(small), declared=True)
+    assert plan.declared == (NAME,)
+    assert len({key.subject for config in plan.configs for key in config.keys}) == 20
