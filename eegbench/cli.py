@@ -457,11 +457,12 @@ def list_encoders_cmd() -> None:
 
 # --- data: download, verify, info -------------------------------------------------------------
 
-data_app = typer.Typer(help="Download, verify and describe the real datasets (THINGS-EEG2, THINGS-MEG).",
+data_app = typer.Typer(help="Download, verify and describe the real datasets (THINGS-EEG2, THINGS-MEG, "
+                            "Alljoined-1.6M).",
                        no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-DatasetArg = Annotated[str, typer.Argument(help="things-eeg2, things-meg or things-eeg1.")]
+DatasetArg = Annotated[str, typer.Argument(help="things-eeg2, things-meg, things-eeg1 or alljoined.")]
 RootOpt = Annotated[Path, typer.Option("--root", help="Data root folder (give it to `eegbench run --data-root`).")]
 VariantOpt = Annotated[str | None, typer.Option(help="Preprocessing variant (default: the dataset's default).")]
 # A flag's default is written out (typer's help shows it from here, not from the API); a test keeps it the API's.
@@ -482,9 +483,12 @@ def _verify_api() -> Callable[..., Any]:
 
 @data_app.command("download", context_settings=api_defaults(_download_api))
 def data_download(dataset: DatasetArg, root: RootOpt, variant: VariantOpt = None, subjects: SubjectsOpt = None,
-                  images: ImagesOpt = True) -> None:
+                  images: ImagesOpt = True, accept_license: Annotated[bool, typer.Option(
+                      "--accept-license", help="Accept the dataset's licence (Alljoined-1.6M: CC-BY-NC-ND-4.0); "
+                                               "such a dataset is refused without it.")] = False) -> None:
     """Fetch a dataset's files (resumable), each checked against the packaged manifest."""
-    report = _download_api()(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images)
+    report = _download_api()(dataset, root, variant=variant, subjects=_csv(subjects, int), images=images,
+                             accept_license=accept_license)
     out(f"{dataset}: {len(report.downloaded)} files downloaded, {len(report.present)} already present, in "
         f"{report.root}.")
     for note in report.notes:

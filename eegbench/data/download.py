@@ -427,14 +427,20 @@ def _targets(entry: ManifestFile, source: dict, root: Path, record: DownloadReco
     return [(entry.path, entry.remote if source["kind"] == "http" else None, expected)]
 
 
+def licenses(manifest: Manifest, entries: Sequence[ManifestFile]) -> dict[str, str]:
+    """The licences (name -> terms URL) that the sources of ``entries`` declare and a user must accept."""
+    declared = (manifest.sources[entry.source].get("license") for entry in entries)
+    return {terms["name"]: terms["url"] for terms in declared if terms}
+
+
 def download(dataset: str, root: str | Path, *, variant: str | None = None, subjects: Sequence[int] | None = None,
-             images: bool = True) -> DownloadReport:
+             images: bool = True, accept_license: bool = False) -> DownloadReport:
     """Fetch what ``variant`` of ``dataset`` needs into ``root``; files already there and intact are kept.
 
     Parameters
     ----------
     dataset : str
-        ``"things-eeg2"`` or ``"things-meg"``.
+        ``"things-eeg2"``, ``"things-meg"`` or ``"alljoined"``.
     root : path-like
         The data root (created if needed); pass the same folder as ``--data-root`` to ``eegbench run``.
     variant : str, optional
@@ -443,12 +449,21 @@ def download(dataset: str, root: str | Path, *, variant: str | None = None, subj
         Subject numbers (default: all).
     images : bool
         Also fetch the image set (shared by all variants).
+    accept_license : bool
+        Accept the licence the dataset's source declares (e.g. Alljoined-1.6M's CC-BY-NC-ND-4.0); without it,
+        such a dataset is refused before anything is fetched. The acceptance is recorded under the root.
     """
     manifest = load_manifest(dataset)
     entries = manifest.select(variant, subjects, images)
+    terms = licenses(manifest, entries)
+    if terms and not accept_license:
+        listed = "; ".join(f"{name} ({url})" for name, url in terms.items())
+        raise InvalidInputError(f"The {dataset} files are distributed under {listed}. Read the terms, then pass "
+                                f"--accept-license (Python: accept_license=True) to download them.")
     root = Path(root).expanduser().resolve()
     root.mkdir(parents=True, exist_ok=True)
     record, memo, report = DownloadRecord(root), FileDigests(), DownloadReport(root)
+    record.data.setdefault("licenses_accepted", {}).update(terms)
     try:
         for entry in entries:
             source = manifest.sources[entry.source]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eegbench.data import synthetic, things_eeg1, things_eeg2, things_meg
+from eegbench.data import synthetic, alljoined, things_eeg1, things_eeg2, things_meg
 from eegbench.data.base import Dataset
 from eegbench.data.spec import DatasetSpec
 from eegbench.registry import Registry
@@ -51,5 +51,5 @@ def load_dataset(name: str, *, options: dict | None = None, variant: str | None 
     return get_dataset_spec(name).load(options=options, variant=variant, data_root=data_root)
 
 
-for _spec in (synthetic.SPEC, things_eeg2.SPEC, things_meg.SPEC, things_eeg1.SPEC):
+for _spec in (synthetic.SPEC, things_eeg2.SPEC, things_meg.SPEC, things_eeg1.SPEC, alljoined.SPEC):
     register_dataset(_spec)
