@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from eegbench.data import synthetic, alljoined, things_eeg1, things_eeg2, things_meg
+from eegbench.data import alljoined, synthetic, things_eeg1, things_eeg2, things_meg
 from eegbench.data.base import Dataset
 from eegbench.data.spec import DatasetSpec
 from eegbench.registry import Registry
