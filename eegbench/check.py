@@ -78,9 +78,10 @@ def check_submission(submission: str | Path, task: str | Task | None = None, *,
     start = time.perf_counter()
     loaded = load_submission(submission)
     task = task if isinstance(task, Task) else load_task(task or check_task(loaded))
-    if task.dataset.name != "synthetic":
+    downloaded = [d.name for d in task.datasets if d.name != "synthetic"]
+    if downloaded:
         raise InvalidInputError("eegbench check runs on a synthetic task (it needs no download); "
-                                f"{task.id!r} uses {task.dataset.name!r}.")
+                                f"{task.id!r} uses {downloaded[0]!r}.")
     root = Path(results_dir) if results_dir else cache_home() / "check-results"
     common = {"subjects": subjects, "device": "cpu", "hyperparameters": hyperparameters,
               "isolation": resolve_isolation(isolation), "datasets": DatasetCache()}

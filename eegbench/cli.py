@@ -399,8 +399,8 @@ def list_tasks_cmd() -> None:
     rows = []
     for name in eegbench.list_tasks():
         task = eegbench.load_task(name)
-        rows.append([task.id, task.version, task.protocol, task.dataset.name + (f" ({task.dataset.variant})"
-                     if task.dataset.variant else ""), len(task.seeds)])
+        data = " -> ".join(d.name + (f" ({d.variant})" if d.variant else "") for d in task.datasets)
+        rows.append([task.id, task.version, task.protocol, data, len(task.seeds)])
     out(tabulate(rows, ["task", "version", "protocol", "dataset", "seeds"], tablefmt="simple"))
 
 

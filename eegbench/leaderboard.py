@@ -75,7 +75,9 @@ _PUBLISHED_FOR = {"things-eeg2": "things-eeg", "things-meg": "things-meg"}
 MODIFIED_CODE = "†"
 #: how a page describes each protocol of :class:`~eegbench.tasks.Task`
 PROTOCOL_TITLES = {"intra": "intra-subject", "inter": "inter-subject (leave one subject out)",
-                   "joint": "joint (one model trained on every subject, tested on each)"}
+                   "joint": "joint (one model trained on every subject, tested on each)",
+                   "cross": "cross-dataset (one model trained on every subject of one dataset, tested on each subject "
+                            "of another)"}
 #: markdown punctuation that could start markup in a table cell or a line of text
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
 #: line breaks (which would end a table row) and other control characters

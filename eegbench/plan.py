@@ -28,6 +28,7 @@ from eegbench.backbones import DEFAULT_BACKBONE, Backbone, get_backbone_spec, lo
 from eegbench.backbones.base import BackboneLayers
 from eegbench.data import Dataset, get_dataset_spec, load_dataset
 from eegbench.data.base import check_subjects
+from eegbench.data.cross import cross_dataset
 from eegbench.devices import resolve_device
 from eegbench.isolation import MethodPlan, MethodPlanner, SubmissionSession
 from eegbench.protocols import Unit, evaluated_subjects, nested_training_images, plan_units
@@ -59,6 +60,20 @@ class DatasetCache:
             self._loaded[key] = load_dataset(spec.name, options=spec.options, variant=spec.variant,
                                              data_root=data_root)
         return self._loaded[key]
+
+
+def check_task_datasets(task: Task) -> None:
+    """Check the task against the declaration of each dataset it reads (no file is read)."""
+    for section in task.datasets:
+        get_dataset_spec(section.name).check_task(task.model_copy(update={"dataset": section}))
+
+
+def load_task_dataset(task: Task, data_root: str | Path | None = None, datasets: DatasetCache | None = None) -> Dataset:
+    """The dataset a task runs on: its ``dataset``, or for ``protocol: cross`` that dataset composed with its
+    ``test_dataset`` (:func:`eegbench.data.cross.cross_dataset`). Both are read from ``data_root``."""
+    datasets = datasets or DatasetCache()
+    loaded = [datasets.load(section, data_root) for section in task.datasets]
+    return loaded[0] if len(loaded) == 1 else cross_dataset(*loaded, channels=task.channels)
 
 
 @dataclass(frozen=True)
@@ -136,7 +151,7 @@ def check_request(task: Task, backbone: str | None = None, *, subjects: Sequence
                                 "local weights file, or leave --weights out to use the backbone's own weights.")
     check_subjects(subjects)
     check_seeds(seeds)
-    get_dataset_spec(task.dataset.name).check_task(task)
+    check_task_datasets(task)
 
 
 def run_target(task: Task, backbone: str | None, layer: str | None) -> tuple[str, str | None]:
@@ -174,12 +189,12 @@ def resolve_task(task: str | Task, backbone: str = DEFAULT_BACKBONE, *, subjects
     """
     task = task if isinstance(task, Task) else load_task(task)
     subjects = check_subjects(subjects)
-    get_dataset_spec(task.dataset.name).check_task(task)  # before the backbone and the dataset are loaded
+    check_task_datasets(task)  # before the backbone and the dataset are loaded
     model = None
     if device is not None:
         model = load_backbone(backbone, weights=weights, device=str(resolve_device(device)))
         model = model.at_size(task.features.image_size)
-    dataset = (datasets or DatasetCache()).load(task.dataset, data_root)
+    dataset = load_task_dataset(task, data_root, datasets)
     task.check_chance(len(dataset.test_images))
     task.check_recording(dataset.info.times, dataset.info.ch_names, f"the recording of dataset {dataset.name!r}")
     chosen = tuple(evaluated_subjects(task, dataset, subjects))

@@ -6,6 +6,9 @@
   responses, nor their normalisation statistics) is used for fitting or selection.
 * **joint**: train one model per seed on every subject's training responses (each labelled with
   its subject), test it on each subject's test responses. The units of a seed share one fit.
+* **cross**: train one model per seed on every subject of the task's ``dataset``, test it on each
+  subject of its ``test_dataset`` (:mod:`eegbench.data.cross`); the tested dataset's training
+  responses are never read, and its subjects are normalised with training statistics only.
 
 Methods learn the subject of every training response (``Split.subjects``) and of the test
 responses they embed (:meth:`~eegbench.submissions.Aligner.embed_brain_of`).
@@ -30,6 +33,7 @@ import torch
 from eegbench._check import InvalidInputError, check_seeds
 from eegbench.backbones.base import LayerRef
 from eegbench.data.base import Dataset, RecordingInfo, check_subjects
+from eegbench.data.cross import CrossDataset
 from eegbench.normalization import noise_covariance, whiten, whitening_matrix
 from eegbench.submissions import Split, TrainingData
 from eegbench.tasks import Task
@@ -77,11 +81,17 @@ def plan_units(task: Task, dataset: Dataset, subjects: Sequence[str | int] | Non
     seed_list = list(task.seeds) if seeds is None else check_seeds(seeds)
     if task.protocol == "inter" and len(pool) < 2:
         raise InvalidInputError(f"Task {task.id!r} is inter-subject but has only {len(pool)} subject.")
-    if task.protocol != "intra":
+    if task.protocol in ("inter", "joint"):
         pool = [dataset.resolve_subject(s) for s in pool]  # every subject is trained on: each must be usable
+    if task.protocol == "cross":
+        if not isinstance(dataset, CrossDataset):
+            raise InvalidInputError(f"Task {task.id!r} is cross-dataset: run it on the composition of its two datasets "
+                                    "(eegbench.plan.load_task_dataset), not on one dataset.")
+        training = tuple(dataset.resolve_subject(s) for s in dataset.training_subjects)
     trained_on = {"intra": lambda subject: (subject,),
                   "inter": lambda subject: tuple(s for s in pool if s != subject),
-                  "joint": lambda subject: tuple(pool)}[task.protocol]
+                  "joint": lambda subject: tuple(pool),
+                  "cross": lambda subject: training}[task.protocol]
     return [Unit(subject, trained_on(subject), seed) for subject in chosen for seed in seed_list]
 
 
@@ -378,7 +388,7 @@ def training_data(task: Task, dataset: Dataset, unit: Unit, features: dict[str, 
         seed=unit.seed,
         device=device,
         unit={"task": task.id, "protocol": task.protocol, "train_subjects": list(unit.train_subjects),
-              "seed": unit.seed} | ({} if task.protocol == "joint" else {"subject": unit.subject}),
+              "seed": unit.seed} | ({} if task.protocol in ("joint", "cross") else {"subject": unit.subject}),
         views=dict(views or {}),
     )
     return data, prepared.normalizer

@@ -569,8 +569,9 @@ def plan_sweep(spec: SweepSpec, *, retry_failed: bool = False, declared: bool = 
                 config = RunConfig(_stable_path(task_name), _stable_path(method_name), backbone, resolved.layer, hp,
                                    tuple(grid.seeds) if grid.seeds is not None else None)
                 task = resolved.task
-                group = f"{task.dataset.name}{'/' + task.dataset.variant if task.dataset.variant else ''} " \
-                        f"{hash_json(task.dataset.options)[:6]} @{task.features.image_size or 'native'}px | {backbone}"
+                data = " + ".join(f"{d.name}{'/' + d.variant if d.variant else ''} {hash_json(d.options)[:6]}"
+                                  for d in task.datasets)
+                group = f"{data} @{task.features.image_size or 'native'}px | {backbone}"
                 configs[keys[0]] = PlannedConfig(config, group, keys, {key: store.status(key) for key in keys},
                                                  _workload(resolved))
     planned = list(configs.values())

@@ -1,7 +1,7 @@
 """Benchmark tasks: strict, versioned YAML files in ``tasks/``.
 
 A task fixes everything that decides a number: the dataset and its variant, the protocol
-(intra-subject, inter-subject or joint), subjects, channels, time window and baseline, repetition
+(intra-subject, inter-subject, joint, or cross-dataset with a second, test dataset), subjects, channels, time window and baseline, repetition
 handling in training and test, response normalisation (z-score, multivariate noise normalisation or
 none), the validation split (carved from training concepts, concept-disjoint), the gallery, metrics,
 scoring modes, chance levels, seeds, the inference track (inductive or transductive), the
@@ -108,7 +108,7 @@ MetricName = Annotated[str, Field(pattern=r"^(top[1-9][0-9]*|mean_rank|median_ra
 SCORING_MODES = ("single_trial", "subject_aggregated")
 #: Task fields that enter :attr:`Task.content_hash` only when they differ from their default
 _HASHED_ONLY_WHEN_SET = ("main_score", "reference_method", "baseline", "scoring", "inference", "inference_target",
-                         "target")
+                         "target", "test_dataset")
 #: below this many subjects, ``inference_target: auto`` tests differences over test images, not subjects
 MIN_SUBJECTS_FOR_SUBJECT_INFERENCE = 8
 
@@ -138,7 +138,11 @@ class Task(BaseModel):
     version: int = Field(ge=1)
     description: str
     dataset: TaskDataset
-    protocol: Literal["intra", "inter", "joint"]
+    protocol: Literal["intra", "inter", "joint", "cross"]
+    #: ``protocol: cross`` only: the dataset whose subjects are tested (on its test images) by models
+    #: trained on every subject of ``dataset`` (:mod:`eegbench.data.cross`)
+    test_dataset: TaskDataset | None = None
+    #: the evaluated subjects (of ``test_dataset`` for ``protocol: cross``, which trains on every subject of ``dataset``)
     subjects: Literal["all"] | list[int] = "all"
     channels: Literal["all"] | list[str] = "all"
     time_window: tuple[float, float]
@@ -201,6 +205,17 @@ class Task(BaseModel):
         if isinstance(subjects, list) and any(s < 1 for s in subjects):
             raise ValueError("subject numbers start at 1")
         return subjects
+
+    @model_validator(mode="after")
+    def _test_dataset_for_cross(self) -> Task:
+        if (self.protocol == "cross") != (self.test_dataset is not None):
+            raise ValueError("protocol: cross needs test_dataset (the dataset tested on), and only it takes one")
+        return self
+
+    @property
+    def datasets(self) -> tuple[TaskDataset, ...]:
+        """The datasets the task reads: ``dataset``, then ``test_dataset`` where set."""
+        return (self.dataset,) if self.test_dataset is None else (self.dataset, self.test_dataset)
 
     @model_validator(mode="after")
     def _chance_for_each_metric(self) -> Task:

@@ -40,7 +40,8 @@ def test_task_loads_from_a_path(tmp_path):
 
 @pytest.mark.parametrize("changes, message", [
     ({"colour": "blue"}, r"colour: unknown field"),
-    ({"protocol": "sideways"}, r"protocol: Input should be 'intra', 'inter' or 'joint'"),
+    ({"protocol": "sideways"}, r"protocol: Input should be 'intra', 'inter', 'joint' or 'cross'"),
+    ({"protocol": "cross"}, r"protocol: cross needs test_dataset"),
     ({"time_window": [1.0, 0.0]}, r"time_window: time_window must be \[start, end\)"),
     ({"seeds": []}, r"seeds: List should have at least 1 item"),
     ({"chance": {"top1": 0.005}}, r"chance must give a level for every metric; missing \['top5'\]"),
