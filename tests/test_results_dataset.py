@@ -224,3 +224,21 @@ def test_a_run_logs_its_pace_between_batches(caplog):
         _log_pace(3, 4, 540.0)
     assert caplog.messages == ["1 of 4 units handled in 30 s; about 90 s left at this pace.",
                                "3 of 4 units handled in 9.0 min; about 3.0 min left at this pace."]
+
+
+def test_the_committed_board_and_site_regenerate_byte_identically_from_an_export(tmp_path):
+    """`eegbench results export` then `eegbench leaderboard --from-dataset` gives the committed pages, site included."""
+    board = COMMITTED.parent
+    exported = CliRunner().invoke(app, ["results", "export", str(tmp_path / "export"), "--results-dir", str(COMMITTED)])
+    assert exported.exit_code == 0, exported.output
+    built = CliRunner().invoke(app, ["leaderboard", "--from-dataset", str(tmp_path / "export"), "--out",
+                                     str(tmp_path / "board"), "--site", str(tmp_path / "site")])
+    assert built.exit_code == 0, built.output
+    pages = sorted(p.name for p in (tmp_path / "board").iterdir())
+    assert pages == sorted(p.name for p in board.iterdir() if p.suffix in (".md", ".png"))
+    site = sorted(p.relative_to(tmp_path / "site").as_posix() for p in (tmp_path / "site").rglob("*") if p.is_file())
+    assert site == sorted(p.relative_to(board / "site").as_posix() for p in (board / "site").rglob("*") if p.is_file())
+    for folder, names in ((board, pages), (board / "site", site)):
+        built_folder = tmp_path / ("board" if folder == board else "site")
+        for name in names:
+            assert (built_folder / name).read_bytes() == (folder / name).read_bytes(), f"{name} differs"
