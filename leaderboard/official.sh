@@ -10,4 +10,4 @@ eegbench sweep run sweeps/official-synthetic.yaml > /dev/null
 # what protocol choices do to scores (about 25 minutes): a pitfall record, never part of the main tables
 [ -f leaderboard/results/_pitfalls/synthetic-intra/v1/shallow-efficientnet_lite0.json ] ||
   eegbench pitfalls --method shallow --task synthetic-intra --results-dir leaderboard/results > /dev/null
-eegbench leaderboard --results-dir leaderboard/results --out leaderboard
+eegbench leaderboard --results-dir leaderboard/results --out leaderboard --site leaderboard/site
