@@ -190,15 +190,17 @@ def test_the_download_refuses_to_start_until_the_licence_is_accepted(tmp_path):
 
 @pytest.mark.slow
 def test_the_official_sweep_plans_every_method_and_both_protocols_with_no_data_on_disk(tmp_path):
-    board, joint, depth = load_sweep(REPO / "sweeps" / "official-alljoined.yaml").grids
+    board, joint, depth, cross = load_sweep(REPO / "sweeps" / "official-alljoined.yaml").grids
     # every reference method of the main (inductive) track; tta runs on the transductive track only
     assert set(board.methods) == set(list_submissions()) - {"tta"} and board.tasks == depth.tasks == ["alljoined-intra"]
-    assert joint.tasks == ["alljoined-joint"] and len(depth.layers) == 10
+    assert joint.tasks == ["alljoined-joint"] and len(depth.layers) == 10 and cross.tasks == ["things-eeg2-to-alljoined"]
     data = yaml.safe_load((REPO / "sweeps" / "official-alljoined.yaml").read_text())
     for grid in data["grids"]:  # one backbone: the full list costs minutes of meta-device passes for no coverage
         grid["backbones"] = ["rn50"]
     small = tmp_path / "official-alljoined.yaml"
     small.write_text(yaml.safe_dump({**data, "results_dir": str(tmp_path / "results")}))
     plan = plan_sweep(load_sweep(small), declared=True)
-    assert plan.declared == (NAME,)
-    assert len({key.subject for config in plan.configs for key in config.keys}) == 20
+    assert plan.declared == ("alljoined", "things-eeg2")  # the cross task trains on THINGS-EEG2
+    assert len({key.subject for config in plan.configs for key in config.keys}) == 20  # every tested subject is Alljoined's
+    assert {key.task for config in plan.configs for key in config.keys} == {"alljoined-intra", "alljoined-joint",
+                                                                            "things-eeg2-to-alljoined"}
