@@ -28,7 +28,7 @@ from eegbench.backbones import DEFAULT_BACKBONE, Backbone, get_backbone_spec, lo
 from eegbench.backbones.base import BackboneLayers
 from eegbench.data import Dataset, get_dataset_spec, load_dataset
 from eegbench.data.base import check_subjects
-from eegbench.data.cross import cross_dataset
+from eegbench.data.cross import cross_dataset, shared_channels, shared_samples
 from eegbench.devices import resolve_device
 from eegbench.isolation import MethodPlan, MethodPlanner, SubmissionSession
 from eegbench.protocols import Unit, evaluated_subjects, nested_training_images, plan_units
@@ -63,9 +63,18 @@ class DatasetCache:
 
 
 def check_task_datasets(task: Task) -> None:
-    """Check the task against the declaration of each dataset it reads (no file is read)."""
+    """Check the task against the declaration of each dataset it reads, and a cross-dataset task's two
+    recordings against each other where both are declared (no file is read)."""
     for section in task.datasets:
         get_dataset_spec(section.name).check_task(task.model_copy(update={"dataset": section}))
+    if len(task.datasets) == 2:
+        declared = [get_dataset_spec(d.name).declared_recording(options=d.options, variant=d.variant)
+                    for d in task.datasets]
+        if None not in declared:
+            names = tuple(f"{d.name} ({d.variant or 'default'})" for d in task.datasets)
+            shared_samples(*declared, names)
+            if all(info.ch_names for info in declared):
+                shared_channels(*declared, task.channels, names)
 
 
 def load_task_dataset(task: Task, data_root: str | Path | None = None, datasets: DatasetCache | None = None) -> Dataset:

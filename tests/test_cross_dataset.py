@@ -102,7 +102,7 @@ def test_recordings_that_do_not_line_up_are_refused(root):
         cross_dataset(train, test, channels=["Oz", "Fz"])
     slower = RecordingInfo("eeg", test.info.ch_names, 100.0, np.arange(100) / 100.0, test.info.unit)
     shifted = RecordingInfo("eeg", test.info.ch_names, 250.0, test.info.times + 0.002, test.info.unit)
-    with pytest.raises(InvalidInputError, match="sampled at 100 and 250 Hz"):
+    with pytest.raises(InvalidInputError, match="at 250 Hz and alljoined .* at 100 Hz"):
         cross_dataset(train, replace(test, info=slower))
     with pytest.raises(InvalidInputError, match="share no common samples"):
         cross_dataset(train, replace(test, info=shifted))
@@ -121,11 +121,24 @@ def test_the_task_declares_both_datasets_and_cross_needs_a_test_dataset():
     assert "test_dataset" not in load_task("things-eeg-inter").model_dump(exclude_defaults=True)
 
 
+def test_recordings_that_cannot_line_up_are_refused_before_any_file_is_read(tmp_path):
+    official = _task(dataset={"name": "things-eeg2", "variant": "official-17ch-100hz"}, time_window=[0.0, 0.5])
+    with pytest.raises(InvalidInputError, match="things-eeg2 .* is sampled at 100 Hz and alljoined .* at 250 Hz"):
+        check_task_datasets(official)
+    outcome = CliRunner().invoke(app, ["run", "--task", _task_file(tmp_path, official), "--method", "final",
+                                       "--data-root", str(tmp_path / "nothing-here")])
+    assert outcome.exit_code == 2 and "at 250 Hz" in outcome.output and "Traceback" not in outcome.output
+
+
+def _task_file(folder: Path, task: Task) -> str:
+    path = folder / f"{task.id}.yaml"
+    path.write_text(yaml.safe_dump(task.model_dump(mode="json")))
+    return str(path)
+
+
 @pytest.mark.slow
 def test_the_task_runs_end_to_end_on_the_embedded_backbone(root, tmp_path):
-    path = tmp_path / f"{TASK}.yaml"
-    path.write_text(yaml.safe_dump(_task().model_dump(mode="json")))
-    outcome = CliRunner().invoke(app, ["run", "--task", str(path), "--backbone", "efficientnet_lite0", "--method",
+    outcome = CliRunner().invoke(app, ["run", "--task", _task_file(tmp_path, _task()), "--backbone", "efficientnet_lite0", "--method",
                                        "final", "--epochs", "2", "--json", "--data-root", str(root),
                                        "--results-dir", str(tmp_path / "results")])
     assert outcome.exit_code == 0, outcome.output

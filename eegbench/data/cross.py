@@ -108,14 +108,11 @@ class CrossDataset(Dataset):
         return super().resolve_subject(label)  # a damaged subject of either dataset raises why
 
 
-def shared_recording(train: RecordingInfo, test: RecordingInfo, channels: Sequence[str] | str,
-                     names: tuple[str, str]) -> tuple[RecordingInfo, tuple[np.ndarray, np.ndarray],
-                                                      tuple[np.ndarray, np.ndarray]]:
-    """The recording both datasets have, and the (channel, sample) indices of each into it.
+def shared_samples(train: RecordingInfo, test: RecordingInfo, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """The indices into each time axis of the samples both recordings have.
 
-    ``channels`` is a list of channel names both must have, or ``"all"`` for every channel they share
-    (in the training dataset's order). Modality, sampling rate and unit must agree, and the time axes
-    must share their samples over the span both cover.
+    Modality, unit and sampling rate must agree, and the time axes must share their samples over the
+    span both cover. ``names`` names the training and the test recording in messages.
     """
     train_name, test_name = names
     for what, a, b in (("modality", train.modality, test.modality), ("unit", train.unit, test.unit)):
@@ -123,20 +120,9 @@ def shared_recording(train: RecordingInfo, test: RecordingInfo, channels: Sequen
             raise InvalidInputError(f"Cannot test on {test_name} what is trained on {train_name}: their {what} differs "
                                     f"({a} vs {b}). Choose variants of the two datasets recorded in the same {what}.")
     if abs(train.sfreq - test.sfreq) > 1e-6:
-        raise InvalidInputError(f"Cannot test on {test_name} what is trained on {train_name}: they are sampled at "
-                                f"{test.sfreq:g} and {train.sfreq:g} Hz. Choose variants at the same sampling rate.")
-    if channels == "all":
-        channels = [c for c in train.ch_names if c in set(test.ch_names)]
-        if not channels:
-            raise InvalidInputError(f"{train_name} and {test_name} share no channel name; list the channels to use "
-                                    "in the task file.")
-    indices = []
-    for info, name in ((train, train_name), (test, test_name)):
-        missing = [c for c in channels if c not in info.ch_names]
-        if missing:
-            raise InvalidInputError(f"Channels {missing} are not in {name}, which has {', '.join(info.ch_names)}. "
-                                    "A cross-dataset task lists channels both datasets have.")
-        indices.append(info.channel_indices(channels))
+        raise InvalidInputError(f"Cannot test on {test_name} what is trained on {train_name}: {train_name} is sampled "
+                                f"at {train.sfreq:g} Hz and {test_name} at {test.sfreq:g} Hz. Choose variants at the "
+                                "same sampling rate.")
     start, stop = max(train.times[0], test.times[0]), min(train.times[-1], test.times[-1])
     in_span = [np.flatnonzero((info.times >= start - _TIME_TOLERANCE) & (info.times <= stop + _TIME_TOLERANCE))
                for info in (train, test)]
@@ -145,8 +131,38 @@ def shared_recording(train: RecordingInfo, test: RecordingInfo, channels: Sequen
         raise InvalidInputError(f"The time axes of {train_name} ({train.times[0]:g} to {train.times[-1]:g} s) and "
                                 f"{test_name} ({test.times[0]:g} to {test.times[-1]:g} s) share no common samples; "
                                 "choose variants sampled on the same grid.")
-    info = RecordingInfo(train.modality, tuple(channels), train.sfreq, train.times[in_span[0]], train.unit)
-    return info, (indices[0], in_span[0]), (indices[1], in_span[1])
+    return in_span[0], in_span[1]
+
+
+def shared_channels(train: RecordingInfo, test: RecordingInfo, channels: Sequence[str] | str,
+                    names: tuple[str, str]) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """The channels a cross-dataset task uses, and their indices into each recording.
+
+    ``channels`` is a list of channel names both must have, or ``"all"`` for every channel they share
+    (in the training recording's order).
+    """
+    if channels == "all":
+        channels = [c for c in train.ch_names if c in set(test.ch_names)]
+        if not channels:
+            raise InvalidInputError(f"{names[0]} and {names[1]} share no channel name; list the channels to use in "
+                                    "the task file.")
+    for info, name in zip((train, test), names):
+        missing = [c for c in channels if c not in info.ch_names]
+        if missing:
+            raise InvalidInputError(f"Channels {missing} are not in {name}, which has {', '.join(info.ch_names)}. "
+                                    "A cross-dataset task lists channels both datasets have.")
+    return tuple(channels), train.channel_indices(channels), test.channel_indices(channels)
+
+
+def shared_recording(train: RecordingInfo, test: RecordingInfo, channels: Sequence[str] | str,
+                     names: tuple[str, str]) -> tuple[RecordingInfo, tuple[np.ndarray, np.ndarray],
+                                                      tuple[np.ndarray, np.ndarray]]:
+    """The recording both datasets have (:func:`shared_samples`, :func:`shared_channels`), and the
+    (channel, sample) indices of each into it."""
+    train_times, test_times = shared_samples(train, test, names)
+    names_kept, train_channels, test_channels = shared_channels(train, test, channels, names)
+    info = RecordingInfo(train.modality, names_kept, train.sfreq, train.times[train_times], train.unit)
+    return info, (train_channels, train_times), (test_channels, test_times)
 
 
 def check_zero_shot(train: ImageTable, test: ImageTable, names: tuple[str, str]) -> None:

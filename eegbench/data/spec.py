@@ -184,6 +184,15 @@ class DatasetSpec:
             source = f"dataset {self.name!r}" + (f" (variant {variant.name!r})" if variant is not None else "")
             task.check_recording(layout.times, layout.channels, source)
 
+    def declared_recording(self, *, options: Mapping[str, Any] | None = None,
+                           variant: str | None = None) -> RecordingInfo | None:
+        """Modality, sampling rate, time axis and channel names (empty where only the files say) as declared,
+        without reading a file; None when the dataset does not declare its sizes and layout."""
+        layout = self.declared_layout(options=options, variant=variant)
+        if self.sizes is None or layout is None:
+            return None
+        return RecordingInfo(self.sizes.modality, layout.channels or (), _sampling_rate(layout.times), layout.times)
+
     def declared_dataset(self, *, options: Mapping[str, Any] | None = None, variant: str | None = None) -> Dataset:
         """The dataset as declared, with no data: subjects, recording layout and image counts, no arrays.
 
@@ -198,7 +207,6 @@ class DatasetSpec:
             raise InvalidInputError(f"Dataset {self.name!r} does not declare its subjects, sizes and layout, so it "
                                     "cannot be planned without its files; pass --data-root DIR.")
         chosen = self.variant(variant)
-        sfreq = 1.0 / float(layout.times[1] - layout.times[0]) if len(layout.times) > 1 else 1.0
         channels = layout.channels or tuple(f"channel-{i + 1:03d}" for i in range(n_channels))
         hint = self.download_hint("DIR", variant)
 
@@ -207,7 +215,7 @@ class DatasetSpec:
 
         return Dataset(name=self.name, variant=chosen.name if chosen is not None else "default",
                        subjects=tuple(subject_label(s) for s in self.subjects),
-                       info=RecordingInfo(self.sizes.modality, channels, sfreq, layout.times),
+                       info=RecordingInfo(self.sizes.modality, channels, _sampling_rate(layout.times), layout.times),
                        train_images=_placeholder_images("train", self.sizes.n_train_images),
                        test_images=_placeholder_images("test", self.sizes.n_test_images),
                        image_root=Path("."), fingerprint="declared", root=Path("."), read_arrays=no_arrays,
@@ -232,6 +240,11 @@ class DatasetSpec:
         if root is not None:
             check_folder_path(root, f"pass the folder that `eegbench data download {self.name}` fills")
         return self.loader(root, chosen, parsed)
+
+
+def _sampling_rate(times: np.ndarray) -> float:
+    """The sampling rate of an evenly sampled time axis (1 Hz for a single sample)."""
+    return 1.0 / float(times[1] - times[0]) if len(times) > 1 else 1.0
 
 
 def _placeholder_images(split: str, n_images: int) -> ImageTable:
