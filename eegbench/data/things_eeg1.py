@@ -55,7 +55,7 @@ from eegbench.data.conversion import (
 )
 from eegbench.data.montages import POSTERIOR_17
 from eegbench.data.spec import DatasetSpec, DeclaredSizes, RecordingLayout
-from eegbench.data.things_meg import SplitPlan, check_same_trials, image_table, zero_shot_split
+from eegbench.data.things_meg import SplitPlan, shared_image_tables, zero_shot_split
 from eegbench.normalization import noise_whitener, whiten
 
 NAME = "things-eeg1"
@@ -302,20 +302,9 @@ def _load(data_root: Path | None, variant: Variant, opts: ThingsEEG1Options) -> 
             plans[label] = _plan_subject(root, label, variant, _subject_hint(root, variant, label))
         except DataError as error:
             broken[label] = error
-    if not plans:
-        raise next(iter(broken.values()))
-    reference_label, (_, _, reference) = next(iter(plans.items()))
-    for label, (files, _, plan) in list(plans.items())[1:]:
-        try:
-            check_same_trials(label, files["events"], plan, reference_label, reference)
-        except DataError as error:
-            broken[label] = error
-            del plans[label]
-    train_images, test_images = image_table(reference.train_files), image_table(reference.test_files)
-    missing = [f for f in (*train_images.files, *test_images.files) if not (root / IMAGE_DIR / f).is_file()]
-    if missing:
-        raise MissingDataError(f"{len(missing)} images of the THINGS-EEG1 presentations are missing under "
-                               f"{root / IMAGE_DIR}, e.g. {missing[0]}. {images_hint(root)}")
+    train_images, test_images = shared_image_tables(plans, lambda entry: (entry[0]["events"], entry[2]), broken,
+                                                    root / IMAGE_DIR, "the THINGS-EEG1 presentations",
+                                                    images_hint(root))
     digests = source_digests(root, [path for files, _, _ in plans.values() for path in files.values()])
     key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": variant.to_dict(),
            "options": opts.model_dump(), "sources": digests}

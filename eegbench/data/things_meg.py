@@ -26,9 +26,10 @@ from __future__ import annotations
 import re
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -283,20 +284,8 @@ def _load(data_root: Path | None, variant: Variant, opts: ThingsMEGOptions) -> D
             plans[label] = (path, _subject_plan(path, _subject_hint(root, label)))
         except DataError as error:
             broken[label] = error
-    if not plans:
-        raise next(iter(broken.values()))
-    reference_label, (_, reference) = next(iter(plans.items()))
-    for label, (path, plan) in list(plans.items())[1:]:
-        try:
-            check_same_trials(label, path, plan, reference_label, reference)
-        except DataError as error:
-            broken[label] = error
-            del plans[label]
-    train_images, test_images = image_table(reference.train_files), image_table(reference.test_files)
-    missing = [f for f in (*train_images.files, *test_images.files) if not (root / IMAGE_DIR / f).is_file()]
-    if missing:
-        raise MissingDataError(f"{len(missing)} images of the THINGS-MEG trials are missing under "
-                               f"{root / IMAGE_DIR}, e.g. {missing[0]}. {images_hint(root)}")
+    train_images, test_images = shared_image_tables(plans, lambda entry: entry, broken, root / IMAGE_DIR,
+                                                    "the THINGS-MEG trials", images_hint(root))
     digests = source_digests(root, [part for path, _ in plans.values() for part in _epochs_parts(path)])
     key = {"dataset": NAME, "converter": CONVERTER_VERSION, "variant": variant.to_dict(),
            "options": opts.model_dump(), "sources": digests}
@@ -353,6 +342,38 @@ def _subject_plan(path: Path, hint: str) -> SplitPlan:
         raise DataError(f"{path}: the epochs carry no trial metadata (expected the rows of "
                         f"sample_attributes_P{number}.csv, one per epoch). {hint}")
     return zero_shot_split(epochs.metadata, path, hint)
+
+
+#: what a loader keeps per subject while planning its conversion
+T = TypeVar("T")
+
+
+def shared_image_tables(plans: dict[str, T], trials: Callable[[T], tuple[Path, SplitPlan]],
+                        broken: dict[str, DataError], image_root: Path, shown: str,
+                        hint: str) -> tuple[ImageTable, ImageTable]:
+    """The training and test image tables every subject shares: the first subject's.
+
+    ``trials(plans[label])`` gives a subject's source file and split plan. A subject whose trials
+    differ from the first's (:func:`check_same_trials`) moves from ``plans`` to ``broken`` (the others
+    still load); with no subject left, the first error is raised. Every image must be under
+    ``image_root`` (``shown`` and ``hint`` complete the message when some are not).
+    """
+    if not plans:
+        raise next(iter(broken.values()))
+    reference_label, first = next(iter(plans.items()))
+    reference = trials(first)[1]
+    for label, entry in list(plans.items())[1:]:
+        try:
+            check_same_trials(label, *trials(entry), reference_label, reference)
+        except DataError as error:
+            broken[label] = error
+            del plans[label]
+    train_images, test_images = image_table(reference.train_files), image_table(reference.test_files)
+    missing = [f for f in (*train_images.files, *test_images.files) if not (image_root / f).is_file()]
+    if missing:
+        raise MissingDataError(f"{len(missing)} images of {shown} are missing under {image_root}, e.g. {missing[0]}. "
+                               f"{hint}")
+    return train_images, test_images
 
 
 def check_same_trials(label: str, path: Path, plan: SplitPlan, reference_label: str, reference: SplitPlan) -> None:
