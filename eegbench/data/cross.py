@@ -24,7 +24,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -92,13 +92,10 @@ class CrossDataset(Dataset):
     ----------
     training_subjects : tuple of str
         The training dataset's subjects, as this dataset labels them (:func:`training_label`).
-    train_dataset, test_dataset : Dataset
-        The two datasets composed.
+        :attr:`metadata` describes the two datasets composed (``train_dataset``, ``test_dataset``).
     """
 
     training_subjects: tuple[str, ...] = ()
-    train_dataset: Dataset | None = field(default=None, repr=False, compare=False)
-    test_dataset: Dataset | None = field(default=None, repr=False, compare=False)
 
     def resolve_subject(self, subject: str | int) -> str:
         """A test subject (``3``, ``"sub-03"``) or a training subject (``"sub-train03"``) of this composition."""
@@ -210,4 +207,4 @@ def cross_dataset(train: Dataset, test: Dataset, channels: Sequence[str] | str =
         fingerprint=hash_json({"train": train.fingerprint, "test": test.fingerprint, "recording": info.to_dict()}),
         root=test.root, read_arrays=read_arrays, unavailable=unavailable,
         metadata={"repetitions": repetitions, "train_dataset": train.describe(), "test_dataset": test.describe()},
-        training_subjects=tuple(training_subjects), train_dataset=train, test_dataset=test)
+        training_subjects=tuple(training_subjects))
